@@ -1,0 +1,24 @@
+# Two entry points (see README): `make demo` and `make test`. Both create .venv and install covidct first.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+DEMO_OUT ?= demo_out
+
+.PHONY: demo test install clean
+
+$(BIN)/.covidct-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+install: $(BIN)/.covidct-installed
+
+demo: install
+	$(BIN)/covidct demo --out $(DEMO_OUT)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
