@@ -1,0 +1,134 @@
+"""Self-describing checkpoints: model weights plus everything needed to use them without the training config.
+
+A checkpoint is a ``torch.save`` dict of plain types (loadable with ``weights_only=True``)::
+
+    {"format": "covidct-checkpoint", "format_version": 1, "meta": {...CheckpointMeta...},
+     "state_dict": {...}, "extra": {...}}
+
+``extra`` holds optional training state (optimizer, epoch, history) for ``--resume``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from covidct import __version__
+from covidct.errors import CheckpointError
+from covidct.utils import atomic_path
+
+if TYPE_CHECKING:
+    from torch import nn
+
+FORMAT = "covidct-checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointMeta:
+    """What a checkpoint must say about itself to be used for prediction, explanation and export."""
+
+    model_name: str  # paper name or timm name, resolvable with get_spec()
+    timm_name: str
+    classes: tuple[str, ...]
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    window: dict[str, Any] = field(default_factory=lambda: {"name": "lung", "width": 1500.0, "level": -600.0})
+    cam_layer: str = ""
+    dropout: float = 0.0
+    config: dict[str, Any] = field(default_factory=dict)
+    covidct_version: str = __version__
+    format_version: int = FORMAT_VERSION
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["classes"] = list(self.classes)
+        data["mean"], data["std"] = list(self.mean), list(self.std)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckpointMeta:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("classes", "mean", "std"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    model: nn.Module
+    meta: CheckpointMeta
+    extra: dict[str, Any]
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str], model: nn.Module, meta: CheckpointMeta, **extra: Any
+) -> Path:
+    """Write atomically (temp file + ``os.replace``): a crash never leaves a half-written checkpoint."""
+    import torch
+
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "meta": meta.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "extra": extra,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def read_checkpoint(path: str | os.PathLike[str], *, map_location: str = "cpu") -> dict[str, Any]:
+    """The raw payload, validated; clear :class:`CheckpointError` for missing, corrupt or foreign files."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file, not a checkpoint")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        if "Weights only load failed" in reason or isinstance(exc, pickle.UnpicklingError):
+            reason = "not a torch checkpoint file, or truncated"
+        raise CheckpointError(f"{path}: corrupt or not a covidct checkpoint ({reason})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a covidct checkpoint (a plain state dict? use --weights for those)")
+    version = payload.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {version} is not supported by covidct {__version__} "
+            f"(expects format {FORMAT_VERSION})"
+        )
+    return payload
+
+
+def load_checkpoint(path: str | os.PathLike[str], *, map_location: str = "cpu") -> LoadedCheckpoint:
+    """Rebuild the model (no pretrained download) and load its weights."""
+    from covidct.models.registry import create_model
+
+    payload = read_checkpoint(path, map_location=map_location)
+    try:
+        meta = CheckpointMeta.from_dict(payload["meta"])
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: checkpoint metadata is incomplete ({exc})") from None
+    model = create_model(meta.timm_name, len(meta.classes), pretrained=False, dropout=meta.dropout)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"{path}: weights do not fit {meta.timm_name} ({str(exc)[:200]})") from None
+    model.eval()
+    return LoadedCheckpoint(model=model, meta=meta, extra=payload.get("extra") or {})

@@ -1,0 +1,45 @@
+"""The paper's 20 backbones (Garg et al. 2022, Table 1), mapped onto timm.
+
+Input sizes are the Keras defaults the paper used. EfficientNets use the TF-ported ("same" padding)
+noisy-student weights, as the paper did; the others ImageNet weights.
+"""
+
+from __future__ import annotations
+
+from covidct.models.registry import ModelSpec, register
+
+_EFFICIENTNET_SIZES = (224, 240, 260, 300, 380, 456, 528, 600)
+
+PAPER_MODELS: tuple[ModelSpec, ...] = (
+    *(
+        ModelSpec(
+            name=f"EfficientNetB{i}", timm_name=f"tf_efficientnet_b{i}.ns_jft_in1k", input_size=size,
+            cam_layer="bn2", family="EfficientNet", pretrained_weights="Noisy Student (JFT) + ImageNet",
+        )
+        for i, size in enumerate(_EFFICIENTNET_SIZES)
+    ),
+    *(
+        ModelSpec(name=f"DenseNet{d}", timm_name=f"densenet{d}.tv_in1k", input_size=224,
+                  cam_layer="features.norm5", family="DenseNet")
+        for d in (121, 169, 201)
+    ),
+    ModelSpec(name="ResNet50", timm_name="resnet50.tv_in1k", input_size=224, cam_layer="layer4", family="ResNet"),
+    ModelSpec(name="ResNet50V2", timm_name="resnetv2_50.a1h_in1k", input_size=224, cam_layer="norm",
+              family="ResNetV2"),
+    ModelSpec(name="ResNet101V2", timm_name="resnetv2_101.a1h_in1k", input_size=224, cam_layer="norm",
+              family="ResNetV2"),
+    ModelSpec(name="ResNet152V2", timm_name="resnetv2_152x2_bit.goog_in21k_ft_in1k", input_size=224,
+              cam_layer="norm", family="ResNetV2", pretrained_weights="BiT ImageNet-21k -> 1k",
+              note="timm has no ImageNet-pretrained 1x-wide pre-activation ResNet-152; the BiT 2x model stands in"),
+    ModelSpec(name="InceptionV3", timm_name="inception_v3.tf_in1k", input_size=299, cam_layer="Mixed_7c",
+              family="Inception"),
+    ModelSpec(name="InceptionResNetV2", timm_name="inception_resnet_v2.tf_in1k", input_size=299,
+              cam_layer="conv2d_7b", family="Inception"),
+    ModelSpec(name="VGG16", timm_name="vgg16.tv_in1k", input_size=224, cam_layer="features.29", family="VGG"),
+    ModelSpec(name="VGG19", timm_name="vgg19.tv_in1k", input_size=224, cam_layer="features.35", family="VGG"),
+    ModelSpec(name="Xception", timm_name="legacy_xception.tf_in1k", input_size=299, cam_layer="act4",
+              family="Xception", note="the Keras Xception ported to timm"),
+)
+
+for _spec in PAPER_MODELS:
+    register(_spec)

@@ -1,0 +1,73 @@
+"""Every registry model builds, has the paper's input size, and its Grad-CAM layer resolves."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+
+from covidct.errors import CheckpointError, ConfigError, UnknownModelError
+from covidct.models.registry import create_model, get_spec, list_models, model_normalization
+
+PAPER_SIZES = {
+    "EfficientNetB0": 224, "EfficientNetB1": 240, "EfficientNetB2": 260, "EfficientNetB3": 300,
+    "EfficientNetB4": 380, "EfficientNetB5": 456, "EfficientNetB6": 528, "EfficientNetB7": 600,
+    "DenseNet121": 224, "DenseNet169": 224, "DenseNet201": 224, "ResNet50": 224, "ResNet50V2": 224,
+    "ResNet101V2": 224, "ResNet152V2": 224, "InceptionV3": 299, "InceptionResNetV2": 299, "VGG16": 224,
+    "VGG19": 224, "Xception": 299,
+}
+
+
+def test_registry_holds_the_papers_20_models() -> None:
+    assert {spec.name: spec.input_size for spec in list_models()} == PAPER_SIZES
+
+
+@pytest.mark.parametrize("spec", list_models(), ids=lambda s: s.name)
+def test_spec_builds_and_cam_layer_resolves(spec) -> None:
+    assert timm.is_model(spec.arch)
+    with torch.device("meta"):
+        model = timm.create_model(spec.arch, pretrained=False, num_classes=3)
+    layer = model.get_submodule(spec.cam_layer)
+    assert isinstance(layer, torch.nn.Module)
+    head = model.get_classifier()
+    assert getattr(head, "out_features", None) or head.out_channels == 3
+
+
+def test_lookup_is_case_insensitive_and_accepts_timm_names() -> None:
+    assert get_spec("efficientnetb5").timm_name == "tf_efficientnet_b5.ns_jft_in1k"
+    assert get_spec("tf_efficientnet_b5.ns_jft_in1k").name == "EfficientNetB5"
+    auto = get_spec("resnet10t")
+    assert auto.timm_name == "resnet10t" and auto.cam_layer == "layer4"
+
+
+def test_unknown_model_suggests_close_names() -> None:
+    with pytest.raises(UnknownModelError, match="EfficientNetB5"):
+        get_spec("EfficientNetB55")
+
+
+def test_small_model_forward_shape_and_normalization() -> None:
+    model = create_model("resnet10t", 2, pretrained=False, dropout=0.2).eval()
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 2)
+    mean, std = model_normalization(model)
+    assert len(mean) == len(std) == 3
+
+
+def test_weights_file_is_loaded_and_head_replaced(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    imagenet = timm.create_model("resnet10t", pretrained=False)  # 1000-class head, like hub weights
+    save_file(imagenet.state_dict(), tmp_path / "resnet10t.safetensors")
+    model = create_model("resnet10t", 3, weights=tmp_path / "resnet10t.safetensors")
+    assert torch.equal(model.conv1[0].weight, imagenet.conv1[0].weight)
+    assert model.get_classifier().out_features == 3
+    from_dir = create_model("resnet10t", 3, weights_dir=tmp_path)
+    assert torch.equal(from_dir.conv1[0].weight, imagenet.conv1[0].weight)
+
+
+def test_weights_errors_are_clear(tmp_path) -> None:
+    with pytest.raises(CheckpointError, match="not found"):
+        create_model("resnet10t", 3, weights=tmp_path / "missing.pth")
+    with pytest.raises(CheckpointError, match="no weights file"):
+        create_model("resnet10t", 3, weights_dir=tmp_path)
+    with pytest.raises(ConfigError):
+        create_model("resnet10t", 1, pretrained=False)
