@@ -19,3 +19,23 @@ def shared_data() -> Path:
             pytest.fail(f"real data missing at {SHARED_DATA} (required when CI=true)")
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def phantoms(tmp_path_factory: pytest.TempPathFactory):
+    """A small synthetic 3-class CT dataset (class/patient/slice PNGs + lesion masks), built once per session."""
+    from covidct.data.synth import synthesize_dataset
+
+    return synthesize_dataset(
+        tmp_path_factory.mktemp("phantoms"), patients_per_class=6, slices_per_patient=4, size=64, seed=0
+    )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _few_threads() -> None:
+    """Tests share 2 cores; keep torch from oversubscribing them."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return
+    torch.set_num_threads(2)
