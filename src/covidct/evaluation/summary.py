@@ -1,0 +1,333 @@
+"""From a predictions table to the paper's numbers: per-fold metrics, mean ± std, and a run's metric files.
+
+``per_fold_metrics`` is the one place that groups by (model, repeat, fold); it returns a tidy table that
+``summarize`` averages and ``evaluation.stats`` pairs across models. Mean ± std is over all folds of all repeats;
+std is the sample standard deviation (``ddof=1``, as pandas and most CV papers report), 0 for a single fold.
+Folds where a metric is undefined (NaN, e.g. AUC in a fold that lacks a class) are left out of that metric's
+mean and counted in ``n``; a warning says so. ``metrics.json`` is always derived: ``covidct metrics RUN`` rebuilds
+it from the saved predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from covidct.errors import DataError
+from covidct.evaluation.metrics import (
+    OVERALL_METRICS,
+    PER_CLASS_METRICS,
+    confusion_matrix_counts,
+    multiclass_scores,
+    one_vs_rest_scores,
+    predicted_labels,
+)
+from covidct.evaluation.predictions import (
+    aggregate_patients,
+    classes_of,
+    missing_patient,
+    prob_columns,
+    read_run_predictions,
+)
+from covidct.utils import atomic_path, write_json_atomic, write_text_atomic
+
+ALL_CLASSES = "__all__"
+LEVELS: tuple[str, ...] = ("slice", "patient")
+PER_FOLD_COLUMNS: tuple[str, ...] = ("model", "repeat", "fold", "level", "class", "metric", "value")
+METRIC_TITLES: dict[str, str] = {
+    "f1": "F1", "accuracy": "Accuracy", "sensitivity": "Sensitivity", "specificity": "Specificity",
+    "precision": "Precision", "balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro F1",
+    "weighted_f1": "Weighted F1", "roc_auc_ovr": "ROC AUC (OvR)",
+}
+
+PathLike = str | os.PathLike[str]
+
+
+def _level_table(df: pd.DataFrame, level: str) -> pd.DataFrame:
+    if level == "slice":
+        return df
+    if level == "patient":
+        return aggregate_patients(df)
+    raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+
+
+def per_fold_metrics(df: pd.DataFrame, *, levels: Sequence[str] = LEVELS) -> pd.DataFrame:
+    """Every metric of every (model, repeat, fold) as a tidy table.
+
+    Columns: ``model, repeat, fold, level, class, metric, value``; ``class`` is ``"__all__"`` for the
+    multi-class metrics. Undefined values are NaN.
+    """
+    classes = classes_of(df)
+    probs = prob_columns(df)
+    rows: list[tuple[Any, ...]] = []
+    for level in levels:
+        table = _level_table(df, level)
+        for (model, repeat, fold), part in table.groupby(["model", "repeat", "fold"], sort=True):
+            y_true = part["label"].to_numpy(dtype=object)
+            y_prob = part[probs].to_numpy(dtype=float)
+            y_pred = predicted_labels(y_prob, classes)
+            for cls, scores in one_vs_rest_scores(y_true, y_pred, classes).items():
+                rows.extend((model, repeat, fold, level, cls, m, scores[m]) for m in PER_CLASS_METRICS)
+            overall = multiclass_scores(y_true, y_prob, classes)
+            rows.extend((model, repeat, fold, level, ALL_CLASSES, m, overall[m]) for m in OVERALL_METRICS)
+    out = pd.DataFrame(rows, columns=list(PER_FOLD_COLUMNS))
+    out["repeat"] = out["repeat"].astype(int)
+    out["fold"] = out["fold"].astype(int)
+    out["value"] = out["value"].astype(float)
+    return out
+
+
+def mean_std(values: Iterable[float]) -> dict[str, float | int]:
+    """``{"mean", "std", "n"}`` over the finite values; std with ddof=1, 0 for one value, NaN for none."""
+    arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if arr.size == 0:
+        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+    std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+    return {"mean": float(arr.mean()), "std": std, "n": int(arr.size)}
+
+
+def _aggregate_level(per_fold: pd.DataFrame, classes: Sequence[str]) -> dict[str, Any]:
+    per_class: dict[str, dict[str, Any]] = {}
+    overall: dict[str, Any] = {}
+    groups = {key: part["value"].to_numpy() for key, part in per_fold.groupby(["class", "metric"], sort=False)}
+    for cls in classes:
+        per_class[cls] = {m: mean_std(groups.get((cls, m), [])) for m in PER_CLASS_METRICS}
+    for m in OVERALL_METRICS:
+        overall[m] = mean_std(groups.get((ALL_CLASSES, m), []))
+    return {"per_class": per_class, "overall": overall}
+
+
+def _confusion(table: pd.DataFrame, classes: Sequence[str]) -> list[list[int]]:
+    y_pred = predicted_labels(table[prob_columns(table)].to_numpy(dtype=float), classes)
+    return confusion_matrix_counts(table["label"].to_numpy(dtype=object), y_pred, classes).tolist()
+
+
+def _nan_warnings(per_fold: pd.DataFrame, level: str, n_folds: int) -> list[str]:
+    undefined = per_fold[per_fold["value"].isna()]
+    out = []
+    for (cls, metric), part in undefined.groupby(["class", "metric"], sort=True):
+        where = "multi-class" if cls == ALL_CLASSES else f"class {cls}"
+        out.append(
+            f"{level} level: {metric} ({where}) undefined in {len(part)} of {n_folds} folds "
+            "(a class missing from the fold); left out of its mean"
+        )
+    return out
+
+
+def summarize(
+    df: pd.DataFrame, *, warnings: Sequence[str] = (), per_fold: pd.DataFrame | None = None
+) -> dict[str, Any]:
+    """The paper's numbers for one model: mean ± std over all folds and repeats, slice and patient level.
+
+    Returns ``{"model", "classes", "n_folds", "n_repeats", "n_samples", "n_patients", "per_class":
+    {cls: {metric: {mean, std, n}}}, "overall": {metric: {mean, std, n}}, "confusion_matrix": summed counts
+    (rows true, columns predicted), "patient_level": {per_class, overall, confusion_matrix}, "warnings": [...]}``.
+
+    Raises:
+        ValueError: the table holds several models (use :func:`summarize_by_model`) or no rows.
+
+    ``per_fold`` may pass this model's already computed :func:`per_fold_metrics` to avoid computing it twice.
+    """
+    models = df["model"].unique().tolist()
+    if len(models) != 1:
+        raise ValueError(f"summarize() needs one model, the table has {len(models)}: use summarize_by_model()")
+    classes = classes_of(df)
+    if per_fold is None:
+        per_fold = per_fold_metrics(df)
+    folds = df[["repeat", "fold"]].drop_duplicates()
+    n_folds = len(folds)
+    notes = list(warnings)
+    has_patients = not missing_patient(df["patient_id"]).all()
+    if not has_patients:
+        notes.append("no patient ids: folds and metrics are slice-level; patient level equals slice level")
+    slice_pf = per_fold[per_fold["level"] == "slice"]
+    patient_pf = per_fold[per_fold["level"] == "patient"]
+    notes += _nan_warnings(slice_pf, "slice", n_folds) + _nan_warnings(patient_pf, "patient", n_folds)
+    patients = aggregate_patients(df)
+    patient_level = _aggregate_level(patient_pf, classes)
+    patient_level["confusion_matrix"] = _confusion(patients, classes)
+    n_patients = int(df.loc[~missing_patient(df["patient_id"]), "patient_id"].nunique())
+    return {
+        "model": str(models[0]),
+        "classes": classes,
+        "n_folds": n_folds,
+        "n_repeats": int(folds["repeat"].nunique()),
+        "n_samples": int(df["path"].nunique()),
+        "n_patients": n_patients,
+        "std_ddof": 1,
+        **_aggregate_level(slice_pf, classes),
+        "confusion_matrix": _confusion(df, classes),
+        "patient_level": patient_level,
+        "warnings": list(dict.fromkeys(notes)),
+    }
+
+
+def summarize_by_model(
+    df: pd.DataFrame, *, warnings: Sequence[str] = (), per_fold: pd.DataFrame | None = None
+) -> dict[str, dict[str, Any]]:
+    """``{model: summarize(rows of that model)}``, models in sorted order."""
+    if per_fold is None:
+        per_fold = per_fold_metrics(df)
+    return {
+        str(model): summarize(part, warnings=warnings, per_fold=per_fold[per_fold["model"] == model])
+        for model, part in df.groupby("model", sort=True)
+    }
+
+
+def run_warnings(run_dir: PathLike) -> list[str]:
+    """Warnings a run recorded: ``config.json``'s ``"warnings"`` list, ``warnings.json`` or ``warnings(.txt)``."""
+    run = Path(run_dir)
+    found: list[str] = []
+
+    def add(items: Any) -> None:
+        if isinstance(items, str):
+            items = [items]
+        if isinstance(items, list):
+            for item in items:
+                text = item.get("message", "") if isinstance(item, Mapping) else str(item)
+                if str(text).strip():
+                    found.append(str(text).strip())
+
+    for name in ("config.json", "warnings.json"):
+        path = run / name
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            add(data.get("warnings") if isinstance(data, Mapping) else data)
+    for name in ("warnings", "warnings.txt"):
+        path = run / name
+        if path.is_file():
+            add(path.read_text(encoding="utf-8", errors="replace").splitlines())
+    return list(dict.fromkeys(found))
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN/inf -> None (strict JSON), numpy scalars -> Python numbers."""
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def format_mean_std(entry: Mapping[str, Any] | None, digits: int = 3) -> str:
+    """``{"mean": 0.9531, "std": 0.0118}`` -> ``"0.953 ± 0.012"``; undefined -> ``"n/a"``."""
+    if not entry:
+        return "n/a"
+    mean, std = entry.get("mean"), entry.get("std")
+    if mean is None or not math.isfinite(mean):
+        return "n/a"
+    std = 0.0 if std is None or not math.isfinite(std) else std
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _md_per_class(block: Mapping[str, Any], classes: Sequence[str]) -> list[str]:
+    header = ["Class", *(METRIC_TITLES[m] for m in PER_CLASS_METRICS)]
+    rows = ([cls, *(format_mean_std(block["per_class"][cls].get(m)) for m in PER_CLASS_METRICS)] for cls in classes)
+    return _md_table(header, rows)
+
+
+def _md_confusion(cm: Sequence[Sequence[int]], classes: Sequence[str]) -> list[str]:
+    header = ["True \\ Predicted", *classes]
+    return _md_table(header, ([cls, *(str(v) for v in row)] for cls, row in zip(classes, cm)))
+
+
+def summary_markdown(summary: Mapping[str, Any], *, title: str | None = None) -> str:
+    """One model's summary as Markdown tables shaped like the paper's (rows = classes)."""
+    classes = summary["classes"]
+    name = summary.get("model") or "model"
+    lines = [f"## {title or name}", ""]
+    lines.append(
+        f"{summary['n_folds']} folds ({summary['n_repeats']} repeat(s)), {summary['n_samples']} slices, "
+        f"{summary['n_patients']} patients. Values are mean ± std (ddof=1) over all folds and repeats."
+    )
+    lines.append("")
+    for note in summary.get("warnings", []):
+        lines.append(f"> **Warning:** {note}")
+    if summary.get("warnings"):
+        lines.append("")
+    lines += ["### Per class, slice level (one-vs-rest)", "", *_md_per_class(summary, classes), ""]
+    header = ["Level", *(METRIC_TITLES[m] for m in OVERALL_METRICS)]
+    levels = [("Slice", summary), ("Patient", summary["patient_level"])]
+    rows = ([label, *(format_mean_std(block["overall"].get(m)) for m in OVERALL_METRICS)] for label, block in levels)
+    lines += ["### Multi-class", "", *_md_table(header, rows), ""]
+    lines += ["### Per class, patient level (mean probability per patient)", "",
+              *_md_per_class(summary["patient_level"], classes), ""]
+    lines += ["### Confusion matrix, slice level (summed over folds and repeats)", "",
+              *_md_confusion(summary["confusion_matrix"], classes), ""]
+    lines += ["### Confusion matrix, patient level", "",
+              *_md_confusion(summary["patient_level"]["confusion_matrix"], classes), ""]
+    return "\n".join(lines)
+
+
+def _safe_name(model: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_") or "model"
+
+
+def compute_run_metrics(run_dir: PathLike) -> dict[str, Any]:
+    """Recompute a run's metrics from its saved predictions and write them into the run folder.
+
+    Writes ``metrics.json`` (the :func:`summarize` dict, NaN as null; with several models
+    ``{"models": {model: summary}, ...}``), ``metrics.md``, ``per_fold_metrics.csv``, ``confusion_matrix.png``
+    (+ ``confusion_matrix_patient.png``) and ``roc.png`` (suffixed ``_<model>`` with several models).
+    Returns what ``metrics.json`` holds.
+
+    Raises:
+        DataError: no run folder or no (valid) predictions in it.
+    """
+    from covidct.report.figures import plot_confusion_matrix, plot_roc
+
+    run = Path(run_dir)
+    df = read_run_predictions(run)
+    if df.empty:
+        raise DataError(run, "the predictions table has no rows")
+    recorded = run_warnings(run)
+    per_fold = per_fold_metrics(df)
+    by_model = summarize_by_model(df, warnings=recorded, per_fold=per_fold)
+    classes = classes_of(df)
+    single = len(by_model) == 1
+    run_ids = sorted(str(r) for r in df["run_id"].unique() if str(r))
+    md = [f"# Metrics: {run.name}", ""]
+    if run_ids:
+        md += [f"Run id(s): {', '.join(run_ids)}", ""]
+    for model, summary in by_model.items():
+        suffix = "" if single else f"_{_safe_name(model)}"
+        part = df[df["model"] == model]
+        plot_confusion_matrix(summary["confusion_matrix"], classes, run / f"confusion_matrix{suffix}.png",
+                              title=f"{model or 'model'}: confusion matrix (slice level)")
+        if not missing_patient(part["patient_id"]).all():
+            plot_confusion_matrix(summary["patient_level"]["confusion_matrix"], classes,
+                                  run / f"confusion_matrix_patient{suffix}.png",
+                                  title=f"{model or 'model'}: confusion matrix (patient level)")
+        plot_roc(part, run / f"roc{suffix}.png", title=f"{model or 'model'}: ROC one-vs-rest (pooled folds)")
+        md += [summary_markdown(summary), ""]
+    with atomic_path(run / "per_fold_metrics.csv") as tmp:
+        per_fold.to_csv(tmp, index=False)
+    if single:
+        payload: dict[str, Any] = {**next(iter(by_model.values())), "run_ids": run_ids}
+    else:
+        payload = {"classes": classes, "run_ids": run_ids, "warnings": recorded, "models": by_model}
+    payload = _json_safe(payload)
+    write_json_atomic(run / "metrics.json", payload)
+    write_text_atomic(run / "metrics.md", "\n".join(md).rstrip() + "\n")
+    return payload
