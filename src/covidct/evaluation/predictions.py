@@ -225,6 +225,7 @@ def aggregate_patients(df: pd.DataFrame) -> pd.DataFrame:
     agg.update({"label": "first", "run_id": "first", "patient_id": "first", "path": "first"})
     out = grouped.agg(agg).reset_index()
     is_patient = ~missing_patient(out["patient_id"])
+    out["patient_id"] = out["patient_id"].astype(object).where(is_patient, np.nan)
     out.loc[is_patient, "path"] = out.loc[is_patient, "patient_id"]
     out = out.drop(columns="_key")
     out.attrs["level"] = "patient"
