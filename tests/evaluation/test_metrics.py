@@ -96,3 +96,14 @@ def test_predicted_labels_argmax_and_shape_check() -> None:
     assert predicted_labels(prob, CLASSES).tolist() == ["B", "A"]
     with pytest.raises(ValueError):
         predicted_labels(prob, ("A", "B"))
+
+
+def test_one_vs_rest_undefined_values_are_nan_not_errors() -> None:
+    # class C never occurs and is never predicted; B is predicted but never true
+    scores = one_vs_rest_scores(["A", "A", "A"], ["A", "B", "A"], CLASSES)
+    assert scores["A"]["sensitivity"] == pytest.approx(2 / 3) and math.isnan(scores["A"]["specificity"])
+    assert scores["B"]["precision"] == 0.0 and math.isnan(scores["B"]["sensitivity"])
+    assert math.isnan(scores["C"]["precision"]) and scores["C"]["specificity"] == 1.0
+    assert scores["C"]["accuracy"] == 1.0
+    zero = one_vs_rest_scores(["A", "A", "A"], ["A", "B", "A"], CLASSES, zero_division=0.0)
+    assert zero["C"]["precision"] == 0.0

@@ -19,7 +19,7 @@ from sklearn.metrics import (
     balanced_accuracy_score,
     confusion_matrix,
     f1_score,
-    precision_score,
+    precision_recall_fscore_support,
     recall_score,
     roc_auc_score,
 )
@@ -75,15 +75,29 @@ def one_vs_rest_scores(
 
     Accuracy here is the binary one-vs-rest accuracy (TP + TN) / N, as in the paper's per-class tables.
     """
+    t, p = _as_labels(y_true), _as_labels(y_pred)
+    if t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred differ in length: {t.shape[0]} vs {p.shape[0]}")
+    labels = list(classes)
+    if t.size == 0:
+        nan = float(zero_division)
+        return {cls: dict.fromkeys(PER_CLASS_METRICS, nan) for cls in labels}
+    # One sklearn call gives every class's one-vs-rest precision/recall/F1 (average=None is per label).
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        t, p, labels=labels, average=None, zero_division=zero_division
+    )
+    cm = confusion_matrix(t, p, labels=labels)
+    n = cm.sum()
     scores: dict[object, dict[str, float]] = {}
-    for cls in classes:
-        t, p = _binarize(y_true, y_pred, cls)
+    for i, cls in enumerate(labels):
+        tp, fn, fp = cm[i, i], cm[i].sum() - cm[i, i], cm[:, i].sum() - cm[i, i]
+        tn = n - tp - fn - fp
         scores[cls] = {
-            "f1": float(f1_score(t, p, pos_label=True, zero_division=zero_division)),
-            "accuracy": float(accuracy_score(t, p)) if t.size else float(zero_division),
-            "sensitivity": float(recall_score(t, p, pos_label=True, zero_division=zero_division)),
-            "specificity": specificity_score(y_true, y_pred, pos_label=cls, zero_division=zero_division),
-            "precision": float(precision_score(t, p, pos_label=True, zero_division=zero_division)),
+            "f1": float(f1[i]),
+            "accuracy": float((tp + tn) / n),
+            "sensitivity": float(recall[i]),
+            "specificity": float(tn / (tn + fp)) if tn + fp else float(zero_division),
+            "precision": float(precision[i]),
         }
     return scores
 

@@ -1,0 +1,134 @@
+"""summarize (mean ± std over 2 repeats x 3 folds, checked against numpy) and compute_run_metrics' files."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from evaluation_tables import CLASSES, make_predictions
+
+from covidct.evaluation.metrics import one_vs_rest_scores, predicted_labels
+from covidct.evaluation.predictions import prob_columns, write_predictions
+from covidct.evaluation.summary import (
+    compute_run_metrics,
+    format_mean_std,
+    mean_std,
+    per_fold_metrics,
+    summarize,
+    summarize_by_model,
+)
+
+
+def _fold_values(df: pd.DataFrame, cls: str, metric: str) -> list[float]:
+    values = []
+    for _, part in df.groupby(["repeat", "fold"]):
+        pred = predicted_labels(part[prob_columns(df)].to_numpy(), CLASSES)
+        values.append(one_vs_rest_scores(part["label"].to_numpy(), pred, CLASSES)[cls][metric])
+    return values
+
+
+def test_per_fold_metrics_is_tidy() -> None:
+    df = make_predictions(repeats=2, folds=3)
+    pf = per_fold_metrics(df)
+    assert list(pf.columns) == ["model", "repeat", "fold", "level", "class", "metric", "value"]
+    assert set(pf["level"]) == {"slice", "patient"}
+    assert set(pf["class"]) == {*CLASSES, "__all__"}
+    # 6 folds x 2 levels x (3 classes x 5 metrics + 5 overall)
+    assert len(pf) == 6 * 2 * (3 * 5 + 5)
+
+
+def test_summarize_mean_std_match_numpy() -> None:
+    df = make_predictions(repeats=2, folds=3, seed=11)
+    summary = summarize(df)
+    assert summary["classes"] == list(CLASSES)
+    assert summary["n_folds"] == 6 and summary["n_repeats"] == 2
+    for cls in CLASSES:
+        for metric in ("f1", "specificity", "precision"):
+            values = np.array(_fold_values(df, cls, metric))
+            entry = summary["per_class"][cls][metric]
+            assert entry["mean"] == pytest.approx(values.mean())
+            assert entry["std"] == pytest.approx(values.std(ddof=1))
+            assert entry["n"] == 6
+    accs = [
+        (part["label"].to_numpy() == predicted_labels(part[prob_columns(df)].to_numpy(), CLASSES)).mean()
+        for _, part in df.groupby(["repeat", "fold"])
+    ]
+    assert summary["overall"]["accuracy"]["mean"] == pytest.approx(np.mean(accs))
+    assert summary["overall"]["accuracy"]["std"] == pytest.approx(np.std(accs, ddof=1))
+    cm = np.array(summary["confusion_matrix"])
+    assert cm.sum() == len(df) and np.trace(cm) == pytest.approx(np.mean(accs) * len(df))
+    patient_cm = np.array(summary["patient_level"]["confusion_matrix"])
+    assert patient_cm.sum() == df.groupby(["repeat", "fold", "patient_id"]).ngroups
+    assert summary["warnings"] == []
+
+
+def test_mean_std_edge_cases() -> None:
+    assert mean_std([0.7]) == {"mean": 0.7, "std": 0.0, "n": 1}
+    empty = mean_std([float("nan")])
+    assert math.isnan(empty["mean"]) and empty["n"] == 0
+    assert mean_std([1.0, float("nan"), 0.0])["n"] == 2
+    assert format_mean_std({"mean": 0.95312, "std": 0.01178}) == "0.953 ± 0.012"
+    assert format_mean_std({"mean": float("nan"), "std": 0.0}) == "n/a"
+
+
+def test_summarize_warns_about_missing_patient_ids_and_undefined_auc() -> None:
+    df = make_predictions(repeats=1, folds=2, with_patients=False)
+    df = df[~((df["fold"] == 1) & (df["label"] == "Pneumonia"))]  # fold 1 lacks a class: AUC undefined there
+    summary = summarize(df)
+    assert summary["overall"]["roc_auc_ovr"]["n"] == 1
+    text = " ".join(summary["warnings"])
+    assert "no patient ids" in text and "roc_auc_ovr" in text
+
+
+def test_summarize_needs_one_model() -> None:
+    df = pd.concat([make_predictions(model="a"), make_predictions(model="b", seed=1)], ignore_index=True)
+    with pytest.raises(ValueError, match="summarize_by_model"):
+        summarize(df)
+    by_model = summarize_by_model(df)
+    assert list(by_model) == ["a", "b"]
+    assert by_model["a"] == summarize(df[df["model"] == "a"])
+
+
+def test_compute_run_metrics_writes_all_files(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    df = make_predictions(repeats=2, folds=3)
+    for (repeat, fold), part in df.groupby(["repeat", "fold"]):
+        write_predictions(part, run / "folds" / f"r{repeat}_f{fold}" / "predictions.csv")
+    (run / "config.json").write_text(json.dumps({"warnings": ["slice-level folds: no patient ids"]}))
+    payload = compute_run_metrics(run)
+    for name in ("metrics.json", "metrics.md", "per_fold_metrics.csv", "confusion_matrix.png",
+                 "confusion_matrix_patient.png", "roc.png"):
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    assert (run / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved == payload
+    assert saved["per_class"]["COVID-19"]["sensitivity"]["mean"] == pytest.approx(
+        summarize(df)["per_class"]["COVID-19"]["sensitivity"]["mean"])
+    md = (run / "metrics.md").read_text()
+    assert "| Class | F1 | Accuracy | Sensitivity | Specificity | Precision |" in md
+    assert "slice-level folds: no patient ids" in md
+    assert md.count(" ± ") >= 3 * 5 * 2 + 5 * 2
+    for cls in CLASSES:
+        assert f"| {cls} |" in md
+
+
+def test_compute_run_metrics_several_models(tmp_path: Path) -> None:
+    df = pd.concat([make_predictions(model="net/a"), make_predictions(model="b", seed=2)], ignore_index=True)
+    write_predictions(df, tmp_path / "predictions.csv")
+    payload = compute_run_metrics(tmp_path)
+    assert sorted(payload["models"]) == ["b", "net/a"]
+    assert (tmp_path / "roc_net_a.png").is_file() and (tmp_path / "confusion_matrix_b.png").is_file()
+    assert "## net/a" in (tmp_path / "metrics.md").read_text()
+
+
+def test_metrics_json_is_strict_json_with_nan(tmp_path: Path) -> None:
+    df = make_predictions(repeats=1, folds=1)
+    write_predictions(df[df["label"] != "Pneumonia"], tmp_path / "predictions.csv")  # AUC undefined
+    compute_run_metrics(tmp_path)
+    text = (tmp_path / "metrics.json").read_text()
+    assert "NaN" not in text
+    assert json.loads(text)["overall"]["roc_auc_ovr"]["mean"] is None
