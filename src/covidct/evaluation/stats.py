@@ -84,7 +84,8 @@ def wilcoxon_vs_best(
     wide = paired_table(per_fold, metric, level=level, cls=cls)
     means = wide.mean(axis=0, skipna=True)
     stds = wide.std(axis=0, ddof=1, skipna=True).fillna(0.0)
-    order = means.sort_values(ascending=False, na_position="last").index.tolist()
+    # best first; ties broken by model name so the result does not depend on column order
+    order = sorted(means.index, key=lambda m: (not np.isfinite(means[m]), -np.nan_to_num(means[m]), str(m)))
     best = order[0]
     records = []
     for model in order:
