@@ -36,3 +36,34 @@ def test_series_comes_back_in_slice_order(shared_data: Path) -> None:
     assert series.positions is not None and np.all(np.diff(series.positions) > 0)
     names = [Path(s).name for s in series.sources]
     assert names != sorted(names)  # the file names do not carry the order
+
+
+def test_scan_sarscov2_ct(shared_data: Path) -> None:
+    from covidct.data.manifest import scan_dataset
+
+    scan = scan_dataset(shared_data / "sarscov2-ct")
+    assert len(scan.samples) == 2481 and not scan.skipped
+    assert scan.layout == "class_folders" and scan.classes == ("COVID-19", "Healthy")
+    assert scan.class_counts() == {"COVID-19": (1252, 0), "Healthy": (1229, 0)}
+    assert not scan.has_patients and "slice-level" in (scan.warning or "")
+    pairs = {tuple(Path(p).name for p in group) for group in scan.duplicates}
+    assert pairs == {("Covid (128).png", "Covid (129).png"), ("Covid (134).png", "Covid (135).png")}
+    assert scan.size_range() == ((119, 416), (182, 534))
+
+
+def test_scan_covid_ct_md_patients_and_slice_order(shared_data: Path) -> None:
+    from covidct.data.manifest import scan_dataset
+
+    root = shared_data / "covid-ct-md"
+    scan = scan_dataset(root)
+    assert scan.layout == "class_patient" and scan.has_patients and not scan.skipped
+    assert scan.classes == ("COVID-19", "Healthy", "Pneumonia")
+    assert scan.class_counts() == {"COVID-19": (74, 1), "Healthy": (77, 1), "Pneumonia": (84, 1)}
+    location = {}
+    for line in (root / "slice-labels.csv").read_text().splitlines()[1:]:
+        cells = line.split(",")
+        location[str(root / cells[0])] = float(cells[4])
+    for patient in {s.patient_id for s in scan.samples}:
+        z = [location[s.path] for s in scan.samples if s.patient_id == patient]
+        assert np.all(np.diff(z) > 0), patient  # slices in anatomical order (inferior -> superior)
+    assert {r.format for r in scan.rows} == {"dicom"} and scan.size_range() == ((512, 512), (512, 512))

@@ -435,3 +435,47 @@ def _load_nifti(path: Path, win: Window) -> Series:
     images = np.ascontiguousarray(np.transpose(data, (2, 1, 0))[:, ::-1, ::-1])
     z = [float((img.affine @ np.array([0.0, 0.0, k, 1.0]))[2]) for k in range(images.shape[0])]
     return Series(apply_window(images, win), [f"{path}#{k}" for k in range(images.shape[0])], None, z)
+
+
+# ----------------------------------------------------------------------------------------------- probing
+@dataclass(frozen=True)
+class ImageInfo:
+    """What a dataset scan records about one file; ``n_slices > 1`` for volumes, stacks and multi-frame files."""
+
+    format: str
+    height: int
+    width: int
+    n_slices: int = 1
+
+
+def probe_image(path: PathLike) -> ImageInfo:
+    """Validate a file by decoding its pixels (without normalising them); raise DataError if unreadable."""
+    p = Path(path)
+    fmt = _checked_format(p)
+    if fmt in PIL_FORMATS:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(p) as im:
+                im.load()
+                return ImageInfo(fmt, im.height, im.width)
+        except UnidentifiedImageError:
+            raise DataError(p, f"not a readable {p.suffix or 'image'} file (unknown or corrupt image data)") from None
+        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+            raise DataError(p, f"truncated or corrupt image ({exc})") from None
+    if fmt == "tiff":
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(p) as tif:
+                n = len(tif.pages)
+        except (tifffile.TiffFileError, OSError, ValueError, EOFError) as exc:
+            raise DataError(p, f"truncated or corrupt TIFF ({exc})") from None
+        image = _load_tiff(p, "minmax", parse_window("lung"), 0)
+        return ImageInfo(fmt, image.shape[0], image.shape[1], n)
+    if fmt == "dicom":
+        ds = _read_dicom(p)
+        raw = _decode_dicom(ds, p)
+        return ImageInfo(fmt, int(raw.shape[1]), int(raw.shape[2]), int(raw.shape[0]))
+    series = _load_nifti(p, parse_window("lung"))
+    return ImageInfo(fmt, int(series.images.shape[1]), int(series.images.shape[2]), len(series))
