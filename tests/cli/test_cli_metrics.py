@@ -75,3 +75,8 @@ def test_corrupt_predictions_name_file_and_row(run_dir: Path) -> None:
 def test_bad_level(run_dir: Path) -> None:
     line = _one_line_error(runner.invoke(app, ["metrics", str(run_dir), "--level", "voxel"]))
     assert "--level" in line
+
+
+def test_metrics_help() -> None:
+    result = runner.invoke(app, ["metrics", "--help"])
+    assert result.exit_code == 0 and "--level" in result.output
