@@ -1,0 +1,142 @@
+"""Export a covidct checkpoint to ONNX and check it against PyTorch (issue #5).
+
+The graph has one input ``input`` (``batch x 3 x S x S``, float32, preprocessed as in
+:mod:`covidct.data.preprocess`) and one output ``logits`` (``batch x n_classes``); the batch axis is dynamic, the
+spatial size is the checkpoint's. Class names, input size, mean/std, CT window, model name and covidct version go
+into ``metadata_props`` (see :mod:`covidct.inference.onnx_meta`), so the file alone is enough to predict.
+
+Exporter: the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``). With a fixed spatial size it
+traces all 20 registry backbones, including timm's TF-"same"-padding EfficientNets (their runtime padding becomes
+constant ``Pad`` nodes), in seconds and without graph breaks; the dynamo exporter (torch 2.14's default) is slower
+on large models and depends on onnxscript's op coverage, so we do not use it. Checked by a parametrised test over
+all 20 (``tests/inference/test_export.py``, marked slow).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from covidct import __version__
+from covidct.errors import CheckpointError, ConfigError
+from covidct.utils import atomic_path
+
+OPSET = 17
+DEFAULT_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """An exported model and its parity check against PyTorch."""
+
+    path: Path
+    model_name: str
+    classes: tuple[str, ...]
+    input_size: int
+    max_abs_diff: float | None  # None when the check was skipped
+    tolerance: float
+    opset: int
+
+
+def export_onnx(
+    checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], *, check: bool = True,
+    tolerance: float = DEFAULT_TOLERANCE, opset: int = OPSET, check_batch: int = 2, seed: int = 0,
+) -> ExportResult:
+    """Export ``checkpoint`` to ``out`` (atomic) and compare onnxruntime with PyTorch on the same random inputs.
+
+    Raises:
+        CheckpointError: unreadable checkpoint, a failed export, or a parity difference above ``tolerance``.
+    """
+    from covidct.inference.predictor import ModelInfo
+    from covidct.models.checkpoint import load_checkpoint
+
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise ConfigError(f"{out}: the exported file must end in .onnx")
+    if tolerance <= 0:
+        raise ConfigError(f"tolerance must be > 0, got {tolerance}")
+    loaded = load_checkpoint(checkpoint)
+    info = ModelInfo.from_meta(loaded.meta)
+    model = loaded.model.eval()
+    with atomic_path(out) as tmp:
+        export_module(model, tmp, image_size=info.image_size, opset=opset)
+        _write_metadata(tmp, info, timm_name=loaded.meta.timm_name)
+        diff = None
+        if check:
+            diff = parity_check(model, tmp, image_size=info.image_size, batch=check_batch, seed=seed)
+            if not np.isfinite(diff) or diff > tolerance:
+                raise CheckpointError(
+                    f"{checkpoint}: ONNX export does not match PyTorch (max abs diff {diff:.3g} > {tolerance:g}); "
+                    f"nothing written to {out}"
+                )
+    return ExportResult(
+        path=out, model_name=info.model_name, classes=info.classes, input_size=info.image_size,
+        max_abs_diff=diff, tolerance=tolerance, opset=opset,
+    )
+
+
+def export_module(model: object, path: str | os.PathLike[str], *, image_size: int, opset: int = OPSET) -> None:
+    """Trace ``model`` (eval mode, CPU) into an ONNX file with a dynamic batch axis."""
+    import torch
+
+    model = model.to(memory_format=torch.contiguous_format)  # type: ignore[attr-defined]
+    dummy = torch.zeros(1, 3, image_size, image_size)
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")  # TracerWarnings from TF-"same" padding; exporter deprecation notes
+            torch.onnx.export(
+                model, (dummy,), str(path), dynamo=False, input_names=["input"], output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
+                do_constant_folding=True,
+            )
+    except Exception as exc:  # the exporter raises many types; a failed export is reported, not a traceback
+        raise CheckpointError(f"ONNX export failed for this model ({type(exc).__name__}: {str(exc)[:300]})") from exc
+
+
+def _write_metadata(path: Path, info: object, **extra: str) -> None:
+    import onnx
+
+    from covidct.inference.onnx_meta import onnx_metadata
+
+    proto = onnx.load(str(path))
+    props = onnx_metadata(info, exporter="torch.onnx (TorchScript)", **extra)  # type: ignore[arg-type]
+    props["covidct_version"] = props.get("covidct_version") or __version__
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "covidct"
+    proto.producer_version = __version__
+    onnx.save(proto, str(path))
+
+
+def parity_check(model: object, onnx_path: str | os.PathLike[str], *, image_size: int, batch: int = 2,
+                 seed: int = 0) -> float:
+    """Max absolute logit difference between PyTorch and onnxruntime on the same random (normal) inputs."""
+    import torch
+
+    from covidct.inference.onnx_meta import open_session
+    from covidct.inference.runtime import ort_session_options
+
+    x = np.random.default_rng(seed).standard_normal((batch, 3, image_size, image_size)).astype(np.float32)
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(x)).float().numpy()  # type: ignore[operator]
+    session = open_session(onnx_path, ort_session_options())
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    if got.shape != expected.shape:
+        raise CheckpointError(f"{onnx_path}: ONNX output shape {got.shape} != PyTorch {expected.shape}")
+    return float(np.abs(got - expected).max())
+
+
+def export_to_temp(checkpoint: str | os.PathLike[str]) -> Path:
+    """Export to a temporary file removed at exit (for ``predict --backend onnx CHECKPOINT``)."""
+    folder = Path(tempfile.mkdtemp(prefix="covidct-onnx-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return export_onnx(checkpoint, folder / f"{Path(checkpoint).stem}.onnx").path
