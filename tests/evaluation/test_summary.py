@@ -132,3 +132,16 @@ def test_metrics_json_is_strict_json_with_nan(tmp_path: Path) -> None:
     text = (tmp_path / "metrics.json").read_text()
     assert "NaN" not in text
     assert json.loads(text)["overall"]["roc_auc_ovr"]["mean"] is None
+
+
+def test_binary_run_like_sarscov2(tmp_path: Path) -> None:
+    df = make_predictions(classes=("COVID-19", "Healthy"), with_patients=False, repeats=1, folds=5)
+    write_predictions(df, tmp_path / "predictions.csv")
+    payload = compute_run_metrics(tmp_path)
+    assert payload["classes"] == ["COVID-19", "Healthy"] and payload["n_folds"] == 5
+    auc = payload["overall"]["roc_auc_ovr"]
+    assert 0.5 < auc["mean"] <= 1.0 and auc["n"] == 5
+    # one-vs-rest in the binary case: one class's sensitivity is the other's specificity
+    pc = payload["per_class"]
+    assert pc["COVID-19"]["sensitivity"]["mean"] == pytest.approx(pc["Healthy"]["specificity"]["mean"])
+    assert not (tmp_path / "confusion_matrix_patient.png").exists()  # no patient ids

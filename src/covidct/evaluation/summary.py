@@ -211,17 +211,20 @@ def run_warnings(run_dir: PathLike) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _json_safe(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """NaN/inf -> None (strict JSON), numpy scalars -> Python numbers."""
     if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+_json_safe = json_safe  # kept for callers that imported the private name
 
 
 def format_mean_std(entry: Mapping[str, Any] | None, digits: int = 3) -> str:
@@ -327,7 +330,7 @@ def compute_run_metrics(run_dir: PathLike) -> dict[str, Any]:
         payload: dict[str, Any] = {**next(iter(by_model.values())), "run_ids": run_ids}
     else:
         payload = {"classes": classes, "run_ids": run_ids, "warnings": recorded, "models": by_model}
-    payload = _json_safe(payload)
+    payload = json_safe(payload)
     write_json_atomic(run / "metrics.json", payload)
     write_text_atomic(run / "metrics.md", "\n".join(md).rstrip() + "\n")
     return payload
