@@ -1,9 +1,80 @@
-"""CLI commands: explain (placeholder until implemented)."""
+"""CLI commands ``covidct explain`` (Grad-CAM family) and ``covidct activations`` (intermediate activation maps)."""
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import typer
+
+from covidct.cli._common import console
+from covidct.explain.methods import DEFAULT_METHOD, METHOD_NAMES
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.2f}"
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
+    """Add ``explain`` and ``activations`` to the main app."""
+    app.command("explain")(explain)
+    app.command("activations")(activations)
+
+
+def explain(
+    checkpoint: Path = typer.Argument(..., help="A covidct checkpoint (.pt)."),
+    inputs: list[Path] = typer.Argument(..., help="Images, folders (recursive) or DICOM series folders."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: PNG panels, .npy heatmaps, index.json/csv."),
+    method: str = typer.Option(DEFAULT_METHOD, "--method", "-m", help=f"One of: {', '.join(METHOD_NAMES)}."),
+    target: str = typer.Option("predicted", "--target", "-t", help="predicted, all, or a class name."),
+    layer: str | None = typer.Option(None, "--layer", help="Target layer (default: the model's cam_layer)."),
+    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Slices per CAM batch."),
+    masks: Path | None = typer.Option(
+        None, "--masks", help="Lesion masks mirroring the inputs' relative paths: prints localisation scores."
+    ),
+    window: str = typer.Option("lung", "--window", help="CT window for DICOM: lung, mediastinal or WIDTH,LEVEL."),
+) -> None:
+    """Class activation maps (Grad-CAM by default) for every slice, with localisation or faithfulness scores."""
+    from covidct.explain.api import ExplainConfig
+    from covidct.explain.api import explain as run_explain
+
+    cfg = ExplainConfig(method=method, target=target, layer=layer, batch_size=batch_size, window=window)
+    with console.status(f"{cfg.method}: explaining {len(inputs)} input(s)..."):
+        result = run_explain(checkpoint, inputs, out, masks=masks, config=cfg)
+    console.print(f"{result.method} @ {result.layer}: {result.n_slices} slice(s) -> {result.out}")
+    console.print(f"index: {result.index}  (+ index.csv, one PNG panel and .npy heatmap(s) per slice)")
+    if result.skipped:
+        console.print(f"skipped {len(result.skipped)} unreadable file(s):", style="yellow")
+        for path, reason in result.skipped[:10]:
+            console.print(f"  {path}: {reason}", markup=False, highlight=False)
+    loc = result.localization
+    if loc is not None:
+        console.print(f"localisation on {loc.n} slice(s) with a lesion ({loc.n_empty} without, "
+                      f"{result.masks_missing} without a mask file):")
+        console.print(f"  pointing game: {_fmt(loc.pointing_game)} (random baseline {_fmt(loc.random_pointing_game)})")
+        console.print(f"  energy inside mask: {_fmt(loc.energy_inside)} "
+                      f"(random baseline {_fmt(loc.random_energy_inside)})")
+    faith = result.faithfulness
+    if faith is not None:
+        console.print(
+            f"faithfulness: removing the top {faith.fraction:.0%} pixels drops the target probability by "
+            f"{faith.drop:.3f} (random map {faith.random_drop:.3f}; gap {faith.gap:+.3f})"
+        )
+
+
+def activations(
+    checkpoint: Path = typer.Argument(..., help="A covidct checkpoint (.pt)."),
+    image: Path = typer.Argument(..., help="One image, DICOM file or series (its middle slice is used)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for the PNGs."),
+    top: int = typer.Option(8, "--top", min=1, help="Most active channels shown per stage."),
+    window: str = typer.Option("lung", "--window", help="CT window for DICOM: lung, mediastinal or WIDTH,LEVEL."),
+) -> None:
+    """The paper's intermediate activation maps: per backbone stage, a grid of the most active channels."""
+    from covidct.explain.api import activations as run_activations
+
+    result = run_activations(checkpoint, image, out, top=top, window=window)
+    note = f" (middle of {result.n_slices_in_input} slices)" if result.n_slices_in_input > 1 else ""
+    console.print(f"activations of {result.source}{note}", markup=False, highlight=False)
+    console.print(f"stages: {', '.join(result.stages)}")
+    for path in result.files:
+        console.print(f"  {path}", markup=False, highlight=False)

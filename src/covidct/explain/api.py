@@ -1,0 +1,250 @@
+"""The explanation API behind ``covidct explain`` and ``covidct activations``.
+
+``explain()`` loads a checkpoint, expands the inputs (images, folders, DICOM series) with ``data.inputs``, computes
+CAMs chunk by chunk, writes panels, heatmaps and an index, and scores the maps: with a masks folder (mirroring the
+inputs' relative paths, like the phantoms' ``masks_dir``) the pointing game and mask energy against random maps;
+without, the confidence drop when the most relevant pixels are removed, against random maps.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from covidct.errors import ConfigError, DataError
+from covidct.explain.methods import DEFAULT_METHOD, check_method
+from covidct.explain.scores import FaithfulnessScores, LocalizationScores
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from covidct.models.checkpoint import CheckpointMeta
+
+PathLike = str | os.PathLike[str]
+CHUNK = 64  # slices held in memory at once (maps are kept at each slice's full size)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExplainConfig:
+    method: str = DEFAULT_METHOD
+    target: str = "predicted"  # "predicted" | "all" | a class name
+    layer: str | None = None  # None: the checkpoint's / registry's cam_layer, else timm's last feature stage
+    batch_size: int = 16
+    window: str = "lung"
+    fraction: float = 0.2  # share of pixels removed for the faithfulness score
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method", check_method(self.method))
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0.0 < self.fraction < 1.0:
+            raise ConfigError(f"fraction must be in (0, 1), got {self.fraction}")
+
+
+@dataclass(frozen=True)
+class ExplainResult:
+    out: Path
+    index: Path
+    n_slices: int
+    method: str
+    layer: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    localization: LocalizationScores | None = None
+    faithfulness: FaithfulnessScores | None = None
+    masks_missing: int = 0
+
+
+def default_layer(meta: CheckpointMeta) -> str | None:
+    """The checkpoint's recorded CAM layer, else its registry spec's, else None (timm feature_info decides)."""
+    if meta.cam_layer:
+        return meta.cam_layer
+    from covidct.errors import UnknownModelError
+    from covidct.models.registry import get_spec
+
+    try:
+        return get_spec(meta.model_name).cam_layer or None
+    except UnknownModelError:
+        return None
+
+
+def explain(
+    checkpoint: PathLike, inputs: Sequence[PathLike], out: PathLike, *, masks: PathLike | None = None,
+    config: ExplainConfig | None = None, **options: Any,
+) -> ExplainResult:
+    """Explain every slice in ``inputs`` with the model in ``checkpoint``; write everything under ``out``.
+
+    ``options`` are :class:`ExplainConfig` fields (``method``, ``target``, ``layer``, ``batch_size``, ``window``).
+    """
+    from covidct.data.inputs import collect_inputs
+    from covidct.data.preprocess import Preprocess
+    from covidct.explain.cam import compute_cams, remove_written, resolve_layer, write_index
+    from covidct.models.checkpoint import load_checkpoint
+
+    cfg = config or ExplainConfig(**options)
+    loaded = load_checkpoint(checkpoint)
+    model, meta = loaded.model, loaded.meta
+    layer = resolve_layer(model, cfg.layer or default_layer(meta))
+    preprocess = Preprocess.from_meta(meta)
+    slices, skipped = collect_inputs([Path(p) for p in inputs], window=cfg.window)
+    if not slices:
+        raise DataError(", ".join(str(p) for p in inputs), "no readable slices")
+    masks_dir = Path(masks) if masks is not None else None
+    if masks_dir is not None and not masks_dir.is_dir():
+        raise DataError(masks_dir, "masks folder not found")
+
+    out = Path(out)
+    created = not out.exists()
+    written: list[Path] = []
+    items: list[dict[str, Any]] = []
+    cams_for_scores, masks_for_scores, faith = [], [], []
+    masks_missing = 0
+    try:
+        for start in range(0, len(slices), CHUNK):
+            chunk = slices[start:start + CHUNK]
+            batch = compute_cams(model, layer, chunk, cfg.target, method=cfg.method, classes=meta.classes,
+                                 preprocess=preprocess, batch_size=cfg.batch_size)
+            items += batch.write_files(out, start=start, written=written)
+            shown = [_scored_map_index(batch, i) for i in range(len(batch))]
+            if masks_dir is not None:
+                for i, t in enumerate(shown):
+                    mask = _find_mask(masks_dir, inputs, batch.sources[i], batch.images[i].shape)
+                    if mask is None:
+                        masks_missing += 1
+                        continue
+                    cams_for_scores.append(_downsample(batch.maps[i][t]))
+                    masks_for_scores.append(_downsample(mask.astype(np.float32)) > 0.5)
+            else:
+                faith.append(_faithfulness(model, preprocess, batch, shown, cfg))
+        localization = None
+        if masks_dir is not None:
+            from covidct.explain.scores import localization_scores
+
+            localization = localization_scores(cams_for_scores, masks_for_scores, seed=cfg.seed)
+        faithfulness = _combine(faith) if faith else None
+        extra = {"checkpoint": str(checkpoint), "target": cfg.target, "skipped": [list(s) for s in skipped],
+                 "scores": _scores_dict(localization, faithfulness)}
+        index = write_index(out, items, batch, written=written, extra=extra)
+    except BaseException:
+        remove_written(out, written, created)
+        raise
+    return ExplainResult(out=out, index=index, n_slices=len(items), method=cfg.method, layer=layer,
+                         skipped=list(skipped), localization=localization, faithfulness=faithfulness,
+                         masks_missing=masks_missing)
+
+
+def _scored_map_index(batch: Any, i: int) -> int:
+    """Which of input i's maps is scored: its only one, or (targets="all") the predicted class's."""
+    hits = np.flatnonzero(batch.target_indices[i] == batch.predicted[i])
+    return int(hits[0]) if len(batch.target_indices[i]) > 1 and hits.size else 0
+
+
+def _downsample(array: np.ndarray, size: int = 256) -> np.ndarray:
+    """Keep score inputs small (scores are computed once all chunks are done)."""
+    h, w = array.shape
+    step = max(1, int(np.ceil(max(h, w) / size)))
+    return array[::step, ::step]
+
+
+def _find_mask(masks_dir: Path, inputs: Sequence[PathLike], source: str, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The mask mirroring ``source``'s path relative to the input it came from (PNG, 255 = lesion)."""
+    from PIL import Image
+
+    src = Path(source.split("#", 1)[0])
+    candidates = []
+    for root in map(Path, inputs):
+        if src == root:
+            candidates.append(Path(src.name))
+        elif root.is_dir() and src.is_relative_to(root):
+            rel = src.relative_to(root)
+            candidates += [rel, Path(root.name) / rel]
+    for rel in candidates:
+        for path in (masks_dir / rel, (masks_dir / rel).with_suffix(".png")):
+            if path.is_file():
+                try:
+                    with Image.open(path) as img:
+                        mask = img.convert("L")
+                        if mask.size != (shape[1], shape[0]):
+                            mask = mask.resize((shape[1], shape[0]), Image.NEAREST)
+                        return np.asarray(mask) > 127
+                except OSError as exc:
+                    raise DataError(path, f"cannot read mask ({exc})") from None
+    return None
+
+
+def _faithfulness(model: nn.Module, preprocess: Any, batch: Any, shown: list[int], cfg: ExplainConfig) -> FaithfulnessScores:
+    import torch
+
+    from covidct.explain.scores import confidence_drop
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            outs = [torch.softmax(model(torch.from_numpy(x[k:k + cfg.batch_size]).to(device)).float(), 1).cpu()
+                    for k in range(0, len(x), cfg.batch_size)]
+        return torch.cat(outs).numpy()
+
+    try:
+        x = preprocess.batch(list(batch.images))
+        idx = np.arange(len(batch))
+        cams = batch.net_maps[idx, shown]
+        targets = batch.target_indices[idx, shown]
+        return confidence_drop(predict, x, cams, targets, fraction=cfg.fraction, seed=cfg.seed)
+    finally:
+        model.train(was_training)
+
+
+def _combine(parts: list[FaithfulnessScores]) -> FaithfulnessScores:
+    n = sum(p.n for p in parts)
+    return FaithfulnessScores(n=n, fraction=parts[0].fraction, drop=sum(p.drop * p.n for p in parts) / n,
+                              random_drop=sum(p.random_drop * p.n for p in parts) / n)
+
+
+def _scores_dict(loc: LocalizationScores | None, faith: FaithfulnessScores | None) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    scores: dict[str, Any] = {}
+    if loc is not None:
+        scores["localization"] = asdict(loc)
+    if faith is not None:
+        scores["faithfulness"] = {**asdict(faith), "gap": faith.gap}
+    return scores
+
+
+# ------------------------------------------------------------------------------------------- activations
+@dataclass(frozen=True)
+class ActivationsResult:
+    out: Path
+    source: str
+    stages: tuple[str, ...]
+    files: tuple[Path, ...]
+    n_slices_in_input: int = 1
+
+
+def activations(
+    checkpoint: PathLike, image: PathLike, out: PathLike, *, top: int = 8, window: str = "lung",
+) -> ActivationsResult:
+    """Per-stage grids of the ``top`` most active channels for one slice (the middle one of a series)."""
+    from covidct.data.inputs import collect_inputs
+    from covidct.data.preprocess import Preprocess
+    from covidct.explain.activations import compute_activations
+    from covidct.models.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(checkpoint)
+    slices, _ = collect_inputs([Path(image)], window=window)
+    if not slices:
+        raise DataError(image, "no readable slice")
+    chosen = slices[len(slices) // 2]
+    maps = compute_activations(loaded.model, chosen.image, Preprocess.from_meta(loaded.meta), top=top,
+                               source=chosen.source)
+    files = maps.save(out)
+    return ActivationsResult(out=Path(out), source=chosen.source, stages=tuple(s.name for s in maps.stages),
+                             files=tuple(files), n_slices_in_input=len(slices))
