@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import click
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -13,15 +12,23 @@ from covidct.cli.main import app
 runner = CliRunner()
 
 
-def _command_paths(command: click.Command, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+def _command_paths(command, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    # typer >= 0.29 vendors click: groups are recognised by their `commands` mapping, not by class
     paths = [prefix]
-    if isinstance(command, click.Group):
+    if isinstance(getattr(command, "commands", None), dict):
         for name, sub in command.commands.items():
             paths.extend(_command_paths(sub, prefix + (name,)))
     return paths
 
 
 ALL_COMMANDS = _command_paths(typer.main.get_command(app))
+EXPECTED_COMMANDS = {"data", "models", "train", "cv", "metrics", "explain", "activations", "predict", "export",
+                     "bench", "compare", "report", "demo", "serve"}
+
+
+def test_every_documented_command_is_registered() -> None:
+    top_level = {path[0] for path in ALL_COMMANDS if len(path) == 1}
+    assert EXPECTED_COMMANDS <= top_level, EXPECTED_COMMANDS - top_level
 
 
 def test_version() -> None:
