@@ -1,0 +1,305 @@
+"""A study's tables and figures, recomputed from its saved per-job predictions (no torch, no models).
+
+Inputs: ``STUDY/models/<model>/folds/*/predictions.csv`` (the source of truth), ``STUDY/study.json`` (the resolved
+config) and ``STUDY/models.json`` (parameters, input size, measured CPU latency per model; measured, not derived).
+Metrics come from ``covidct.evaluation`` (per-fold metrics, mean ± std, Wilcoxon signed-rank vs the best model on
+the paired folds); plots from ``covidct.report.figures``. :func:`save_study_outputs` writes the CSV/Markdown tables,
+``summary.json`` and ``figures/*.png`` into the study folder; ``covidct report`` renders the same tables as HTML.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from covidct.errors import DataError
+from covidct.evaluation.metrics import OVERALL_METRICS, PER_CLASS_METRICS
+from covidct.evaluation.predictions import classes_of, fold_prediction_files, read_predictions
+from covidct.evaluation.stats import wilcoxon_vs_best
+from covidct.evaluation.summary import (
+    METRIC_TITLES,
+    format_mean_std,
+    json_safe,
+    per_fold_metrics,
+    summarize_by_model,
+)
+from covidct.study.grid import model_dirname
+from covidct.utils import atomic_path, write_json_atomic, write_text_atomic
+
+PathLike = str | os.PathLike[str]
+
+#: The multi-class table's columns (issue 6), in order.
+MULTICLASS_METRICS: tuple[str, ...] = ("accuracy", "macro_f1", "balanced_accuracy", "roc_auc_ovr", "weighted_f1")
+STUDY_FILE = "study.json"
+MODELS_FILE = "models.json"
+FAILURES_FILE = "failures.json"
+
+
+@dataclass
+class StudyTables:
+    """Everything a study reports, as plain tables (one row per model unless noted)."""
+
+    study_dir: Path
+    config: dict[str, Any]
+    classes: list[str]
+    models: list[str]  # models with predictions, in the study's order
+    per_fold: pd.DataFrame  # tidy: model, repeat, fold, level, class, metric, value
+    summaries: dict[str, dict[str, Any]]  # evaluation.summary.summarize() per model
+    per_class: pd.DataFrame  # model, level, class, metric, mean, std, n
+    multiclass: pd.DataFrame  # model, level, <metric>, <metric>_std ...
+    model_info: pd.DataFrame  # model, timm_name, params, image_size, latency_ms, accuracy, accuracy_std, folds_done
+    wilcoxon: pd.DataFrame  # evaluation.stats.wilcoxon_vs_best on ``wilcoxon_metric`` (empty with one model)
+    wilcoxon_metric: str
+    missing: list[str] = field(default_factory=list)  # expected jobs without predictions
+    failures: list[dict[str, Any]] = field(default_factory=list)  # the last run's failed jobs
+    warnings: list[str] = field(default_factory=list)
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(path, f"cannot read JSON ({exc})") from None
+
+
+def study_models(study_dir: PathLike) -> list[str]:
+    """The study's models: from ``study.json`` if present, else the folders under ``STUDY/models``."""
+    study = Path(study_dir)
+    config = _read_json(study / STUDY_FILE) or {}
+    if config.get("models"):
+        return [str(m) for m in config["models"]]
+    return sorted(p.name for p in (study / "models").glob("*") if p.is_dir())
+
+
+def load_study_predictions(study_dir: PathLike, models: list[str] | None = None) -> pd.DataFrame:
+    """All models' per-job predictions in one table; the ``model`` column holds the study's model name.
+
+    Raises:
+        DataError: no study folder, or no predictions for any model.
+    """
+    study = Path(study_dir)
+    if not study.is_dir():
+        raise DataError(study, "no such study folder")
+    tables = []
+    for model in models if models is not None else study_models(study):
+        files = fold_prediction_files(study / "models" / model_dirname(model))
+        if files:
+            tables.append(read_predictions(files).assign(model=model))
+    if not tables:
+        raise DataError(study, "no predictions found (expected models/<model>/folds/*/predictions.csv)")
+    classes = [classes_of(t) for t in tables]
+    if any(c != classes[0] for c in classes):
+        raise DataError(study, f"models were trained on different classes: {classes}")
+    return pd.concat(tables, ignore_index=True)
+
+
+def _per_class_rows(summaries: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    rows = []
+    for model, summary in summaries.items():
+        for level, block in (("slice", summary), ("patient", summary["patient_level"])):
+            for cls in summary["classes"]:
+                for metric in PER_CLASS_METRICS:
+                    entry = block["per_class"][cls][metric]
+                    rows.append((model, level, cls, metric, entry["mean"], entry["std"], entry["n"]))
+    return pd.DataFrame(rows, columns=["model", "level", "class", "metric", "mean", "std", "n"])
+
+
+def _multiclass_rows(summaries: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    rows = []
+    for model, summary in summaries.items():
+        for level, block in (("slice", summary), ("patient", summary["patient_level"])):
+            row: dict[str, Any] = {"model": model, "level": level}
+            for metric in MULTICLASS_METRICS:
+                entry = block["overall"].get(metric) or {}
+                row[metric] = entry.get("mean", np.nan)
+                row[f"{metric}_std"] = entry.get("std", np.nan)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _model_info(models: list[str], summaries: dict[str, Any], info: dict[str, Any], expected: int) -> pd.DataFrame:
+    rows = []
+    for model in models:
+        meta = info.get(model, {})
+        acc = summaries[model]["overall"]["accuracy"]
+        rows.append({
+            "model": model, "timm_name": meta.get("timm_name", ""), "params": meta.get("params", np.nan),
+            "image_size": meta.get("image_size", np.nan), "latency_ms": meta.get("latency_ms", np.nan),
+            "latency_threads": meta.get("latency_threads", np.nan),
+            "accuracy": acc["mean"], "accuracy_std": acc["std"],
+            "folds_done": summaries[model]["n_folds"], "folds_expected": expected,
+        })
+    return pd.DataFrame(rows)
+
+
+def build_study_tables(study_dir: PathLike, *, metric: str = "accuracy") -> StudyTables:
+    """Recompute every table of a study from its saved predictions (``metric`` drives the Wilcoxon test)."""
+    study = Path(study_dir)
+    config = _read_json(study / STUDY_FILE) or {}
+    order = study_models(study)
+    df = load_study_predictions(study, order)
+    per_fold = per_fold_metrics(df)
+    summaries = summarize_by_model(df, per_fold=per_fold)
+    models = [m for m in order if m in summaries] + sorted(set(summaries) - set(order))
+    summaries = {m: summaries[m] for m in models}
+    expected = int(config.get("folds", 0)) * int(config.get("repeats", 0))
+    missing = []
+    if expected:
+        for model in order:
+            done = summaries[model]["n_folds"] if model in summaries else 0
+            if done < expected:
+                missing.append(f"{model}: {expected - done} of {expected} jobs have no predictions")
+    info = _read_json(study / MODELS_FILE) or {}
+    failures = _read_json(study / FAILURES_FILE) or []
+    wilcoxon = (wilcoxon_vs_best(per_fold, metric) if len(models) > 1
+                else pd.DataFrame(columns=["model", "mean", "std", "diff_vs_best", "p_value", "p_holm", "n_pairs",
+                                           "significant", "is_best"]))
+    notes = list(dict.fromkeys(w for s in summaries.values() for w in s.get("warnings", [])))
+    return StudyTables(
+        study_dir=study, config=config, classes=classes_of(df), models=models, per_fold=per_fold,
+        summaries=summaries, per_class=_per_class_rows(summaries), multiclass=_multiclass_rows(summaries),
+        model_info=_model_info(models, summaries, info, expected), wilcoxon=wilcoxon, wilcoxon_metric=metric,
+        missing=missing, failures=list(failures), warnings=notes,
+    )
+
+
+# ---------------------------------------------------------------- Markdown / files
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def format_params(value: Any) -> str:
+    """``4924027`` -> ``"4.92 M"``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    return "n/a" if not math.isfinite(number) else f"{number / 1e6:.2f} M"
+
+
+def per_class_table(tables: StudyTables, model: str, level: str = "slice") -> list[list[str]]:
+    """Rows (class, F1, accuracy, sensitivity, specificity, precision as ``mean ± std``): the paper's shape."""
+    block = tables.summaries[model] if level == "slice" else tables.summaries[model]["patient_level"]
+    return [[cls, *(format_mean_std(block["per_class"][cls][m], 4) for m in PER_CLASS_METRICS)]
+            for cls in tables.classes]
+
+
+def multiclass_table(tables: StudyTables, level: str = "slice") -> list[list[str]]:
+    """Rows (model, accuracy, macro-F1, balanced accuracy, AUC, weighted F1 as ``mean ± std``)."""
+    rows = []
+    for model in tables.models:
+        block = tables.summaries[model] if level == "slice" else tables.summaries[model]["patient_level"]
+        rows.append([model, *(format_mean_std(block["overall"].get(m), 4) for m in MULTICLASS_METRICS)])
+    return rows
+
+
+def study_markdown(tables: StudyTables) -> str:
+    """The whole study as Markdown (``STUDY/study.md``)."""
+    cfg = tables.config
+    lines = [f"# Comparison study: {tables.study_dir.name}", ""]
+    if cfg:
+        lines += [f"Data `{cfg.get('data')}`; {cfg.get('folds')} folds x {cfg.get('repeats')} repeat(s), seed "
+                  f"{cfg.get('seed')}; the same folds for every model. Values are mean ± std over all folds.", ""]
+    for note in [*tables.missing, *tables.warnings]:
+        lines.append(f"> **Warning:** {note}")
+    lines += ["", "## Models", ""]
+    lines += _md_table(
+        ["Model", "Parameters", "Input size", "CPU latency (ms, batch 1)", "Accuracy"],
+        [[r.model, format_params(r.params), _fmt(r.image_size), _fmt(r.latency_ms, 1),
+          format_mean_std({"mean": r.accuracy, "std": r.accuracy_std}, 4)] for r in tables.model_info.itertuples()],
+    )
+    titles = [METRIC_TITLES[m] for m in MULTICLASS_METRICS]
+    for level in ("slice", "patient"):
+        lines += ["", f"## Multi-class ({level} level)", "", *_md_table(["Model", *titles],
+                                                                        multiclass_table(tables, level))]
+    if not tables.wilcoxon.empty:
+        lines += ["", f"## Best model vs the rest: Wilcoxon signed-rank on paired folds ({tables.wilcoxon_metric})",
+                  ""]
+        lines += _md_table(["Model", "Mean", "Std", "Diff vs best", "p", "p (Holm)", "Pairs", "Significant"],
+                           [[r.model + (" (best)" if r.is_best else ""), _fmt(r.mean, 4), _fmt(r.std, 4),
+                             _fmt(r.diff_vs_best, 4), _fmt(r.p_value, 4), _fmt(r.p_holm, 4), str(r.n_pairs),
+                             "yes" if r.significant else "no"] for r in tables.wilcoxon.itertuples()])
+    header = ["Class", *(METRIC_TITLES[m] for m in PER_CLASS_METRICS)]
+    for model in tables.models:
+        lines += ["", f"## {model}: per class, one-vs-rest (slice level)", "",
+                  *_md_table(header, per_class_table(tables, model))]
+    return "\n".join(lines) + "\n"
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+    return path
+
+
+def save_study_tables(tables: StudyTables) -> list[Path]:
+    """Write the tables into the study folder (atomically): CSVs, ``study.md`` and ``summary.json``."""
+    study = tables.study_dir
+    written = [
+        _write_csv(tables.per_fold, study / "per_fold_metrics.csv"),
+        _write_csv(tables.per_class, study / "per_class.csv"),
+        _write_csv(tables.multiclass, study / "multiclass.csv"),
+        _write_csv(tables.model_info, study / "model_table.csv"),
+        _write_csv(tables.wilcoxon, study / "wilcoxon.csv"),
+    ]
+    write_text_atomic(study / "study.md", study_markdown(tables))
+    write_json_atomic(study / "summary.json", json_safe({
+        "classes": tables.classes, "models": tables.summaries, "wilcoxon_metric": tables.wilcoxon_metric,
+        "wilcoxon": tables.wilcoxon.to_dict(orient="records"), "missing": tables.missing,
+        "failures": tables.failures,
+    }))
+    return [*written, study / "study.md", study / "summary.json"]
+
+
+def save_study_figures(tables: StudyTables, out_dir: PathLike | None = None) -> dict[str, Path]:
+    """Metric bars (accuracy, macro-F1, per-class F1), accuracy vs latency, one confusion matrix per model."""
+    from covidct.report.figures import plot_accuracy_vs_latency, plot_confusion_matrix, plot_metric_bars
+
+    out = Path(out_dir) if out_dir is not None else tables.study_dir / "figures"
+    figs: dict[str, Path] = {}
+    s = tables.summaries
+    figs["accuracy"] = plot_metric_bars(s, "accuracy", out / "bars_accuracy.png",
+                                        title="Multi-class accuracy, mean ± std over folds")
+    figs["macro_f1"] = plot_metric_bars(s, "macro_f1", out / "bars_macro_f1.png",
+                                        title="Macro F1, mean ± std over folds")
+    for i, cls in enumerate(tables.classes):
+        figs[f"f1_{cls}"] = plot_metric_bars(s, "f1", out / f"bars_f1_class{i}.png", cls=cls,
+                                             title=f"F1 of {cls} (one-vs-rest), mean ± std over folds")
+    info = tables.model_info
+    if info["latency_ms"].notna().any():
+        figs["accuracy_vs_latency"] = plot_accuracy_vs_latency(
+            info, out / "accuracy_vs_latency.png", x="latency_ms", y="accuracy", yerr="accuracy_std",
+            title="Accuracy vs CPU latency (batch 1)")
+    for model in tables.models:
+        figs[f"confusion_{model}"] = plot_confusion_matrix(
+            s[model]["confusion_matrix"], tables.classes, out / f"confusion_{model_dirname(model)}.png",
+            title=f"{model}: confusion matrix (slice level, all folds)")
+    return figs
+
+
+def save_study_outputs(study_dir: PathLike, *, metric: str = "accuracy") -> StudyTables:
+    """Recompute and write every table and figure of a study; returns the tables."""
+    tables = build_study_tables(study_dir, metric=metric)
+    save_study_tables(tables)
+    save_study_figures(tables)
+    return tables
