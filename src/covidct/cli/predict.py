@@ -1,9 +1,140 @@
-"""CLI commands: predict (placeholder until implemented)."""
+"""CLI commands ``covidct predict``, ``covidct export`` and ``covidct bench`` (issue #5)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from covidct.cli._common import console, err_console, split_csv
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
+    """Add ``predict``, ``export`` and ``bench`` to the main app."""
+    app.command("predict")(predict)
+    app.command("export")(export)
+    app.command("bench")(bench)
+
+
+def predict(
+    model: Path = typer.Argument(..., help="A covidct checkpoint (.pt) or an exported model (.onnx)."),
+    inputs: list[Path] = typer.Argument(..., help="Images, folders (recursive), DICOM series folders, NIfTI volumes."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="preds.csv (+ preds.patients.csv) or preds.json."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Slices per forward pass."),
+    backend: str | None = typer.Option(None, "--backend", help="torch or onnx (default: by the model's suffix)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: physical cores)."),
+    window: str | None = typer.Option(None, "--window", help="CT window override: lung, mediastinal or W,L."),
+    explain: bool = typer.Option(False, "--explain", help="Also write Grad-CAM overlays (torch checkpoints only)."),
+    explain_dir: Path | None = typer.Option(
+        None, "--explain-dir", help="Where --explain writes (default: <out stem>.cams/ or ./covidct-cams/)."
+    ),
+    show_slices: int = typer.Option(20, "--show-slices", min=0, help="Print slice rows when there are at most N."),
+) -> None:
+    """Per-slice probabilities and a per-patient/series prediction (mean slice probability, slice votes)."""
+    from rich.progress import Progress
+
+    from covidct.errors import ConfigError
+    from covidct.inference.predictor import Predictor
+
+    if out is not None and out.suffix.lower() not in (".csv", ".json"):
+        raise ConfigError(f"{out}: --out must end in .csv or .json")
+    if explain and model.suffix.lower() == ".onnx":
+        raise ConfigError("--explain needs a torch checkpoint (Grad-CAM uses gradients); got an .onnx model")
+    predictor = Predictor.from_path(model, backend=backend, device=device, threads=threads, batch_size=batch_size)
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task(f"predicting ({predictor.backend})", total=None)
+        result = predictor.predict(inputs, window=window, progress=lambda n: bar.advance(task, n))
+    if len(result.slices) <= show_slices:
+        console.print(_table(result.slices, f"{len(result.slices)} slice(s)"))
+    console.print(_table(result.groups, f"{len(result.groups)} patient(s)/series - {result.model}"))
+    if result.skipped:
+        err_console.print(f"skipped {len(result.skipped)} unreadable file(s):", style="yellow")
+        for path, reason in result.skipped[:10]:
+            err_console.print(f"  {path}: {reason}", markup=False, highlight=False)
+    if out is not None:
+        for path in result.save(out):
+            console.print(f"wrote {path}", markup=False, highlight=False)
+    if explain:
+        from covidct.explain.api import ExplainConfig
+        from covidct.explain.api import explain as run_explain
+
+        target = explain_dir or (out.with_name(f"{out.stem}.cams") if out is not None else Path("covidct-cams"))
+        cams = run_explain(model, inputs, target, config=ExplainConfig(batch_size=batch_size,
+                                                                       window=window or predictor.info.window_spec))
+        console.print(f"Grad-CAM overlays ({cams.method} @ {cams.layer}): {cams.n_slices} slice(s) -> {cams.out}")
+
+
+def _table(frame, title: str):  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in frame.columns:
+        if column == "model":
+            continue
+        table.add_column(column.removeprefix("prob_").join(("P(", ")")) if column.startswith("prob_") else column,
+                         justify="right" if frame[column].dtype.kind in "fiu" else "left", overflow="fold")
+    for row in frame.itertuples(index=False):
+        values = [v for c, v in zip(frame.columns, row) if c != "model"]
+        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in values))
+    return table
+
+
+def export(
+    checkpoint: Path = typer.Argument(..., help="A covidct checkpoint (.pt)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The ONNX file to write (model.onnx)."),
+    tolerance: float = typer.Option(1e-3, "--tolerance", help="Largest allowed |ONNX - PyTorch| logit difference."),
+    check: bool = typer.Option(True, "--check/--no-check", help="Compare with PyTorch on random inputs."),
+    opset: int = typer.Option(17, "--opset", min=11, help="ONNX opset."),
+) -> None:
+    """Export to ONNX (dynamic batch; classes, input size, normalisation, window in its metadata)."""
+    from covidct.inference.export import export_onnx
+
+    with console.status(f"exporting {checkpoint.name} to ONNX..."):
+        result = export_onnx(checkpoint, out, check=check, tolerance=tolerance, opset=opset)
+    console.print(f"wrote {result.path}  ({result.model_name}, {result.input_size} px, classes: "
+                  f"{', '.join(result.classes)}, opset {result.opset})", markup=False, highlight=False)
+    if result.max_abs_diff is not None:
+        console.print(f"parity vs PyTorch: max abs diff {result.max_abs_diff:.2e} (tolerance {result.tolerance:g})")
+
+
+def bench(
+    models: str = typer.Option("EfficientNetB0,EfficientNetB5", "--models", help="Comma-separated model names."),
+    backends: str = typer.Option("torch,onnx", "--backends", help="Comma-separated: torch, onnx, eager (baseline)."),
+    batch_sizes: str = typer.Option("1,8", "--batch-sizes", help="Comma-separated batch sizes."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Folder for bench.csv, bench.md, env.json."),
+    repeats: int = typer.Option(10, "--repeats", min=1, help="Timed runs per batch size."),
+    warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed runs first."),
+    image_size: int | None = typer.Option(None, "--image-size", help="Input size (default: each model's)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: physical cores)."),
+    images: list[Path] | None = typer.Option(None, "--images", help="Files for end-to-end timing (repeatable)."),
+) -> None:
+    """Latency (median, p90 per image) and throughput per model, backend and batch size; random weights."""
+    from rich.table import Table
+
+    from covidct.errors import ConfigError
+    from covidct.inference.bench import BenchConfig, run_bench
+
+    try:
+        sizes = tuple(int(b) for b in split_csv(batch_sizes) or ())
+    except ValueError:
+        raise ConfigError(f"--batch-sizes must be integers, got {batch_sizes!r}") from None
+    cfg = BenchConfig(
+        models=tuple(split_csv(models) or ()), backends=tuple(split_csv(backends) or ()), batch_sizes=sizes,
+        device=device, repeats=repeats, warmup=warmup, image_size=image_size, threads=threads,
+        images=tuple(str(p) for p in images or ()),
+    )
+    with console.status("benchmarking...") as status:
+        result = run_bench(cfg, out, on_case=lambda m, b: status.update(f"benchmarking {m} / {b}..."))
+    table = Table(title="covidct inference speed (per image; random weights)")
+    for column in ("model", "backend", "batch", "size", "model ms (med/p90)", "model img/s", "e2e ms (med/p90)",
+                   "e2e img/s", "stream img/s"):
+        table.add_column(column, justify="left" if column in ("model", "backend") else "right")
+    for r in result.table.itertuples(index=False):
+        table.add_row(r.model, r.backend, str(r.batch_size), str(r.image_size),
+                      f"{r.model_ms_median:.1f} / {r.model_ms_p90:.1f}", f"{r.model_img_s:.1f}",
+                      f"{r.e2e_ms_median:.1f} / {r.e2e_ms_p90:.1f}", f"{r.e2e_img_s:.1f}", f"{r.stream_img_s:.1f}")
+    console.print(table)
+    for path in result.files:
+        console.print(f"wrote {path}", markup=False, highlight=False)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 PathLike = str | os.PathLike[str]
 InputLike = PathLike | np.ndarray
 ProgressFn = Callable[[int], None]
+SliceImage = np.ndarray | Callable[[], np.ndarray]
 
 ONNX_SUFFIXES = (".onnx",)
 
@@ -185,13 +186,17 @@ def _skip_record(item: Any) -> tuple[str, str]:
 
 
 def iter_batches(
-    slices: Sequence[tuple[str, np.ndarray, str]], preprocess: Preprocess, batch_size: int, *, prefetch: bool = True
+    slices: Sequence[tuple[str, SliceImage, str]], preprocess: Preprocess, batch_size: int, *, prefetch: bool = True
 ) -> Iterator[Batch]:
-    """Preprocess ``slices`` in batches; with ``prefetch``, a background thread prepares batch k+1 during batch k."""
+    """Preprocess ``slices`` in batches; with ``prefetch``, a background thread prepares batch k+1 during batch k.
+
+    An image may be a callable returning the array (e.g. ``partial(load_slice, path)``): it is then decoded in
+    the background thread too."""
 
     def make(start: int) -> Batch:
         chunk = slices[start:start + batch_size]
-        return Batch([c[0] for c in chunk], [c[2] for c in chunk], preprocess.batch([c[1] for c in chunk]))
+        images = [c[1]() if callable(c[1]) else c[1] for c in chunk]  # a callable decodes lazily, off-thread
+        return Batch([c[0] for c in chunk], [c[2] for c in chunk], preprocess.batch(images))
 
     starts = range(0, len(slices), batch_size)
     if not prefetch or len(starts) < 2:
@@ -274,17 +279,19 @@ class Predictor:
 
     def predict(
         self, inputs: InputLike | Sequence[InputLike], *, batch_size: int | None = None,
-        progress: ProgressFn | None = None,
+        progress: ProgressFn | None = None, window: str | None = None,
     ) -> PredictionResult:
-        """Probabilities per slice and per group for paths or arrays (see :func:`expand_inputs`)."""
-        slices, skipped = expand_inputs(inputs, self.info.window_spec)
+        """Probabilities per slice and per group for paths or arrays (see :func:`expand_inputs`).
+
+        ``window`` overrides the model's CT window for DICOM/NIfTI inputs (``"lung"``, ``"1500,-600"``)."""
+        slices, skipped = expand_inputs(inputs, window or self.info.window_spec)
         return self.predict_slices(slices, skipped=skipped, batch_size=batch_size, progress=progress)
 
     def predict_slices(
-        self, slices: Sequence[tuple[str, np.ndarray, str]], *, skipped: Iterable[tuple[str, str]] = (),
+        self, slices: Sequence[tuple[str, SliceImage, str]], *, skipped: Iterable[tuple[str, str]] = (),
         batch_size: int | None = None, progress: ProgressFn | None = None,
     ) -> PredictionResult:
-        """Predict already-decoded ``(source, image, group)`` slices."""
+        """Predict ``(source, image or loader, group)`` slices (see :func:`iter_batches`)."""
         size = batch_size or self.batch_size
         if size < 1:
             raise ConfigError(f"batch size must be >= 1, got {size}")

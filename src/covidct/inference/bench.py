@@ -1,0 +1,275 @@
+"""Inference speed benchmark: models x backends x batch sizes, model-only and end-to-end (issue #5).
+
+Backends: ``torch`` (covidct's default path: malloc tuning, channels-last, inference mode), ``onnx``
+(onnxruntime, all graph optimisations, intra-op threads = physical cores) and ``eager`` (the baseline: a plain
+timm model, default layout and allocator, ``torch.no_grad``). Weights are random (``pretrained=False``): speed does
+not depend on them.
+
+Each (model, backend) runs in a fresh Python process, so allocator settings, thread pools and caches of one case
+cannot help or hurt another (malloc tuning is process-wide). Per batch size ``B`` it records, per image:
+
+- model-only: latency of ``B`` preprocessed images through the network, divided by ``B`` (median, p90);
+- end-to-end: files on disk -> probabilities for ``B`` files, sequentially (decode, resize, normalise, network,
+  softmax), divided by ``B`` (median, p90);
+- stream throughput: images/s predicting ``repeats x B`` files with the predictor's prefetching pipeline
+  (decoding and resizing batch k+1 in a background thread while the network runs batch k).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from covidct.errors import ConfigError, CovidCTError
+from covidct.utils import atomic_path, environment_record, write_json_atomic, write_text_atomic
+
+BACKENDS = ("torch", "onnx", "eager")
+CLASSES = ("COVID-19", "Healthy", "Pneumonia")
+COLUMNS = (
+    "model", "backend", "batch_size", "image_size", "device", "threads",
+    "model_ms_median", "model_ms_p90", "model_img_s", "e2e_ms_median", "e2e_ms_p90", "e2e_img_s", "stream_img_s",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchConfig:
+    """What to benchmark. ``image_size=None`` uses each model's registry input size."""
+
+    models: tuple[str, ...] = ("EfficientNetB0", "EfficientNetB5")
+    backends: tuple[str, ...] = ("torch", "onnx")
+    batch_sizes: tuple[int, ...] = (1, 8)
+    device: str = "cpu"
+    repeats: int = 10
+    warmup: int = 2
+    image_size: int | None = None
+    threads: int | None = None
+    images: tuple[str, ...] = ()  # files for end-to-end timing; default: generated 512x512 PNGs
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ConfigError("give at least one model")
+        unknown = [b for b in self.backends if b not in BACKENDS]
+        if unknown or not self.backends:
+            raise ConfigError(f"unknown backend(s) {unknown}: use {', '.join(BACKENDS)}")
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise ConfigError(f"batch sizes must be >= 1, got {self.batch_sizes}")
+        if self.repeats < 1 or self.warmup < 0:
+            raise ConfigError(f"repeats must be >= 1 and warmup >= 0, got {self.repeats}, {self.warmup}")
+        if self.image_size is not None and self.image_size < 8:
+            raise ConfigError(f"image size must be >= 8, got {self.image_size}")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"unknown device {self.device!r}: use cpu or cuda")
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One row per (model, backend, batch size)."""
+
+    table: pd.DataFrame
+    config: BenchConfig
+    files: list[Path] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        return to_markdown(self.table)
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+def _time(fn: Callable[[], Any], repeats: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def generate_images(folder: Path, n: int, size: int = 512, seed: int = 0) -> list[str]:
+    """``n`` 512 x 512 8-bit PNG 'slices' (smooth body + noise) for end-to-end timing."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] / size - 0.5
+    body = (xx**2 / 0.16 + yy**2 / 0.1 < 1).astype(np.float32) * 0.6
+    paths = []
+    for i in range(n):
+        img = np.clip(body + rng.normal(0, 0.05, body.shape), 0, 1)
+        path = folder / f"slice_{i:03d}.png"
+        Image.fromarray((img * 255).astype(np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def _build(model_name: str, backend: str, image_size: int, device: str, threads: int | None, workdir: Path) -> Any:
+    """A predictor-like object with ``logits``, ``predict_slices``, ``preprocess`` for one case."""
+    import torch
+
+    from covidct.inference.predictor import ModelInfo, OnnxPredictor, Predictor
+    from covidct.models.registry import create_model, get_spec, model_normalization
+
+    if threads:
+        torch.set_num_threads(threads)
+    spec = get_spec(model_name)
+    model = create_model(spec.name, len(CLASSES), pretrained=False).eval()
+    mean, std = model_normalization(model)
+    info = ModelInfo(model_name=spec.name, classes=CLASSES, image_size=image_size, mean=mean, std=std)
+    if backend == "torch":
+        from covidct.inference.torch_backend import TorchPredictor
+
+        return TorchPredictor(model, info, device=device, threads=threads)
+    if backend == "onnx":
+        from covidct.inference.export import _write_metadata, export_module
+
+        path = workdir / f"{spec.name}.onnx"
+        export_module(model, path, image_size=image_size)
+        _write_metadata(path, info)
+        del model
+        return OnnxPredictor(path, threads=threads, device=device)
+
+    class EagerPredictor(Predictor):  # the baseline: default layout and allocator, no prefetching
+        backend = "eager"
+
+        def __init__(self) -> None:
+            super().__init__(info, prefetch=False)
+            self.device = torch.device(device)
+            self.model = model.to(self.device)
+
+        def logits(self, pixels: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return self.model(torch.from_numpy(pixels).to(self.device)).cpu().numpy()
+
+    return EagerPredictor()
+
+
+def measure_case(
+    model_name: str, backend: str, *, batch_sizes: Sequence[int], image_size: int | None, device: str,
+    threads: int | None, repeats: int, warmup: int, images: Sequence[str],
+) -> list[dict[str, Any]]:
+    """Time one (model, backend) in this process; one row per batch size."""
+    from covidct.data.readers import load_slice
+    from covidct.inference.runtime import physical_cores
+    from covidct.models.registry import get_spec
+
+    size = image_size or get_spec(model_name).input_size
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="covidct-bench-") as tmp:
+        workdir = Path(tmp)
+        need = max(batch_sizes) * max(repeats, 2)
+        files = list(images) or generate_images(workdir, min(need, 64))
+        predictor = _build(model_name, backend, size, device, threads, workdir)
+        rng = np.random.default_rng(0)
+        for bs in batch_sizes:
+            pixels = rng.standard_normal((bs, 3, size, size)).astype(np.float32)
+            model_t = _time(lambda: predictor.logits(pixels), repeats, warmup)
+            picks = [files[i % len(files)] for i in range(bs)]
+
+            def end_to_end(picks: list[str] = picks) -> np.ndarray:
+                batch = predictor.preprocess.batch([load_slice(p) for p in picks])
+                return predictor.predict_proba(batch)
+
+            e2e_t = _time(end_to_end, repeats, min(warmup, 1))
+            stream = [(files[i % len(files)], partial(load_slice, files[i % len(files)]), "bench")
+                      for i in range(bs * repeats)]
+            start = time.perf_counter()
+            predictor.predict_slices(stream, batch_size=bs)
+            stream_s = time.perf_counter() - start
+            rows.append({
+                "model": model_name, "backend": backend, "batch_size": bs, "image_size": size, "device": device,
+                "threads": threads or physical_cores(),
+                "model_ms_median": 1e3 * statistics.median(model_t) / bs,
+                "model_ms_p90": 1e3 * _percentile(model_t, 90) / bs,
+                "model_img_s": bs / statistics.median(model_t),
+                "e2e_ms_median": 1e3 * statistics.median(e2e_t) / bs,
+                "e2e_ms_p90": 1e3 * _percentile(e2e_t, 90) / bs,
+                "e2e_img_s": bs / statistics.median(e2e_t),
+                "stream_img_s": len(stream) / stream_s,
+            })
+    return rows
+
+
+def _run_isolated(case: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run :func:`measure_case` in a fresh interpreter (see the module docstring)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "covidct.inference.bench", json.dumps(case)],
+        capture_output=True, text=True, check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{") or ln.startswith("[")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        if proc.returncode == 2:  # a user error inside the case (e.g. unknown model)
+            raise CovidCTError(tail[0].removeprefix("error: "))
+        raise RuntimeError(f"benchmark case {case['model_name']}/{case['backend']} failed: {tail[0]}")
+    return json.loads(lines[-1])
+
+
+def run_bench(
+    cfg: BenchConfig, out: str | os.PathLike[str] | None = None, *, isolate: bool = True,
+    on_case: Callable[[str, str], None] | None = None,
+) -> BenchResult:
+    """Benchmark every (model, backend); write ``bench.csv``, ``bench.md`` and ``env.json`` into ``out``."""
+    from covidct.models.registry import get_spec
+
+    for name in cfg.models:
+        get_spec(name)  # unknown names fail before any timing
+    rows: list[dict[str, Any]] = []
+    for name in cfg.models:
+        for backend in cfg.backends:
+            if on_case is not None:
+                on_case(name, backend)
+            case = dict(
+                model_name=name, backend=backend, batch_sizes=list(cfg.batch_sizes), image_size=cfg.image_size,
+                device=cfg.device, threads=cfg.threads, repeats=cfg.repeats, warmup=cfg.warmup,
+                images=list(cfg.images),
+            )
+            rows.extend(_run_isolated(case) if isolate else measure_case(**case))
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    files: list[Path] = []
+    if out is not None:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(folder / "bench.csv") as tmp:
+            table.to_csv(tmp, index=False, float_format="%.4g")
+        write_text_atomic(folder / "bench.md", to_markdown(table) + "\n")
+        write_json_atomic(folder / "env.json", environment_record(config=asdict(cfg)))
+        files = [folder / "bench.csv", folder / "bench.md", folder / "env.json"]
+    return BenchResult(table=table, config=cfg, files=files)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A Markdown table (ms per image, images per second)."""
+    head = ("model", "backend", "batch", "size", "model ms/img (median / p90)", "model img/s",
+            "end-to-end ms/img (median / p90)", "end-to-end img/s", "stream img/s")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in table.itertuples(index=False):
+        lines.append(
+            f"| {r.model} | {r.backend} | {r.batch_size} | {r.image_size} | {r.model_ms_median:.1f} / "
+            f"{r.model_ms_p90:.1f} | {r.model_img_s:.1f} | {r.e2e_ms_median:.1f} / {r.e2e_ms_p90:.1f} | "
+            f"{r.e2e_img_s:.1f} | {r.stream_img_s:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # one isolated case: python -m covidct.inference.bench '{"model_name": ...}'
+    try:
+        result = measure_case(**json.loads(sys.argv[1]))
+    except CovidCTError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(2)
+    sys.stdout.write(json.dumps(result) + "\n")
