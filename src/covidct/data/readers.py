@@ -244,6 +244,16 @@ def _read_dicom(path: Path, *, header_only: bool = False) -> Any:
         raise DataError(path, f"corrupt or truncated DICOM ({type(exc).__name__}: {exc})") from None
 
 
+def read_dicom_header(path: PathLike) -> Any:
+    """The DICOM header (no pixel data) as a pydicom Dataset; DataError if it is not DICOM."""
+    return _read_dicom(Path(path), header_only=True)
+
+
+def n_frames(ds: Any) -> int:
+    """Frames in a DICOM dataset (1 for a plain slice)."""
+    return _n_frames(ds)
+
+
 def _n_frames(ds: Any) -> int:
     try:
         return max(1, int(ds.get("NumberOfFrames", 1) or 1))

@@ -1,0 +1,161 @@
+"""Expand what a user points at (files, folders, DICOM series, NIfTI volumes) into slices to predict on.
+
+``iter_inputs(paths)`` yields :class:`InputSlice` (source id, image float32 [0, 1], group) one at a time, so a big
+folder is never held in memory unless the caller collects it (``collect_inputs``). Groups say which slices belong
+to one patient / series / volume, for patient-level aggregation:
+
+- the single-frame DICOM files of one series in a folder form one group (the folder), in anatomical order;
+- a NIfTI volume or multi-frame DICOM is one group (the file), with sources ``"file#k"``;
+- any other image is its own group, unless it sits in a patient folder: a folder strictly below the folder you
+  passed whose name is not a class name (``data/p01/1.png`` -> group ``data/p01``; ``data/COVID/1.png`` and
+  ``data/1.png`` -> their own paths).
+
+Unreadable files are recorded in ``skipped`` as ``(path, reason)``; only "nothing readable at all" is an error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from covidct.data.manifest import DEFAULT_ALIASES, natural_key
+from covidct.data.readers import (
+    Normalization,
+    detect_format,
+    load_series,
+    load_slice,
+    n_frames,
+    read_dicom_header,
+    slice_positions,
+)
+from covidct.data.window import Window
+from covidct.errors import DataError
+
+PathLike = str | os.PathLike[str]
+_CLASS_NAMES = {name.lower() for name in (*DEFAULT_ALIASES, *DEFAULT_ALIASES.values())}
+
+
+@dataclass(frozen=True)
+class InputSlice:
+    """One 2-D slice to predict on."""
+
+    source: str  # file path, or "volume#k"
+    image: np.ndarray  # (H, W) float32 in [0, 1]
+    group: str  # series / patient / volume id (the file's own path for a lone image)
+
+
+class InputCollection(NamedTuple):
+    """``collect_inputs`` result; unpacks as ``slices, skipped = collect_inputs(paths)``."""
+
+    slices: list[InputSlice]
+    skipped: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class _Item:
+    kind: str  # "image" | "volume" | "series"
+    files: tuple[Path, ...]
+    group: str
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name in ("Thumbs.db", "desktop.ini", "__MACOSX", "DICOMDIR")
+
+
+def _plan_folder(root: Path, skipped: list[tuple[str, str]]) -> Iterator[_Item]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted((d for d in dirnames if not _hidden(d)), key=natural_key)
+        folder = Path(dirpath)
+        patient_folder = folder != root and folder.name.lower() not in _CLASS_NAMES
+        headers: dict[str, list[tuple[Path, object]]] = defaultdict(list)
+        for name in sorted((f for f in filenames if not _hidden(f)), key=natural_key):
+            path = folder / name
+            fmt = detect_format(path)
+            if fmt is None:
+                skipped.append((str(path), f"unknown file type {path.suffix or '(no extension)'!r}"))
+            elif fmt == "nifti":
+                yield _Item("volume", (path,), str(path))
+            elif fmt == "dicom":
+                try:
+                    header = read_dicom_header(path)
+                except DataError as exc:
+                    skipped.append((str(path), exc.reason))
+                    continue
+                if n_frames(header) > 1:
+                    yield _Item("volume", (path,), str(path))
+                else:
+                    headers[str(header.get("SeriesInstanceUID", ""))].append((path, header))
+            else:
+                yield _Item("image", (path,), str(folder) if patient_folder else str(path))
+        for uid, members in headers.items():
+            group = str(folder) if len(headers) == 1 else f"{folder}#{uid}"
+            try:
+                order, _ = slice_positions([h for _, h in members], folder)
+            except DataError:  # no ordering tags: keep the natural file order rather than drop the series
+                order = list(range(len(members)))
+            yield _Item("series", tuple(members[i][0] for i in order), group)
+
+
+def _plan(paths: Iterable[PathLike], skipped: list[tuple[str, str]]) -> Iterator[_Item]:
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            yield from _plan_folder(path, skipped)
+        elif path.exists():
+            kind = "volume" if detect_format(path) in ("nifti", "dicom") else "image"
+            yield _Item(kind, (path,), str(path))
+        else:
+            skipped.append((str(path), "not found"))
+
+
+def iter_inputs(
+    paths: Iterable[PathLike] | PathLike, *, window: str | Window = "lung", normalization: Normalization = "minmax",
+    skipped: list[tuple[str, str]] | None = None,
+) -> Iterator[InputSlice]:
+    """Yield the readable slices under ``paths``; unreadable files are appended to ``skipped``.
+
+    Raises DataError at the end if nothing at all was readable.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = list(paths)
+    skipped = [] if skipped is None else skipped
+    found = 0
+    for item in _plan(paths, skipped):
+        if item.kind == "volume":
+            try:
+                series = load_series(item.files[0], window=window)
+            except DataError as exc:
+                skipped.append((str(item.files[0]), exc.reason))
+                continue
+            for source, image in zip(series.sources, series.images):
+                found += 1
+                yield InputSlice(source, image, item.group)
+            continue
+        for file in item.files:
+            try:
+                image = load_slice(file, window=window, normalization=normalization)
+            except DataError as exc:
+                skipped.append((str(file), exc.reason))
+                continue
+            found += 1
+            yield InputSlice(str(file), image, item.group)
+    if not found:
+        where = os.fspath(paths[0]) if len(paths) == 1 else f"{len(paths)} inputs"
+        detail = f"; first problem: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+        raise DataError(where, f"no readable images ({len(skipped)} skipped{detail})")
+
+
+def collect_inputs(
+    paths: Iterable[PathLike] | PathLike, *, window: str | Window = "lung", normalization: Normalization = "minmax",
+) -> InputCollection:
+    """All readable slices under ``paths`` and the ``(path, reason)`` of every skipped file."""
+    skipped: list[tuple[str, str]] = []
+    slices = list(iter_inputs(paths, window=window, normalization=normalization, skipped=skipped))
+    return InputCollection(slices, skipped)
