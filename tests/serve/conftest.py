@@ -30,8 +30,7 @@ def png_bytes(array: np.ndarray | None = None, fmt: str = "PNG") -> bytes:
     return buffer.getvalue()
 
 
-def dicom_bytes(k: int = 0, *, size: int = 32, series_uid: str = "1.2.826.0.1.3680043.8.498.1", preamble: bool = True,
-                rows: int | None = None) -> bytes:
+def dicom_bytes(k: int = 0, *, size: int = 32, series_uid: str = "1.2.826.0.1.3680043.8.498.1", preamble: bool = True) -> bytes:
     """A CT slice written by pydicom (HU = stored - 1024), position z = k mm."""
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
@@ -46,14 +45,18 @@ def dicom_bytes(k: int = 0, *, size: int = 32, series_uid: str = "1.2.826.0.1.36
     ds.InstanceNumber = k + 1
     ds.ImagePositionPatient = [0.0, 0.0, float(k)]
     ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    ds.Rows, ds.Columns = rows or size, size
+    ds.Rows, ds.Columns = size, size
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
     hu = phantom(size, seed=k).astype(np.int16) * 6 - 1000  # roughly -1000..500 HU
     ds.PixelData = (hu + 1024).astype(np.int16).tobytes()
     buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=preamble)
+    if preamble:
+        ds.save_as(buffer, enforce_file_format=True)
+    else:  # an ACR-NEMA style bare dataset: no preamble, no 'DICM', no file meta
+        ds.preamble, ds.file_meta = None, FileMetaDataset()
+        ds.save_as(buffer, implicit_vr=True, little_endian=True, enforce_file_format=False)
     return buffer.getvalue()
 
 
