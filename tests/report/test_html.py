@@ -1,0 +1,115 @@
+"""The HTML report: one self-contained file with every model, table and figure (fake study, no torch)."""
+
+from __future__ import annotations
+
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from fake_study import write_fake_study
+
+from covidct.errors import ConfigError, DataError
+from covidct.report.html import render_report, write_report
+from covidct.report.reference import PAPER, get_reference
+
+
+class _Collect(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+        self.models: list[str] = []
+        self.srcs: list[str] = []
+        self.hrefs: list[str] = []
+        self.tags: list[str] = []
+        self.tables = 0
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        self.tags.append(tag)
+        if a.get("id"):
+            self.ids.append(a["id"])
+        if a.get("data-model"):
+            self.models.append(a["data-model"])
+        if tag in ("img", "script", "iframe") and "src" in a:
+            self.srcs.append(a["src"] or "")
+        if "href" in a:
+            self.hrefs.append(a["href"] or "")
+        self.tables += tag == "table"
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse(text: str) -> _Collect:
+    parser = _Collect()
+    parser.feed(text)
+    parser.close()
+    return parser
+
+
+def test_report_is_self_contained_and_lists_every_model(fake_study: Path) -> None:
+    out = write_report(fake_study, fake_study / "r.html")
+    page = parse(out.read_text(encoding="utf-8"))
+    assert sorted(page.models) == ["EfficientNetB5", "VGG16", "resnet10t"]
+    for section in ("setup", "models", "multiclass", "stats", "per-class", "figures"):
+        assert section in page.ids
+    assert "reference" not in page.ids
+    # bars (accuracy, macro F1, 3 per-class F1), accuracy vs latency, 3 confusion matrices
+    assert len(page.srcs) == 2 + 3 + 1 + 3
+    assert all(src.startswith("data:image/png;base64,") for src in page.srcs)
+    assert page.hrefs == [] and "link" not in page.tags and "script" not in page.tags
+    assert page.tables >= 3 + 2 * 3  # models, 2 multi-class, wilcoxon, 2 per model
+    text = " ".join(page.text)
+    assert "EfficientNetB5 (best)" in text and "± " in text
+    assert "Wilcoxon" in text
+
+
+def test_reference_paper_is_shown_beside_ours(fake_study: Path) -> None:
+    page = parse(render_report(fake_study, reference="paper"))
+    assert "reference" in page.ids
+    text = " ".join(page.text)
+    assert "0.9769 ± 0.0046" in text  # EfficientNetB5 F1, arXiv:2012.11860 abstract
+    assert "Ours: EfficientNetB5, COVID-19 one-vs-rest" in text
+    assert "could not be verified" in text  # says what is not stored
+
+
+def test_reference_values_are_the_abstracts() -> None:
+    assert get_reference("PAPER") is PAPER
+    by_metric = {(v.dataset.startswith("A COVID"), v.metric): (v.mean, v.std) for v in PAPER.values}
+    assert by_metric[(True, "accuracy")] == (0.9759, 0.0048)
+    assert by_metric[(False, "precision")] == (0.9526, 0.0523)
+    assert {v.model for v in PAPER.values} == {"EfficientNetB5"}
+    with pytest.raises(ConfigError, match="reference"):
+        get_reference("nature")
+
+
+def test_failures_and_missing_jobs_are_visible(tmp_path: Path) -> None:
+    study = write_fake_study(tmp_path / "s", {"a": 2.0, "b": 1.0}, skip=(("b", 0, 1),))
+    (study / "failures.json").write_text('[{"job": "b/r0_f1", "attempts": 2, "error": "RuntimeError: boom"}]')
+    text = " ".join(parse(render_report(study)).text)
+    assert "b/r0_f1" in text and "RuntimeError: boom" in text
+    assert "b: 1 of 6 jobs have no predictions" in text
+
+
+def test_explanation_panels_are_embedded(fake_study: Path) -> None:
+    from covidct.report.figures import plot_confusion_matrix
+
+    plot_confusion_matrix([[1, 0], [0, 1]], ["a", "b"], fake_study / "explanations" / "x" / "panel.png")
+    page = parse(render_report(fake_study))
+    assert "explanations" in page.ids and len(page.srcs) == 10
+
+
+def test_report_without_predictions(tmp_path: Path) -> None:
+    with pytest.raises(DataError):
+        write_report(tmp_path)
+
+
+def test_report_does_not_import_torch() -> None:
+    assert "covidct.report.html" in sys.modules
+    import subprocess
+
+    code = ("import sys, covidct.report.html, covidct.study.tables; "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
