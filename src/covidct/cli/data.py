@@ -1,9 +1,138 @@
-"""CLI commands: data (placeholder until implemented)."""
+"""CLI commands ``covidct data scan | summary | synth``: dataset manifests and synthetic phantoms (issue #2)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
+
+data_app = typer.Typer(
+    name="data", help="Scan datasets into manifests, summarise them, synthesize CT phantoms.",
+    no_args_is_help=True,
+)
+
+ALIAS_HELP = "Extra label alias KEY=VALUE (folder/CSV label -> class), e.g. --alias Others=Pneumonia. Repeatable."
+CLASSES_HELP = "Fixed class order, comma-separated (default: COVID-19, Healthy, Pneumonia, then others sorted)."
+
+
+def parse_aliases(items: list[str] | None) -> dict[str, str] | None:
+    """``["Other=Pneumonia"]`` -> ``{"Other": "Pneumonia"}``; ConfigError for anything else."""
+    from covidct.errors import ConfigError
+
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(f"--alias expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _scan(data: Path, alias: list[str] | None, classes: str | None) -> Any:
+    from covidct.cli._common import split_csv
+    from covidct.data.manifest import scan_dataset
+
+    return scan_dataset(data, aliases=parse_aliases(alias), classes=split_csv(classes))
+
+
+def _print_warnings(scan: Any) -> None:
+    from covidct.cli._common import err_console
+
+    for note in scan.warnings:
+        loud = note == scan.warning
+        err_console.print(f"WARNING: {note}" if loud else f"warning: {note}", style="bold red" if loud else "yellow",
+                          markup=False, highlight=False, soft_wrap=True)
+
+
+def render_scan(scan: Any, *, limit: int = 10) -> list[Any]:
+    """Rich renderables: per-class table, sizes, duplicates, unreadable files."""
+    from rich.table import Table
+
+    table = Table(title=f"{scan.root} ({scan.layout})", title_justify="left")
+    table.add_column("Class", style="bold")
+    table.add_column("Images", justify="right")
+    table.add_column("Patients", justify="right")
+    for label, (n_images, n_patients) in scan.class_counts().items():
+        table.add_row(label, str(n_images), str(n_patients) if scan.has_patients else "unknown")
+    n_patients = len({s.patient_id for s in scan.samples if s.patient_id is not None})
+    table.add_section()
+    table.add_row("total", str(len(scan.samples)), str(n_patients) if scan.has_patients else "unknown")
+    out: list[Any] = [table]
+    sizes = scan.size_range()
+    if sizes:
+        (h0, h1), (w0, w1) = sizes
+        out.append(f"size: height {h0}-{h1} px, width {w0}-{w1} px")
+    out.append(f"duplicates (same sha256): {len(scan.duplicates)} group(s)")
+    out.extend(f"  {' = '.join(group)}" for group in scan.duplicates[:limit])
+    out.append(f"unreadable or unknown files (skipped): {len(scan.skipped)}")
+    out.extend(f"  {path}: {reason}" for path, reason in scan.skipped[:limit])
+    if len(scan.skipped) > limit or len(scan.duplicates) > limit:
+        out.append(f"  ... (first {limit} shown)")
+    return out
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
+    """Add the ``data`` command group to the main app."""
+    app.add_typer(data_app, name="data")
+
+
+@data_app.command()
+def scan(
+    data: Path = typer.Argument(..., help="Dataset folder (class/[patient/]images) or a CSV path,label[,patient_id]."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the manifest CSV here."),
+    alias: list[str] | None = typer.Option(None, "--alias", help=ALIAS_HELP),
+    classes: str | None = typer.Option(None, "--classes", help=CLASSES_HELP),
+) -> None:
+    """Find, hash and validate every image; optionally write a manifest CSV."""
+    from covidct.cli._common import console
+    from covidct.data.manifest import save_manifest
+
+    result = _scan(data, alias, classes)
+    counts = ", ".join(f"{label} {n}" for label, (n, _) in result.class_counts().items())
+    console.print(f"{len(result.samples)} images ({counts}); layout {result.layout}; classes "
+                  f"{', '.join(result.classes)}; {len(result.skipped)} skipped; {len(result.duplicates)} duplicate "
+                  "group(s)", markup=False, highlight=False, soft_wrap=True)
+    for path, reason in result.skipped[:10]:
+        console.print(f"  skipped {path}: {reason}", markup=False, highlight=False, soft_wrap=True)
+    if out is not None:
+        console.print(f"wrote {save_manifest(result, out)}", markup=False, highlight=False, soft_wrap=True)
+    _print_warnings(result)
+
+
+@data_app.command()
+def summary(
+    data: Path = typer.Argument(..., help="Dataset folder or CSV (as for 'covidct data scan')."),
+    alias: list[str] | None = typer.Option(None, "--alias", help=ALIAS_HELP),
+    classes: str | None = typer.Option(None, "--classes", help=CLASSES_HELP),
+) -> None:
+    """Images and patients per class, size range, duplicates and unreadable files."""
+    from covidct.cli._common import console
+
+    result = _scan(data, alias, classes)
+    for renderable in render_scan(result):
+        if isinstance(renderable, str):
+            console.print(renderable, markup=False, highlight=False, soft_wrap=True)
+        else:
+            console.print(renderable)
+    _print_warnings(result)
+
+
+@data_app.command()
+def synth(
+    out: Path = typer.Argument(..., help="Output folder: writes OUT/images/<class>/<patient>/<k>.png and OUT/masks."),
+    patients_per_class: int = typer.Option(4, "--patients-per-class", help="Patients per class."),
+    slices_per_patient: int = typer.Option(4, "--slices-per-patient", help="Slices per patient."),
+    size: int = typer.Option(128, "--size", help="Image side in pixels."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same images)."),
+) -> None:
+    """Synthesize chest CT phantoms (COVID-19 ground glass, pneumonia consolidation, healthy) with lesion masks."""
+    from covidct.cli._common import console
+    from covidct.data.synth import synthesize_dataset
+
+    result = synthesize_dataset(out, patients_per_class=patients_per_class, slices_per_patient=slices_per_patient,
+                                size=size, seed=seed)
+    console.print(f"wrote {result.n_images} images of {', '.join(result.classes)} to {result.images_dir} "
+                  f"(lesion masks in {result.masks_dir})", markup=False, highlight=False, soft_wrap=True)
