@@ -33,12 +33,11 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from covidct import __version__
 from covidct.errors import CheckpointError, CovidCTError
 from covidct.serve import schemas
-from covidct.serve.uploads import StagedUpload, UploadError, UploadLimits, staged_upload
+from covidct.serve.uploads import MULTIPART_SLACK, BodyLimit, StagedUpload, UploadError, UploadLimits, staged_upload
 from covidct.utils import sha256_file
 
 if TYPE_CHECKING:
@@ -47,7 +46,6 @@ if TYPE_CHECKING:
 
 STATIC_DIR = Path(__file__).with_name("static")
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
-MULTIPART_SLACK = 64 * 1024  # boundary + part headers on top of the file itself
 MAX_CAMS = 8
 THUMBNAIL_SIZE = 128
 OVERLAY_ALPHA = 0.4
@@ -264,35 +262,6 @@ def _run(
     return result
 
 
-class _BodyLimit:
-    """Refuse request bodies over ``max_bytes``: by Content-Length up front, else while they stream in."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        message = f"upload too large: the limit is {(self.max_bytes - MULTIPART_SLACK) / 2**20:g} MiB"
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await JSONResponse({"error": message}, status_code=413)(scope, receive, send)
-            return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > self.max_bytes:
-                    raise HTTPException(413, message)  # FastAPI re-raises it; our handler answers JSON
-            return msg
-
-        await self.app(scope, limited, send)
-
-
 # --------------------------------------------------------------------------------------------- the app
 def create_app(
     predictor: Predictor,
@@ -324,7 +293,7 @@ def create_app(
     )
     app.state.served = served
     app.state.limits = limits
-    app.add_middleware(_BodyLimit, max_bytes=limits.max_upload_bytes + MULTIPART_SLACK)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes + MULTIPART_SLACK)
 
     @app.exception_handler(UploadError)
     async def _upload_error(request: Request, exc: UploadError) -> JSONResponse:
@@ -400,3 +369,31 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def serve(
+    model_path: str | os.PathLike[str],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_upload_mb: float = 50.0,
+    worker_threads: int = 2,
+    threads: int | None = None,
+) -> None:
+    """Load the model once and run the service with uvicorn until interrupted (``covidct serve``)."""
+    from covidct.errors import ConfigError
+
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port must be in 0..65535, got {port}")
+    if not max_upload_mb > 0:
+        raise ConfigError(f"max upload size must be > 0 MB, got {max_upload_mb}")
+    if worker_threads < 1:
+        raise ConfigError(f"worker threads must be >= 1, got {worker_threads}")
+    loaded = load_predictor(model_path, threads=threads)
+    app = create_app(
+        loaded.predictor, meta=loaded.meta, model_version=loaded.version,
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024), worker_threads=worker_threads,
+    )
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level="info")

@@ -22,11 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from covidct.errors import CovidCTError
 
 KINDS = ("png", "jpeg", "tiff", "dicom", "zip")
 SUFFIX = {"png": ".png", "jpeg": ".jpg", "tiff": ".tif", "dicom": ".dcm", "zip": ".zip"}
 _CHUNK = 1 << 20
+MULTIPART_SLACK = 64 * 1024  # boundary + part headers on top of the file itself
 
 
 class UploadError(CovidCTError):
@@ -266,3 +271,33 @@ def _extract_members(
     if not kept:
         raise UploadError(f"{name}: the ZIP holds no DICOM files (expected one DICOM series)", 415)
     return ZipMembers(kept, skipped)
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over ``max_bytes`` (413 JSON), by Content-Length up front, else
+    while the body streams in (before python-multipart spools it to disk)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        message = f"upload too large: the limit is {(self.max_bytes - MULTIPART_SLACK) / 2**20:g} MiB"
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await JSONResponse({"error": message}, status_code=413)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.max_bytes:
+                    raise HTTPException(413, message)  # FastAPI re-raises it; our handler answers JSON
+            return msg
+
+        await self.app(scope, limited, send)
