@@ -352,7 +352,7 @@ def compute_cams(
                     logits = cam.outputs.detach().float().cpu()
                     rows = np.tile(np.asarray(fixed), (len(chunk), 1))
             except ValueError as exc:
-                if "activation shape" in str(exc):
+                if "shape" in str(exc):  # grad-cam: "Invalid activation shape" / "Invalid grads shape"
                     raise ConfigError(f"layer {layer!r} does not output a 2-D feature map; pick a conv stage "
                                       f"({', '.join(stage_names(model))})") from None
                 raise
