@@ -1,0 +1,314 @@
+"""Train one model: :func:`fit` (given train/validation samples) and :func:`train` (``covidct train``).
+
+An output folder holds ``best.pt`` (best validation epoch, a self-describing checkpoint), ``last.pt`` (weights,
+optimizer, scheduler, epoch, history: ``--resume`` continues from it), ``train_log.csv`` (rewritten atomically
+each epoch), ``config.json`` (resolved) and ``env.json``. Each epoch reseeds from ``seed + epoch`` so a resumed
+run follows the same path as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import multiprocessing
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from covidct.config import config_to_dict
+from covidct.data.dataset import SliceCache, SliceDataset, collate_skip_none, default_loader
+from covidct.data.preprocess import Preprocess
+from covidct.data.splits import SampleLike, label_indices, validation_split
+from covidct.errors import CheckpointError, DataError
+from covidct.models.checkpoint import CheckpointMeta, read_checkpoint, save_checkpoint
+from covidct.models.registry import ModelSpec, create_model, get_spec, model_normalization
+from covidct.training.augment import build_augment
+from covidct.training.config import TrainConfig, TrainRunConfig
+from covidct.training.loop import ProgressLike, evaluate, progress_task, train_one_epoch
+from covidct.utils import atomic_path, environment_record, seed_everything, write_json_atomic
+
+BEST = "best.pt"
+LAST = "last.pt"
+LOG = "train_log.csv"
+LOG_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds", "best")
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What :func:`fit` produced; ``model`` holds the best weights (eval mode)."""
+
+    out_dir: Path
+    best_path: Path
+    log_path: Path
+    best_epoch: int
+    best_score: float
+    epochs_run: int
+    stopped_early: bool
+    history: list[dict[str, float]]
+    skipped: list[tuple[str, str]]
+    meta: CheckpointMeta
+    model: nn.Module = field(repr=False, compare=False)
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return Preprocess.from_meta(self.meta)
+
+
+def samples_hash(samples: Sequence[SampleLike]) -> str:
+    """sha256 of the ``path,label,patient_id`` lines: identifies the data a model saw."""
+    digest = hashlib.sha256()
+    for s in samples:
+        digest.update(f"{s.path},{s.label},{s.patient_id or ''}\n".encode())
+    return digest.hexdigest()
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: numpy and random follow torch's per-worker seed."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def make_loader(
+    dataset: SliceDataset, cfg: TrainConfig, *, train: bool, generator: torch.Generator | None = None
+) -> DataLoader:
+    """A DataLoader for ``dataset``: shuffled (or class-balanced) for training, ordered otherwise."""
+    sampler = None
+    shuffle = train
+    if train and cfg.sampler == "balanced" and len(dataset):
+        counts = np.bincount(dataset.labels, minlength=len(dataset.classes)).astype(float)
+        weights = 1.0 / counts[dataset.labels]
+        sampler = WeightedRandomSampler(weights.tolist(), len(dataset), replacement=True, generator=generator)
+        shuffle = False
+    kwargs: dict[str, Any] = {}
+    if cfg.workers > 0:
+        kwargs.update(worker_init_fn=seed_worker, persistent_workers=False)
+        if "fork" in multiprocessing.get_all_start_methods():  # workers share the cache copy-on-write
+            kwargs["multiprocessing_context"] = "fork"
+    return DataLoader(
+        dataset, batch_size=cfg.batch_size, shuffle=shuffle, sampler=sampler, generator=generator,
+        num_workers=cfg.workers, collate_fn=collate_skip_none, pin_memory=cfg.device == "cuda",
+        drop_last=False, **kwargs,
+    )
+
+
+def build_cache(
+    samples: Sequence[SampleLike], image_size: int, window: str, *, workers: int = 2,
+    progress: ProgressLike | None = None, description: str = "decode",
+) -> SliceCache:
+    """Decode and resize every sample once (with a progress task)."""
+    paths = list(dict.fromkeys(s.path for s in samples))
+    with progress_task(progress, description, len(paths)) as update:
+        return SliceCache(paths, image_size, loader=default_loader(window), workers=workers,
+                          progress=lambda done, total: update(completed=done))
+
+
+def _freeze_backbone(model: nn.Module) -> None:
+    head = {id(p) for p in model.get_classifier().parameters()}  # timm models
+    for p in model.parameters():
+        p.requires_grad = id(p) in head
+
+
+def _score(row: dict[str, float], monitor: str) -> float:
+    """Higher is better; falls back to training values when there is no validation split."""
+    if monitor == "val_accuracy":
+        value = row["val_accuracy"] if not math.isnan(row["val_accuracy"]) else row["train_accuracy"]
+        return value
+    value = row["val_loss"] if not math.isnan(row["val_loss"]) else row["train_loss"]
+    return -value
+
+
+def _write_log(path: Path, history: list[dict[str, float]]) -> None:
+    with atomic_path(path) as tmp:
+        pd.DataFrame(history, columns=list(LOG_COLUMNS)).to_csv(tmp, index=False)
+
+
+def fit(
+    train_samples: Sequence[SampleLike],
+    val_samples: Sequence[SampleLike],
+    classes: Sequence[str],
+    spec: ModelSpec | str,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    cache: SliceCache | None = None,
+    progress: ProgressLike | None = None,
+    env: dict[str, Any] | None = None,
+    record: dict[str, Any] | None = None,
+) -> FitResult:
+    """Train one model on ``train_samples``, choosing the best epoch on ``val_samples``.
+
+    Args:
+        cache: decoded images covering the samples (built here when ``None`` and ``cfg.cache``).
+        resume: continue from ``out_dir/last.pt`` if it exists.
+        env: extra fields for ``env.json``.
+        record: extra top-level fields for ``config.json`` (e.g. ``data``, ``out``, so ``--config`` replays).
+
+    Raises:
+        DataError: no readable training images. ConfigError/CheckpointError: bad options or weights.
+    """
+    spec = get_spec(spec) if isinstance(spec, str) else spec
+    cfg = cfg.resolve(spec)
+    assert cfg.image_size is not None
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    classes = tuple(classes)
+    if not train_samples:
+        raise DataError(out, "no training samples")
+    label_indices(list(train_samples) + list(val_samples), classes)  # every label known
+
+    device = torch.device(cfg.device)
+    seed_everything(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    previous_det = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        model = create_model(spec.name, len(classes), pretrained=cfg.pretrained, weights=cfg.weights,
+                             weights_dir=cfg.weights_dir, dropout=cfg.dropout)
+        mean, std = model_normalization(model)
+        preprocess = Preprocess(image_size=cfg.image_size, mean=mean, std=std)  # type: ignore[arg-type]
+        if cache is None and cfg.cache:
+            cache = build_cache([*train_samples, *val_samples], cfg.image_size, cfg.window,
+                                workers=max(2, cfg.workers), progress=progress)
+        loader_fn = default_loader(cfg.window)
+        train_ds = SliceDataset(train_samples, classes, preprocess, cache=cache, loader=loader_fn,
+                                augment=build_augment() if cfg.augment else None)
+        val_ds = SliceDataset(val_samples, classes, preprocess, cache=cache, loader=loader_fn)
+        if len(train_ds) == 0:
+            raise DataError(out, "none of the training images could be read")
+        meta = CheckpointMeta(
+            model_name=spec.name, timm_name=spec.timm_name, classes=classes, image_size=cfg.image_size,
+            mean=mean, std=std, window=_window_record(cfg.window), cam_layer=spec.cam_layer, dropout=cfg.dropout,  # type: ignore[arg-type]
+            config=config_to_dict(cfg),
+        )
+        write_json_atomic(out / "config.json", {**(record or {}), "model": spec.name, "train": config_to_dict(cfg)})
+        write_json_atomic(out / "env.json", environment_record(
+            cfg.seed, data_hash=samples_hash([*train_samples, *val_samples]), n_train=len(train_ds),
+            n_val=len(val_ds), **(env or {})))
+        return _train(model, train_ds, val_ds, cfg, meta, out, device, resume=resume, progress=progress)
+    finally:
+        torch.use_deterministic_algorithms(previous_det)
+
+
+def _window_record(window: str) -> dict[str, Any]:
+    from covidct.data.window import parse_window
+
+    w = parse_window(window)
+    return {"name": window, "width": float(w.width), "level": float(w.level)}
+
+
+def _train(
+    model: nn.Module, train_ds: SliceDataset, val_ds: SliceDataset, cfg: TrainConfig, meta: CheckpointMeta,
+    out: Path, device: torch.device, *, resume: bool, progress: ProgressLike | None,
+) -> FitResult:
+    if cfg.freeze_backbone:
+        _freeze_backbone(model)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    mode = "max" if cfg.monitor == "val_accuracy" else "min"
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=cfg.lr_factor,
+                                                           patience=cfg.lr_patience)
+    weight = None
+    if cfg.class_weighting == "balanced":
+        counts = np.bincount(train_ds.labels, minlength=len(meta.classes)).astype(float)
+        weight = torch.tensor(len(train_ds) / (len(meta.classes) * np.maximum(counts, 1)), dtype=torch.float32)
+    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing).to(device)
+    scaler = torch.amp.GradScaler("cuda") if cfg.amp and device.type == "cuda" else None
+
+    history: list[dict[str, float]] = []
+    best_score, best_epoch, start = -math.inf, 0, 1
+    last_path, best_path, log_path = out / LAST, out / BEST, out / LOG
+    if resume and last_path.is_file():
+        state = read_checkpoint(last_path)["extra"]
+        if state.get("config") != meta.config:
+            raise CheckpointError(f"{last_path}: saved with different options; remove it or use another --out")
+        model.load_state_dict(read_checkpoint(last_path)["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, best_score, best_epoch = list(state["history"]), float(state["best_score"]), int(state["best_epoch"])
+        start = int(state["epoch"]) + 1
+    stopped_early = bool(history) and _patience_exceeded(history, best_epoch, cfg)
+    generator = torch.Generator()
+    train_loader = make_loader(train_ds, cfg, train=True, generator=generator)
+    val_loader = make_loader(val_ds, cfg, train=False)
+    with progress_task(progress, "epochs", cfg.epochs, completed=start - 1) as update_epochs:
+        for epoch in range(start, cfg.epochs + 1):
+            if stopped_early:
+                break
+            began = time.perf_counter()
+            seed_everything(cfg.seed + epoch)
+            torch.manual_seed(cfg.seed + epoch)
+            generator.manual_seed(cfg.seed + epoch)
+            stats = train_one_epoch(model, train_loader, optimizer, criterion, device, amp=bool(cfg.amp),
+                                    channels_last=bool(cfg.channels_last), scaler=scaler, progress=progress,
+                                    description=f"epoch {epoch}/{cfg.epochs}")
+            val = evaluate(model, val_loader, criterion, device, amp=bool(cfg.amp),
+                           channels_last=bool(cfg.channels_last))
+            row = {"epoch": epoch, "train_loss": stats.loss, "train_accuracy": stats.accuracy,
+                   "val_loss": val.loss, "val_accuracy": val.accuracy, "lr": optimizer.param_groups[0]["lr"],
+                   "seconds": round(time.perf_counter() - began, 3), "best": 0}
+            score = _score(row, cfg.monitor)
+            scheduler.step(score if mode == "max" else -score)
+            if score > best_score:
+                best_score, best_epoch, row["best"] = score, epoch, 1
+                save_checkpoint(best_path, model, meta, epoch=epoch, score=score, monitor=cfg.monitor)
+            history.append(row)
+            _write_log(log_path, history)
+            save_checkpoint(last_path, model, meta, optimizer=optimizer.state_dict(),
+                            scheduler=scheduler.state_dict(), epoch=epoch, history=history, best_score=best_score,
+                            best_epoch=best_epoch, config=meta.config)
+            stopped_early = _patience_exceeded(history, best_epoch, cfg)
+            update_epochs(advance=1, loss=f"{stats.loss:.4f}", acc=f"{stats.accuracy:.3f}",
+                          val_acc=f"{val.accuracy:.3f}")
+    if not best_path.is_file():
+        raise CheckpointError(f"{best_path}: missing although training finished (was the folder edited?)")
+    model.load_state_dict(read_checkpoint(best_path)["state_dict"])
+    model.eval()
+    return FitResult(
+        out_dir=out, best_path=best_path, log_path=log_path, best_epoch=best_epoch, best_score=best_score,
+        epochs_run=len(history), stopped_early=stopped_early and len(history) < cfg.epochs, history=history,
+        skipped=list(train_ds.skipped) + list(val_ds.skipped), meta=meta, model=model,
+    )
+
+
+def _patience_exceeded(history: list[dict[str, float]], best_epoch: int, cfg: TrainConfig) -> bool:
+    return cfg.patience is not None and history[-1]["epoch"] - best_epoch >= cfg.patience
+
+
+def load_samples(data: str | Path) -> tuple[list[SampleLike], tuple[str, ...], Any]:
+    """A data folder (``scan_dataset``) or a manifest CSV (``load_manifest``) -> samples, classes, scan."""
+    from covidct.data.manifest import load_manifest, scan_dataset
+
+    path = Path(data)
+    if path.is_dir():
+        scan = scan_dataset(path)
+    elif path.is_file():
+        scan = load_manifest(path)
+    else:
+        raise DataError(path, "no such data folder or manifest file")
+    if not scan.samples:
+        raise DataError(path, "no readable images found")
+    return list(scan.samples), tuple(scan.classes), scan
+
+
+def train(cfg: TrainRunConfig, *, progress: ProgressLike | None = None) -> FitResult:
+    """``covidct train``: all data, a validation split from the training patients, results in ``cfg.out``."""
+    samples, classes, _ = load_samples(cfg.data)
+    train_idx, val_idx = validation_split(samples, classes, cfg.train.val_fraction, seed=cfg.train.seed)
+    return fit([samples[i] for i in train_idx], [samples[i] for i in val_idx], classes, cfg.model, cfg.train,
+               cfg.out, resume=cfg.resume, progress=progress, env={"data": str(cfg.data)},
+               record={"data": cfg.data, "out": cfg.out})

@@ -1,0 +1,152 @@
+"""One epoch of training, one pass of evaluation, and batched prediction.
+
+Progress is reported to an optional object with rich's ``Progress`` interface (``add_task``, ``update``,
+``remove_task``): the library never imports rich or prints; the CLI passes a ``rich.progress.Progress``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class ProgressLike(Protocol):
+    """The subset of ``rich.progress.Progress`` the library uses."""
+
+    def add_task(self, description: str, *, total: float | None = ..., **fields: Any) -> Any: ...
+
+    def update(self, task_id: Any, **kwargs: Any) -> None: ...
+
+    def remove_task(self, task_id: Any) -> None: ...
+
+
+@contextlib.contextmanager
+def progress_task(progress: ProgressLike | None, description: str, total: int, **fields: Any):  # type: ignore[no-untyped-def]
+    """A task on ``progress`` for the duration of the block (yields an ``update(**kwargs)`` callable)."""
+    if progress is None:
+        yield lambda **kwargs: None
+        return
+    task = progress.add_task(description, total=total, **fields)
+    try:
+        yield lambda **kwargs: progress.update(task, **kwargs)
+    finally:
+        progress.remove_task(task)
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    loss: float
+    accuracy: float
+    n: int
+
+
+def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[Any]:
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable[Any],
+    optimizer: torch.optim.Optimizer,
+    criterion: nn.Module,
+    device: torch.device,
+    *,
+    amp: bool = False,
+    channels_last: bool = False,
+    scaler: torch.amp.GradScaler | None = None,
+    progress: ProgressLike | None = None,
+    description: str = "train",
+) -> EpochStats:
+    """Train for one pass over ``loader`` (batches of ``(x, y)``; ``None`` batches are skipped)."""
+    model.train()
+    total_loss = torch.zeros((), dtype=torch.float64)
+    correct = 0
+    seen = 0
+    n_batches = len(loader) if hasattr(loader, "__len__") else 0  # type: ignore[arg-type]
+    with progress_task(progress, description, n_batches, loss="-", acc="-") as update:
+        for batch in loader:
+            if batch is None:
+                update(advance=1)
+                continue
+            x, y = batch
+            x = _to_device(x, device, channels_last)
+            y = y.to(device, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            with _autocast(device, amp):
+                logits = model(x)
+                loss = criterion(logits, y)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            n = y.shape[0]
+            total_loss += loss.detach().double().cpu() * n
+            correct += int((logits.detach().argmax(1) == y).sum())
+            seen += n
+            update(advance=1, loss=f"{float(total_loss) / seen:.4f}", acc=f"{correct / seen:.3f}")
+    if seen == 0:
+        return EpochStats(float("nan"), float("nan"), 0)
+    return EpochStats(float(total_loss) / seen, correct / seen, seen)
+
+
+@torch.no_grad()
+def predict_proba(
+    model: nn.Module,
+    loader: Iterable[Any],
+    device: torch.device,
+    *,
+    amp: bool = False,
+    channels_last: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities ``(N, C)`` and the labels ``(N,)`` of every (readable) item in ``loader``."""
+    model.eval()
+    probs: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    for batch in loader:
+        if batch is None:
+            continue
+        x, y = batch
+        with _autocast(device, amp):
+            logits = model(_to_device(x, device, channels_last))
+        probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        labels.append(np.asarray(y))
+    if not probs:
+        return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.int64)
+    return np.concatenate(probs).astype(np.float64), np.concatenate(labels)
+
+
+def evaluate(
+    model: nn.Module,
+    loader: Iterable[Any],
+    criterion: nn.Module,
+    device: torch.device,
+    *,
+    amp: bool = False,
+    channels_last: bool = False,
+) -> EpochStats:
+    """Loss (with ``criterion``, i.e. label-smoothed) and accuracy on ``loader``."""
+    probs, labels = predict_proba(model, loader, device, amp=amp, channels_last=channels_last)
+    if len(labels) == 0:
+        return EpochStats(float("nan"), float("nan"), 0)
+    logp = torch.log(torch.from_numpy(probs).clamp_min(1e-12))
+    target = torch.from_numpy(labels).long()
+    smoothing = float(getattr(criterion, "label_smoothing", 0.0))  # same smoothing as training, no class weights
+    loss = float(nn.functional.cross_entropy(logp, target, label_smoothing=smoothing))
+    accuracy = float((probs.argmax(1) == labels).mean())
+    return EpochStats(loss, accuracy, len(labels))
