@@ -13,6 +13,7 @@ glibc malloc (see :mod:`covidct.inference.runtime`) and runs channels-last under
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -138,76 +139,72 @@ def _as_unit_image(array: np.ndarray, name: str) -> np.ndarray:
 
 
 def expand_inputs(
-    inputs: InputLike | Sequence[InputLike], window: str
-) -> tuple[list[tuple[str, np.ndarray, str]], list[tuple[str, str]]]:
-    """Inputs -> ``[(source, image (H, W) in [0, 1], group)]`` and ``[(path, reason)]`` skipped.
+    inputs: InputLike | Sequence[InputLike], window: str, skipped: list[tuple[str, str]]
+) -> Iterator[tuple[str, np.ndarray, str]]:
+    """Inputs -> a lazy stream of ``(source, image (H, W) in [0, 1], group)``; unreadable files go to ``skipped``.
 
-    Paths (files, folders, series, volumes) go through :func:`covidct.data.inputs.collect_inputs`; arrays are used
-    as they are (``array[i]`` for the i-th, each its own group; a 3-D ``(N, H, W)`` stack is one group).
+    Paths (files, folders, series, volumes) are expanded and decoded one slice at a time by
+    :func:`covidct.data.inputs.iter_inputs` (so decoding happens in the prefetch thread); arrays are used as they
+    are (``array[i]`` for the i-th, each its own group; a 3-D ``(N, H, W)`` stack is one group). A path that does
+    not exist is an error straight away (a typo), not a skipped file.
     """
     items: list[InputLike] = [inputs] if isinstance(inputs, (str, os.PathLike, np.ndarray)) else list(inputs)
     if not items:
         raise ConfigError("no inputs given")
-    slices: list[tuple[str, np.ndarray, str]] = []
-    paths: list[PathLike] = []
+    for item in items:
+        if isinstance(item, (str, os.PathLike)) and not Path(item).exists():
+            raise DataError(item, "no such file or folder")
+        if not isinstance(item, (str, os.PathLike, np.ndarray)):
+            raise ConfigError(f"cannot predict on a {type(item).__name__}; give paths or 2-D arrays")
+    return _stream(items, window, skipped)
+
+
+def _stream(
+    items: list[InputLike], window: str, skipped: list[tuple[str, str]]
+) -> Iterator[tuple[str, np.ndarray, str]]:
     for i, item in enumerate(items):
         if isinstance(item, np.ndarray):
             name = f"array[{i}]"
             if item.ndim == 3 and item.shape[-1] not in (3, 4):
-                slices.extend((f"{name}#{k}", _as_unit_image(s, name), name) for k, s in enumerate(item))
+                yield from ((f"{name}#{k}", _as_unit_image(s, name), name) for k, s in enumerate(item))
             else:
-                slices.append((name, _as_unit_image(item, name), name))
-        elif isinstance(item, (str, os.PathLike)):
-            paths.append(item)
-        else:
-            raise ConfigError(f"cannot predict on a {type(item).__name__}; give paths or 2-D arrays")
-    skipped: list[tuple[str, str]] = []
-    if paths:
-        for path in paths:
-            if not Path(path).exists():
-                raise DataError(path, "no such file or folder")
-        from covidct.data.inputs import collect_inputs
+                yield name, _as_unit_image(item, name), name
+            continue
+        from covidct.data.inputs import iter_inputs
 
-        found, bad = collect_inputs([Path(p) for p in paths], window=window)
-        slices.extend((str(s.source), s.image, str(s.group)) for s in found)
-        skipped.extend(_skip_record(b) for b in bad)
-    if not slices:
-        detail = f" ({skipped[0][0]}: {skipped[0][1]})" if skipped else ""
-        raise DataError(", ".join(str(p) for p in paths) or "inputs", f"no readable image found{detail}")
-    return slices, skipped
-
-
-def _skip_record(item: Any) -> tuple[str, str]:
-    if isinstance(item, DataError):
-        return item.path, item.reason
-    if isinstance(item, tuple) and len(item) == 2:
-        return str(item[0]), str(item[1])
-    return str(getattr(item, "path", item)), str(getattr(item, "reason", ""))
+        before = len(skipped)
+        try:
+            for s in iter_inputs([Path(item)], window=window, skipped=skipped):
+                yield str(s.source), s.image, str(s.group)
+        except DataError as exc:  # nothing readable under this path: skip it, fail only if nothing at all
+            if len(skipped) == before:
+                skipped.append((exc.path, exc.reason))
 
 
 def iter_batches(
-    slices: Sequence[tuple[str, SliceImage, str]], preprocess: Preprocess, batch_size: int, *, prefetch: bool = True
+    slices: Iterable[tuple[str, SliceImage, str]], preprocess: Preprocess, batch_size: int, *, prefetch: bool = True
 ) -> Iterator[Batch]:
-    """Preprocess ``slices`` in batches; with ``prefetch``, a background thread prepares batch k+1 during batch k.
+    """Decode (if lazy) and preprocess ``slices`` in batches; with ``prefetch``, one background thread prepares
+    batch k+1 (pulling from ``slices``, which may decode files) while the caller runs the network on batch k.
 
-    An image may be a callable returning the array (e.g. ``partial(load_slice, path)``): it is then decoded in
-    the background thread too."""
+    An image may also be a callable returning the array (e.g. ``partial(load_slice, path)``)."""
+    stream = iter(slices)
 
-    def make(start: int) -> Batch:
-        chunk = slices[start:start + batch_size]
-        images = [c[1]() if callable(c[1]) else c[1] for c in chunk]  # a callable decodes lazily, off-thread
+    def make() -> Batch | None:
+        chunk = list(itertools.islice(stream, batch_size))
+        if not chunk:
+            return None
+        images = [c[1]() if callable(c[1]) else c[1] for c in chunk]
         return Batch([c[0] for c in chunk], [c[2] for c in chunk], preprocess.batch(images))
 
-    starts = range(0, len(slices), batch_size)
-    if not prefetch or len(starts) < 2:
-        yield from (make(s) for s in starts)
+    if not prefetch:
+        while (batch := make()) is not None:
+            yield batch
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="covidct-prefetch") as pool:
-        pending = pool.submit(make, starts[0])
-        for nxt in [*starts[1:], None]:
-            batch = pending.result()
-            if nxt is not None:
-                pending = pool.submit(make, nxt)
+        pending = pool.submit(make)
+        while (batch := pending.result()) is not None:
+            pending = pool.submit(make)
             yield batch
 
 
@@ -284,11 +281,12 @@ class Predictor:
         """Probabilities per slice and per group for paths or arrays (see :func:`expand_inputs`).
 
         ``window`` overrides the model's CT window for DICOM/NIfTI inputs (``"lung"``, ``"1500,-600"``)."""
-        slices, skipped = expand_inputs(inputs, window or self.info.window_spec)
+        skipped: list[tuple[str, str]] = []
+        slices = expand_inputs(inputs, window or self.info.window_spec, skipped)
         return self.predict_slices(slices, skipped=skipped, batch_size=batch_size, progress=progress)
 
     def predict_slices(
-        self, slices: Sequence[tuple[str, SliceImage, str]], *, skipped: Iterable[tuple[str, str]] = (),
+        self, slices: Iterable[tuple[str, SliceImage, str]], *, skipped: Sequence[tuple[str, str]] = (),
         batch_size: int | None = None, progress: ProgressFn | None = None,
     ) -> PredictionResult:
         """Predict ``(source, image or loader, group)`` slices (see :func:`iter_batches`)."""
@@ -304,7 +302,12 @@ class Predictor:
             groups.extend(batch.groups)
             if progress is not None:
                 progress(len(batch.sources))
-        prob = np.concatenate(probs) if probs else np.zeros((0, len(self.classes)))
+        if not probs:  # ``skipped`` is filled while streaming: read it only now
+            if len(skipped) == 1:
+                raise DataError(*skipped[0])
+            detail = f" ({len(skipped)} skipped; first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+            raise DataError("inputs", f"no readable image found{detail}")
+        prob = np.concatenate(probs)
         table = pd.DataFrame({"path": sources, "patient_id": groups})
         for j, c in enumerate(self.classes):
             table[f"prob_{c}"] = prob[:, j]
