@@ -18,8 +18,22 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cli_synth")
-    result = runner.invoke(app, ["data", "synth", str(out), "--patients-per-class", "2", "--slices-per-patient", "2",
-                                 "--size", "48", "--seed", "5"])
+    result = runner.invoke(
+        app,
+        [
+            "data",
+            "synth",
+            str(out),
+            "--patients-per-class",
+            "2",
+            "--slices-per-patient",
+            "2",
+            "--size",
+            "48",
+            "--seed",
+            "5",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -50,7 +64,9 @@ def test_scan_writes_manifest(synth_dir: Path, tmp_path: Path) -> None:
 def test_summary_and_aliases_and_no_patient_warning(tmp_path: Path) -> None:
     for folder, value in [("Sick", 1), ("Sick", 2), ("Normal", 3)]:
         (tmp_path / "ds" / folder).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.full((5, 7), value, dtype=np.uint8)).save(tmp_path / "ds" / folder / f"{value}.png")
+        Image.fromarray(np.full((5, 7), value, dtype=np.uint8)).save(
+            tmp_path / "ds" / folder / f"{value}.png"
+        )
     (tmp_path / "ds" / "Normal" / "broken.png").write_text("x")
     result = runner.invoke(app, ["data", "summary", str(tmp_path / "ds"), "--alias", "Sick=COVID-19"])
     assert result.exit_code == 0, result.output

@@ -58,7 +58,9 @@ def test_folder_expansion_groups_and_order(tmp_path: Path) -> None:
     assert by_source["1.png"].group == by_source["2.png"].group == str(root / "p01")
     series = [s for s in slices if s.group == str(root / "series")]
     assert [Path(s.source).name for s in series] == ["y.dcm", "z.dcm", "x.dcm"]  # anatomical order
-    np.testing.assert_allclose([s.image[0, 0] for s in series], [1250 / 1500, 1350 / 1500, 1450 / 1500], atol=1e-6)
+    np.testing.assert_allclose(
+        [s.image[0, 0] for s in series], [1250 / 1500, 1350 / 1500, 1450 / 1500], atol=1e-6
+    )
     vol = [s for s in slices if s.group == str(root / "vol.nii.gz")]
     assert [s.source for s in vol] == [f"{root / 'vol.nii.gz'}#0", f"{root / 'vol.nii.gz'}#1"]
     np.testing.assert_allclose(vol[0].image, 0.5)

@@ -1,4 +1,4 @@
-"""Dataset discovery: the three layouts, aliases, class order, unreadable files, duplicates, manifest round trip."""
+"""Dataset discovery: layouts, aliases, class order, unreadable files, duplicates, manifest round trip."""
 
 from __future__ import annotations
 
@@ -59,13 +59,19 @@ def test_class_folders_layout_with_bad_files_and_duplicates(tmp_path: Path) -> N
     png(root / ".hidden" / "x.png", 1)
     scan = scan_dataset(root)
     assert scan.layout == "class_folders" and scan.classes == ("COVID-19", "Healthy")
-    assert [Path(s.path).name for s in scan.samples] == ["Covid (1).png", "Covid (2).png", "Covid (10).png",
-                                                          "Non-Covid (1).png"]
+    assert [Path(s.path).name for s in scan.samples] == [
+        "Covid (1).png",
+        "Covid (2).png",
+        "Covid (10).png",
+        "Non-Covid (1).png",
+    ]
     assert all(s.patient_id is None for s in scan.samples) and not scan.has_patients
     assert scan.warning == NO_PATIENTS_WARNING and "optimistic" in scan.warning
     assert {Path(p).name: r for p, r in scan.skipped}.keys() == {"broken.png", "empty.png", "notes.txt"}
     assert "empty" in dict((Path(p).name, r) for p, r in scan.skipped)["empty.png"]
-    assert [tuple(Path(p).name for p in group) for group in scan.duplicates] == [("Covid (1).png", "Covid (10).png")]
+    assert [tuple(Path(p).name for p in group) for group in scan.duplicates] == [
+        ("Covid (1).png", "Covid (10).png")
+    ]
     assert scan.size_range() == ((6, 12), (5, 9))
     assert scan.class_counts() == {"COVID-19": (3, 0), "Healthy": (1, 0)}
 
@@ -74,7 +80,9 @@ def test_class_patient_layout_pngs_and_dicom_series(tmp_path: Path) -> None:
     root = tmp_path / "ds"
     for k in (1, 2, 10):
         png(root / "Covid" / "Patient (1)" / f"{k}.png", k)
-    png(root / "Healthy" / "Patient (1)" / "1.png", 50)  # same folder name as a COVID patient: another patient
+    png(
+        root / "Healthy" / "Patient (1)" / "1.png", 50
+    )  # same folder name as a COVID patient: another patient
     for name, z in [("s_b.dcm", 8.0), ("s_a.dcm", -4.0), ("s_c.dcm", 2.0)]:
         dicom_slice(root / "CAP" / "cap001" / name, z, value=1024 + int(z))
     scan = scan_dataset(root)
@@ -119,11 +127,16 @@ def test_csv_layout_relative_paths_aliases_and_classes(tmp_path: Path) -> None:
     scan = scan_dataset(csv_path)
     assert scan.layout == "csv" and scan.has_patients
     assert scan.classes == ("COVID-19", "Healthy", "Tuberculosis")  # canonical first, then the others sorted
-    assert {Path(s.path).name: s.label for s in scan.samples} == {"a.png": "Healthy", "b.png": "Tuberculosis",
-                                                                 "c.png": "COVID-19"}
+    assert {Path(s.path).name: s.label for s in scan.samples} == {
+        "a.png": "Healthy",
+        "b.png": "Tuberculosis",
+        "c.png": "COVID-19",
+    }
     assert Path(scan.samples[0].path).is_absolute()
     assert [(Path(p).name, r) for p, r in scan.skipped] == [("missing.png", "file not found")]
-    custom = scan_dataset(csv_path, aliases={"Tuberculosis": "Pneumonia"}, classes=["Healthy", "COVID-19", "Pneumonia"])
+    custom = scan_dataset(
+        csv_path, aliases={"Tuberculosis": "Pneumonia"}, classes=["Healthy", "COVID-19", "Pneumonia"]
+    )
     assert custom.classes == ("Healthy", "COVID-19", "Pneumonia")
     assert {s.label for s in custom.samples} == {"Healthy", "Pneumonia", "COVID-19"}
     with pytest.raises(ConfigError, match="Tuberculosis"):
@@ -154,7 +167,9 @@ def test_manifest_round_trip(tmp_path: Path) -> None:
 def test_nifti_volume_in_patient_folder_gives_one_sample_per_slice(tmp_path: Path) -> None:
     root = tmp_path / "ds"
     (root / "COVID" / "p1").mkdir(parents=True)
-    nib.save(nib.Nifti1Image(np.zeros((6, 5, 3), dtype=np.float32), np.eye(4)), root / "COVID" / "p1" / "v.nii.gz")
+    nib.save(
+        nib.Nifti1Image(np.zeros((6, 5, 3), dtype=np.float32), np.eye(4)), root / "COVID" / "p1" / "v.nii.gz"
+    )
     png(root / "Normal" / "p2" / "1.png", 1)
     scan = scan_dataset(root)
     vol = [s.path for s in scan.samples if s.label == "COVID-19"]

@@ -1,4 +1,4 @@
-"""Readers on files the tests write: PNG/JPEG (8/16-bit), TIFF, DICOM (series, multi-frame), NIfTI, bad files."""
+"""Readers on files the tests write: PNG/JPEG (8/16-bit), TIFF, DICOM (series, multi-frame), NIfTI, bad."""
 
 from __future__ import annotations
 
@@ -26,9 +26,18 @@ def to_hu(v: np.ndarray | float) -> np.ndarray:
 
 
 def write_dicom(
-    path: Path, stored: np.ndarray, *, slope: float = 1.0, intercept: float = -1024.0, z: float | None = 0.0,
-    location: float | None = None, instance: int | None = 1, series_uid: str = "1.2.3.4", pixels: bool = True,
-    iop: tuple[float, ...] = (1, 0, 0, 0, 1, 0), transfer_syntax: str = ExplicitVRLittleEndian,
+    path: Path,
+    stored: np.ndarray,
+    *,
+    slope: float = 1.0,
+    intercept: float = -1024.0,
+    z: float | None = 0.0,
+    location: float | None = None,
+    instance: int | None = 1,
+    series_uid: str = "1.2.3.4",
+    pixels: bool = True,
+    iop: tuple[float, ...] = (1, 0, 0, 0, 1, 0),
+    transfer_syntax: str = ExplicitVRLittleEndian,
 ) -> Path:
     """A minimal CT slice (or multi-frame file when ``stored`` is 3-D) written with pydicom."""
     ds = Dataset()
@@ -90,10 +99,16 @@ def test_16bit_png_normalizations(tmp_path: Path) -> None:
     Image.fromarray(arr).save(tmp_path / "a16.png")
     assert Image.open(tmp_path / "a16.png").mode.startswith("I")
     np.testing.assert_allclose(load_slice(tmp_path / "a16.png"), [[0, 0.25], [0.5, 1.0]], atol=1e-6)
-    np.testing.assert_allclose(load_slice(tmp_path / "a16.png", normalization=(0, 4000)), [[0.25, 0.5], [0.75, 1]])
-    np.testing.assert_allclose(load_slice(tmp_path / "a16.png", normalization="0,10000"), [[0.1, 0.2], [0.3, 0.5]])
+    np.testing.assert_allclose(
+        load_slice(tmp_path / "a16.png", normalization=(0, 4000)), [[0.25, 0.5], [0.75, 1]]
+    )
+    np.testing.assert_allclose(
+        load_slice(tmp_path / "a16.png", normalization="0,10000"), [[0.1, 0.2], [0.3, 0.5]]
+    )
     # "window": values are HU; 1000 HU and above are white in the lung window, (-600 would be 0.5)
-    assert load_slice(tmp_path / "a16.png", normalization="window", window="4000,0")[0, 0] == pytest.approx(0.75)
+    assert load_slice(tmp_path / "a16.png", normalization="window", window="4000,0")[0, 0] == pytest.approx(
+        0.75
+    )
     with pytest.raises(ConfigError):
         load_slice(tmp_path / "a16.png", normalization="bogus")
 
@@ -132,7 +147,7 @@ def test_dicom_slope_and_intercept(tmp_path: Path) -> None:
 
 def _write_series(folder: Path, zs: list[float], names: list[str], **kw: object) -> None:
     folder.mkdir()
-    for z, name in zip(zs, names):
+    for z, name in zip(zs, names, strict=True):
         value = int(z) + 1024  # each slice's HU equals its z, so the order is visible in the pixels
         write_dicom(folder / name, np.full((4, 4), value), z=z, **kw)  # type: ignore[arg-type]
 
@@ -162,12 +177,16 @@ def test_series_position_projected_on_the_normal(tmp_path: Path) -> None:
 
 
 def test_series_fallbacks_slice_location_then_instance(tmp_path: Path) -> None:
-    _write_series(tmp_path / "loc", [3.0, 1.0, 2.0], ["1.dcm", "2.dcm", "3.dcm"], location=None, instance=None)
+    _write_series(
+        tmp_path / "loc", [3.0, 1.0, 2.0], ["1.dcm", "2.dcm", "3.dcm"], location=None, instance=None
+    )
     folder = tmp_path / "loc2"
     folder.mkdir()
     for name, loc in [("x.dcm", 20.0), ("y.dcm", -20.0), ("z.dcm", 0.0)]:
         write_dicom(folder / name, np.full((2, 2), 1024 + int(loc)), z=None, location=loc)
-    np.testing.assert_allclose(to_hu(load_series(folder, window=WIDE).images[:, 0, 0]), [-20, 0, 20], atol=0.01)
+    np.testing.assert_allclose(
+        to_hu(load_series(folder, window=WIDE).images[:, 0, 0]), [-20, 0, 20], atol=0.01
+    )
     folder = tmp_path / "inst"
     folder.mkdir()
     for name, inst in [("x.dcm", 3), ("y.dcm", 1), ("z.dcm", 2)]:
@@ -251,7 +270,9 @@ def _assert_data_error(path: Path, match: str) -> None:
 def test_bad_files_give_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "empty.png").write_bytes(b"")
     _assert_data_error(tmp_path / "empty.png", "empty file")
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(tmp_path / "t.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(
+        tmp_path / "t.png"
+    )
     (tmp_path / "trunc.png").write_bytes((tmp_path / "t.png").read_bytes()[:300])
     _assert_data_error(tmp_path / "trunc.png", "truncated")
     (tmp_path / "text.png").write_text("hello, I am not an image\n")
@@ -271,7 +292,9 @@ def test_unsupported_transfer_syntax_names_the_package(tmp_path: Path) -> None:
     htj2k = "1.2.840.10008.1.2.4.201"  # no plugin installed here: pydicom lists what to install
     _assert_data_error(write_dicom(tmp_path / "ht.dcm", np.zeros((2, 2)), transfer_syntax=htj2k), "openjpeg")
     mpeg2 = "1.2.840.10008.1.2.4.100"  # no decoder in pydicom at all
-    _assert_data_error(write_dicom(tmp_path / "mp.dcm", np.zeros((2, 2)), transfer_syntax=mpeg2), "unsupported")
+    _assert_data_error(
+        write_dicom(tmp_path / "mp.dcm", np.zeros((2, 2)), transfer_syntax=mpeg2), "unsupported"
+    )
 
 
 def test_detect_format_and_source_ids(tmp_path: Path) -> None:

@@ -17,7 +17,9 @@ WIDE = Window(4000, 0)
 
 def test_jpeg_lossless_slice_decodes_to_plausible_hu(shared_data: Path) -> None:
     path = next(iter(sorted((shared_data / "covid-ct-md" / "COVID-19" / "P001").glob("*.dcm"))))
-    assert pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.70"
+    assert (
+        pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.70"
+    )
     hu = load_slice(path, window=WIDE).astype(np.float64) * 4000 - 2000
     assert hu.shape == (512, 512)
     corners = np.concatenate([hu[:20, :20].ravel(), hu[:20, -20:].ravel()])  # outside the body: air

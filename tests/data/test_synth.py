@@ -30,7 +30,11 @@ def test_layout_and_scan(synth) -> None:
     assert scan.class_counts() == {c: (16, 4) for c in ("COVID-19", "Healthy", "Pneumonia")}
     assert scan.size_range() == ((96, 96), (96, 96))
     first = Path(scan.samples[0].path)
-    assert synth.mask_for(first).is_file() and synth.mask_for(first).parts[-3:] == ("COVID-19", "p001", "1.png")
+    assert synth.mask_for(first).is_file() and synth.mask_for(first).parts[-3:] == (
+        "COVID-19",
+        "p001",
+        "1.png",
+    )
 
 
 def test_deterministic_by_seed(tmp_path: Path, synth) -> None:
@@ -39,9 +43,11 @@ def test_deterministic_by_seed(tmp_path: Path, synth) -> None:
     same = again.images_dir / "Pneumonia" / "p002" / "3.png"
     assert same.read_bytes() == (synth.images_dir / "Pneumonia" / "p002" / "3.png").read_bytes()
     assert (again.masks_dir / "COVID-19" / "p004" / "4.png").read_bytes() == (
-        synth.masks_dir / "COVID-19" / "p004" / "4.png").read_bytes()
+        synth.masks_dir / "COVID-19" / "p004" / "4.png"
+    ).read_bytes()
     assert (other.images_dir / "COVID-19" / "p001" / "1.png").read_bytes() != (
-        synth.images_dir / "COVID-19" / "p001" / "1.png").read_bytes()
+        synth.images_dir / "COVID-19" / "p001" / "1.png"
+    ).read_bytes()
 
 
 def test_ct_like_intensities(synth) -> None:
@@ -66,17 +72,22 @@ def test_masks_match_classes(synth) -> None:
     # consolidation is larger and denser than ground glass; both are brighter than normal lung
     area = {c: np.mean([(m > 0).mean() for m in masks[c]]) for c in ("COVID-19", "Pneumonia")}
     assert area["Pneumonia"] > 2 * area["COVID-19"]
-    inside = {c: np.mean([im[m > 0].mean() for im, m in zip(images[c], masks[c])]) for c in ("COVID-19", "Pneumonia")}
+    inside = {
+        c: np.mean([im[m > 0].mean() for im, m in zip(images[c], masks[c], strict=True)])
+        for c in ("COVID-19", "Pneumonia")
+    }
     lung = np.mean([np.median(im[30:66, 15:35]) for im in images["Healthy"]])
     assert lung < inside["COVID-19"] < inside["Pneumonia"]
 
 
 def test_ggo_is_peripheral(synth) -> None:
-    # lesion pixels sit nearer the lung border than lung pixels in general: distance to the nearest non-lung pixel
+    # lesion pixels sit nearer the lung border than lung pixels in general (distance to the nearest non-lung)
     from scipy.ndimage import binary_fill_holes, binary_opening, distance_transform_edt, label
 
     near, overall = [], []
-    for im, m in zip(_arrays(synth.images_dir, "COVID-19"), _arrays(synth.masks_dir, "COVID-19")):
+    for im, m in zip(
+        _arrays(synth.images_dir, "COVID-19"), _arrays(synth.masks_dir, "COVID-19"), strict=True
+    ):
         hu = im.astype(float) / 255 * 1500 - 1350
         parts, _ = label(binary_opening(hu < -300, iterations=1))
         border = np.unique(np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]]))

@@ -1,4 +1,4 @@
-"""CLI commands ``covidct data scan | summary | synth``: dataset manifests and synthetic phantoms (issue #2)."""
+"""CLI ``covidct data scan | summary | synth``: dataset manifests and synthetic phantoms (issue #2)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,17 @@ from typing import Any
 import typer
 
 data_app = typer.Typer(
-    name="data", help="Scan datasets into manifests, summarise them, synthesize CT phantoms.",
+    name="data",
+    help="Scan datasets into manifests, summarise them, synthesize CT phantoms.",
     no_args_is_help=True,
 )
 
-ALIAS_HELP = "Extra label alias KEY=VALUE (folder/CSV label -> class), e.g. --alias Others=Pneumonia. Repeatable."
-CLASSES_HELP = "Fixed class order, comma-separated (default: COVID-19, Healthy, Pneumonia, then others sorted)."
+ALIAS_HELP = (
+    "Extra label alias KEY=VALUE (folder/CSV label -> class), e.g. --alias Others=Pneumonia. Repeatable."
+)
+CLASSES_HELP = (
+    "Fixed class order, comma-separated (default: COVID-19, Healthy, Pneumonia, then others sorted)."
+)
 
 
 def parse_aliases(items: list[str] | None) -> dict[str, str] | None:
@@ -43,8 +48,13 @@ def _print_warnings(scan: Any) -> None:
 
     for note in scan.warnings:
         loud = note == scan.warning
-        err_console.print(f"WARNING: {note}" if loud else f"warning: {note}", style="bold red" if loud else "yellow",
-                          markup=False, highlight=False, soft_wrap=True)
+        err_console.print(
+            f"WARNING: {note}" if loud else f"warning: {note}",
+            style="bold red" if loud else "yellow",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def render_scan(scan: Any, *, limit: int = 10) -> list[Any]:
@@ -81,7 +91,9 @@ def register(app: typer.Typer) -> None:
 
 @data_app.command()
 def scan(
-    data: Path = typer.Argument(..., help="Dataset folder (class/[patient/]images) or a CSV path,label[,patient_id]."),
+    data: Path = typer.Argument(
+        ..., help="Dataset folder (class/[patient/]images) or a CSV path,label[,patient_id]."
+    ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the manifest CSV here."),
     alias: list[str] | None = typer.Option(None, "--alias", help=ALIAS_HELP),
     classes: str | None = typer.Option(None, "--classes", help=CLASSES_HELP),
@@ -92,9 +104,14 @@ def scan(
 
     result = _scan(data, alias, classes)
     counts = ", ".join(f"{label} {n}" for label, (n, _) in result.class_counts().items())
-    console.print(f"{len(result.samples)} images ({counts}); layout {result.layout}; classes "
-                  f"{', '.join(result.classes)}; {len(result.skipped)} skipped; {len(result.duplicates)} duplicate "
-                  "group(s)", markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"{len(result.samples)} images ({counts}); layout {result.layout}; classes "
+        f"{', '.join(result.classes)}; {len(result.skipped)} skipped; {len(result.duplicates)} duplicate "
+        "group(s)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     for path, reason in result.skipped[:10]:
         console.print(f"  skipped {path}: {reason}", markup=False, highlight=False, soft_wrap=True)
     if out is not None:
@@ -122,17 +139,29 @@ def summary(
 
 @data_app.command()
 def synth(
-    out: Path = typer.Argument(..., help="Output folder: writes OUT/images/<class>/<patient>/<k>.png and OUT/masks."),
+    out: Path = typer.Argument(
+        ..., help="Output folder: writes OUT/images/<class>/<patient>/<k>.png and OUT/masks."
+    ),
     patients_per_class: int = typer.Option(4, "--patients-per-class", help="Patients per class."),
     slices_per_patient: int = typer.Option(4, "--slices-per-patient", help="Slices per patient."),
     size: int = typer.Option(128, "--size", help="Image side in pixels."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same images)."),
 ) -> None:
-    """Synthesize chest CT phantoms (COVID-19 ground glass, pneumonia consolidation, healthy) with lesion masks."""
+    """Synthesize chest CT phantoms (COVID-19 ground glass, pneumonia consolidation, healthy) and masks."""
     from covidct.cli._common import console
     from covidct.data.synth import synthesize_dataset
 
-    result = synthesize_dataset(out, patients_per_class=patients_per_class, slices_per_patient=slices_per_patient,
-                                size=size, seed=seed)
-    console.print(f"wrote {result.n_images} images of {', '.join(result.classes)} to {result.images_dir} "
-                  f"(lesion masks in {result.masks_dir})", markup=False, highlight=False, soft_wrap=True)
+    result = synthesize_dataset(
+        out,
+        patients_per_class=patients_per_class,
+        slices_per_patient=slices_per_patient,
+        size=size,
+        seed=seed,
+    )
+    console.print(
+        f"wrote {result.n_images} images of {', '.join(result.classes)} to {result.images_dir} "
+        f"(lesion masks in {result.masks_dir})",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -1,8 +1,8 @@
 """Expand what a user points at (files, folders, DICOM series, NIfTI volumes) into slices to predict on.
 
-``iter_inputs(paths)`` yields :class:`InputSlice` (source id, image float32 [0, 1], group) one at a time, so a big
-folder is never held in memory unless the caller collects it (``collect_inputs``). Groups say which slices belong
-to one patient / series / volume, for patient-level aggregation:
+``iter_inputs(paths)`` yields :class:`InputSlice` (source id, image float32 [0, 1], group) one at a time, so a
+big folder is never held in memory unless the caller collects it (``collect_inputs``). Groups say which slices
+belong to one patient / series / volume, for patient-level aggregation:
 
 - the single-frame DICOM files of one series in a folder form one group (the folder), in anatomical order;
 - a NIfTI volume or multi-frame DICOM is one group (the file), with sources ``"file#k"``;
@@ -10,7 +10,7 @@ to one patient / series / volume, for patient-level aggregation:
   passed whose name is not a class name (``data/p01/1.png`` -> group ``data/p01``; ``data/COVID/1.png`` and
   ``data/1.png`` -> their own paths).
 
-Unreadable files are recorded in ``skipped`` as ``(path, reason)``; only "nothing readable at all" is an error.
+Unreadable files are recorded in ``skipped`` as ``(path, reason)``; only "nothing readable" is an error.
 """
 
 from __future__ import annotations
@@ -115,7 +115,10 @@ def _plan(paths: Iterable[PathLike], skipped: list[tuple[str, str]]) -> Iterator
 
 
 def iter_inputs(
-    paths: Iterable[PathLike] | PathLike, *, window: str | Window = "lung", normalization: Normalization = "minmax",
+    paths: Iterable[PathLike] | PathLike,
+    *,
+    window: str | Window = "lung",
+    normalization: Normalization = "minmax",
     skipped: list[tuple[str, str]] | None = None,
 ) -> Iterator[InputSlice]:
     """Yield the readable slices under ``paths``; unreadable files are appended to ``skipped``.
@@ -134,7 +137,7 @@ def iter_inputs(
             except DataError as exc:
                 skipped.append((str(item.files[0]), exc.reason))
                 continue
-            for source, image in zip(series.sources, series.images):
+            for source, image in zip(series.sources, series.images, strict=True):
                 found += 1
                 yield InputSlice(source, image, item.group)
             continue
@@ -153,7 +156,10 @@ def iter_inputs(
 
 
 def collect_inputs(
-    paths: Iterable[PathLike] | PathLike, *, window: str | Window = "lung", normalization: Normalization = "minmax",
+    paths: Iterable[PathLike] | PathLike,
+    *,
+    window: str | Window = "lung",
+    normalization: Normalization = "minmax",
 ) -> InputCollection:
     """All readable slices under ``paths`` and the ``(path, reason)`` of every skipped file."""
     skipped: list[tuple[str, str]] = []

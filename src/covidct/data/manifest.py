@@ -2,13 +2,13 @@
 
 ``scan_dataset(root)`` recognises three layouts:
 
-1. ``class_folders``: ``root/<class>/<image>`` (e.g. sarscov2-ct): no patient ids, so any split is slice-level;
-2. ``class_patient``: ``root/<class>/<patient>/<slices or a DICOM series>``: patient id = ``"<class>/<patient>"``;
+1. ``class_folders``: ``root/<class>/<image>`` (e.g. sarscov2-ct): no patient ids, splits are slice-level;
+2. ``class_patient``: ``root/<class>/<patient>/<slices or DICOM series>``, patient id ``"<class>/<patient>"``;
 3. ``csv``: a CSV file ``path,label[,patient_id]``; relative paths are resolved against the CSV's folder.
 
 Every file is hashed (sha256) and validated by decoding it; unreadable files are listed in ``skipped`` (never
-fatal), exact duplicates in ``duplicates``. Labels pass through aliases (``Covid`` -> ``COVID-19``, ...) and the
-class order is fixed: canonical classes first, then the others sorted.
+fatal), exact duplicates in ``duplicates``. Labels pass through aliases (``Covid`` -> ``COVID-19``, ...) and
+the class order is fixed: canonical classes first, then the others sorted.
 """
 
 from __future__ import annotations
@@ -28,9 +28,16 @@ from covidct.utils import atomic_path, sha256_file
 
 CANONICAL_CLASSES = ("COVID-19", "Healthy", "Pneumonia")
 DEFAULT_ALIASES: dict[str, str] = {
-    "Covid": "COVID-19", "COVID": "COVID-19", "COVID-19": "COVID-19", "covid": "COVID-19",
-    "non-COVID": "Healthy", "Healthy": "Healthy", "Normal": "Healthy",
-    "Others": "Pneumonia", "CAP": "Pneumonia", "Pneumonia": "Pneumonia",
+    "Covid": "COVID-19",
+    "COVID": "COVID-19",
+    "COVID-19": "COVID-19",
+    "covid": "COVID-19",
+    "non-COVID": "Healthy",
+    "Healthy": "Healthy",
+    "Normal": "Healthy",
+    "Others": "Pneumonia",
+    "CAP": "Pneumonia",
+    "Pneumonia": "Pneumonia",
 }
 MANIFEST_COLUMNS = ("path", "label", "patient_id", "sha256", "height", "width", "format", "readable")
 NO_PATIENTS_WARNING = (
@@ -97,7 +104,7 @@ class DatasetScan:
         sizes = [(r.height, r.width) for r in self.rows if r.readable and r.height and r.width]
         if not sizes:
             return None
-        hs, ws = zip(*sizes)
+        hs, ws = zip(*sizes, strict=True)
         return (min(hs), max(hs)), (min(ws), max(ws))
 
 
@@ -148,11 +155,18 @@ def _walk_files(folder: Path) -> list[Path]:
     return out
 
 
-def _folder_candidates(root: Path, aliases: Mapping[str, str]) -> tuple[list[tuple[Path, str, str | None]], str]:
-    class_dirs = sorted((d for d in root.iterdir() if d.is_dir() and not _is_hidden(d)), key=lambda d: natural_key(d.name))
+def _folder_candidates(
+    root: Path, aliases: Mapping[str, str]
+) -> tuple[list[tuple[Path, str, str | None]], str]:
+    class_dirs = sorted(
+        (d for d in root.iterdir() if d.is_dir() and not _is_hidden(d)), key=lambda d: natural_key(d.name)
+    )
     if not class_dirs:
-        raise DataError(root, "no class folders: expected DATA/<class>/<images> (or <class>/<patient>/...) "
-                        "or a CSV manifest with columns path,label[,patient_id]")
+        raise DataError(
+            root,
+            "no class folders: expected DATA/<class>/<images> (or <class>/<patient>/...) "
+            "or a CSV manifest with columns path,label[,patient_id]",
+        )
     candidates: list[tuple[Path, str, str | None]] = []
     nested = False
     for class_dir in class_dirs:
@@ -171,11 +185,16 @@ def _csv_candidates(path: Path, aliases: Mapping[str, str]) -> list[tuple[Path, 
             reader = csv.DictReader(handle)
             fields = {(name or "").strip().lower(): name for name in reader.fieldnames or []}
             if "path" not in fields or "label" not in fields:
-                raise DataError(path, f"a dataset CSV needs columns path,label[,patient_id]; found {reader.fieldnames}")
+                raise DataError(
+                    path, f"a dataset CSV needs columns path,label[,patient_id]; found {reader.fieldnames}"
+                )
             pid = fields.get("patient_id") or fields.get("patient")
             out = []
             for line, row in enumerate(reader, start=2):
-                raw_path, raw_label = (row.get(fields["path"]) or "").strip(), (row.get(fields["label"]) or "").strip()
+                raw_path, raw_label = (
+                    (row.get(fields["path"]) or "").strip(),
+                    (row.get(fields["label"]) or "").strip(),
+                )
                 if not raw_path or not raw_label:
                     raise DataError(path, f"line {line}: empty path or label")
                 file = Path(raw_path)
@@ -218,8 +237,11 @@ def _anatomical_ranks(files: list[Path]) -> dict[Path, int]:
 
 # ----------------------------------------------------------------------------------------------- API
 def scan_dataset(
-    root: str | os.PathLike[str], *, aliases: Mapping[str, str] | None = None,
-    classes: Sequence[str] | None = None, workers: int = 4,
+    root: str | os.PathLike[str],
+    *,
+    aliases: Mapping[str, str] | None = None,
+    classes: Sequence[str] | None = None,
+    workers: int = 4,
 ) -> DatasetScan:
     """Find, hash and validate every image under ``root`` (a folder or a CSV file); see the module doc."""
     base = Path(os.path.abspath(root))
@@ -249,7 +271,7 @@ def scan_dataset(
 
     rows: list[ManifestRow] = []
     readable: list[tuple[Path, str, str | None, ImageInfo]] = []
-    for (path, label, patient), (digest, info, reason) in zip(images, probes):
+    for (path, label, patient), (digest, info, reason) in zip(images, probes, strict=True):
         fmt = detect_format(path) or ""
         if info is None:
             skipped.append((str(path), reason or "unreadable"))
@@ -257,16 +279,25 @@ def scan_dataset(
         else:
             readable.append((path, label, patient, info))
             names = [str(path)] if info.n_slices == 1 else [f"{path}#{k}" for k in range(info.n_slices)]
-            rows.extend(ManifestRow(n, label, patient, digest, info.height, info.width, fmt, True) for n in names)
+            rows.extend(
+                ManifestRow(n, label, patient, digest, info.height, info.width, fmt, True) for n in names
+            )
 
     order = class_order([label for _, label, _, _ in readable], classes)
-    ranks = _anatomical_ranks([p for p, _, _, info in readable if info.format == "dicom" and info.n_slices == 1])
+    ranks = _anatomical_ranks(
+        [p for p, _, _, info in readable if info.format == "dicom" and info.n_slices == 1]
+    )
     index = {c: i for i, c in enumerate(order)}
 
     def sort_key(row: ManifestRow) -> tuple:
         file = split_source(row.path)[0]
-        return (index.get(row.label, len(index)), natural_key(row.patient_id or ""), natural_key(str(file.parent)),
-                ranks.get(file, 0), natural_key(row.path))
+        return (
+            index.get(row.label, len(index)),
+            natural_key(row.patient_id or ""),
+            natural_key(str(file.parent)),
+            ranks.get(file, 0),
+            natural_key(row.path),
+        )
 
     rows.sort(key=sort_key)
     samples = [Sample(r.path, r.label, r.patient_id) for r in rows if r.readable]
@@ -274,7 +305,11 @@ def scan_dataset(
 
 
 def _finish(
-    root: str, layout: str, classes: tuple[str, ...], samples: list[Sample], rows: list[ManifestRow],
+    root: str,
+    layout: str,
+    classes: tuple[str, ...],
+    samples: list[Sample],
+    rows: list[ManifestRow],
     skipped: list[tuple[str, str]],
 ) -> DatasetScan:
     by_hash: dict[str, set[str]] = defaultdict(set)
@@ -292,7 +327,9 @@ def _finish(
         warnings.append("some images sit directly in a class folder and have no patient id")
     if not samples:
         raise DataError(root, f"no readable images found ({len(skipped)} unreadable or unknown files)")
-    return DatasetScan(root, layout, classes, samples, rows, skipped, duplicates, has_patients, tuple(warnings))
+    return DatasetScan(
+        root, layout, classes, samples, rows, skipped, duplicates, has_patients, tuple(warnings)
+    )
 
 
 def save_manifest(scan: DatasetScan, path: str | os.PathLike[str]) -> Path:
@@ -302,13 +339,23 @@ def save_manifest(scan: DatasetScan, path: str | os.PathLike[str]) -> Path:
         writer = csv.writer(handle)
         writer.writerow(MANIFEST_COLUMNS)
         for r in scan.rows:
-            writer.writerow([r.path, r.label, r.patient_id or "", r.sha256, r.height or "", r.width or "",
-                             r.format, "true" if r.readable else "false"])
+            writer.writerow(
+                [
+                    r.path,
+                    r.label,
+                    r.patient_id or "",
+                    r.sha256,
+                    r.height or "",
+                    r.width or "",
+                    r.format,
+                    "true" if r.readable else "false",
+                ]
+            )
     return target
 
 
 def load_manifest(path: str | os.PathLike[str], *, classes: Sequence[str] | None = None) -> DatasetScan:
-    """Read a manifest written by :func:`save_manifest` (no re-validation; relative paths -> the CSV's folder)."""
+    """Read a manifest from :func:`save_manifest` (no re-validation; relative paths -> the CSV's folder)."""
     source = Path(os.path.abspath(path))
     rows: list[ManifestRow] = []
     try:
@@ -319,12 +366,21 @@ def load_manifest(path: str | os.PathLike[str], *, classes: Sequence[str] | None
                 raise DataError(source, f"not a covidct manifest: missing columns {missing}")
             for line, raw in enumerate(reader, start=2):
                 try:
-                    file = raw["path"] if Path(raw["path"]).is_absolute() else str(source.parent / raw["path"])
-                    rows.append(ManifestRow(
-                        file, raw["label"], raw["patient_id"] or None, raw["sha256"],
-                        int(raw["height"]) if raw["height"] else None, int(raw["width"]) if raw["width"] else None,
-                        raw["format"], raw["readable"].strip().lower() in ("true", "1", "yes"),
-                    ))
+                    file = (
+                        raw["path"] if Path(raw["path"]).is_absolute() else str(source.parent / raw["path"])
+                    )
+                    rows.append(
+                        ManifestRow(
+                            file,
+                            raw["label"],
+                            raw["patient_id"] or None,
+                            raw["sha256"],
+                            int(raw["height"]) if raw["height"] else None,
+                            int(raw["width"]) if raw["width"] else None,
+                            raw["format"],
+                            raw["readable"].strip().lower() in ("true", "1", "yes"),
+                        )
+                    )
                 except (TypeError, ValueError) as exc:
                     raise DataError(source, f"line {line}: {exc}") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:

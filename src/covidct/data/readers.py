@@ -1,12 +1,12 @@
 """Read CT slices and volumes into float32 arrays in [0, 1] (issue #2).
 
 - ``load_slice(path)``: one 2-D image. 8-bit PNG/JPEG/BMP in any mode (L, RGB, RGBA, P -> luminance) / 255;
-  16-bit PNG/TIFF with ``normalization`` ("minmax" per image, "window" = values are HU, or a fixed ``(lo, hi)``);
+  16-bit PNG/TIFF with ``normalization`` ("minmax" per image, "window": values are HU, or fixed ``(lo, hi)``);
   single-frame DICOM as HU (pixel * RescaleSlope + RescaleIntercept) through ``window``. A source id
   ``"vol.nii.gz#k"`` / ``"multi.dcm#k"`` / ``"stack.tif#k"`` names slice ``k`` of a volume.
-- ``load_series(path)``: a DICOM series folder (ordered by ImagePositionPatient projected on the slice normal, then
-  SliceLocation, then InstanceNumber; never by file name), a multi-frame DICOM, or a NIfTI volume (canonical RAS
-  orientation, axial slices, values are HU) -> :class:`Series`.
+- ``load_series(path)``: a DICOM series folder (ordered by ImagePositionPatient projected on the slice normal,
+  then SliceLocation, then InstanceNumber; never by file name), a multi-frame DICOM, or a NIfTI volume
+  (canonical RAS orientation, axial slices, values are HU) -> :class:`Series`.
 
 Every failure raises ``DataError(path, reason)``: the message starts with the file's path.
 """
@@ -28,8 +28,17 @@ PathLike = str | os.PathLike[str]
 Normalization = str | tuple[float, float]
 
 SUFFIX_FORMATS = {
-    ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".bmp": "bmp", ".tif": "tiff", ".tiff": "tiff",
-    ".dcm": "dicom", ".dicom": "dicom", ".ima": "dicom", ".nii": "nifti", ".nii.gz": "nifti",
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".bmp": "bmp",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".dcm": "dicom",
+    ".dicom": "dicom",
+    ".ima": "dicom",
+    ".nii": "nifti",
+    ".nii.gz": "nifti",
 }
 PIL_FORMATS = ("png", "jpeg", "bmp")
 _SOURCE_INDEX = re.compile(r"^(?P<path>.+)#(?P<index>\d+)$")
@@ -51,7 +60,7 @@ class Series:
 
 # ----------------------------------------------------------------------------------------------- dispatch
 def detect_format(path: PathLike) -> str | None:
-    """``"png" | "jpeg" | "bmp" | "tiff" | "dicom" | "nifti"`` from the suffix (or the DICM marker), else None."""
+    """``"png" | "jpeg" | "bmp" | "tiff" | "dicom" | "nifti"`` from the suffix (or DICM marker), else None."""
     p = Path(path)
     name = p.name.lower()
     if name.endswith(".nii.gz"):
@@ -87,8 +96,10 @@ def parse_normalization(spec: Normalization) -> str | tuple[float, float]:
     return (lo, hi)
 
 
-def load_slice(path: PathLike, *, window: str | Window = "lung", normalization: Normalization = "minmax") -> np.ndarray:
-    """One 2-D image as float32 in [0, 1]; ``window`` applies to HU data (DICOM, NIfTI, normalization="window")."""
+def load_slice(
+    path: PathLike, *, window: str | Window = "lung", normalization: Normalization = "minmax"
+) -> np.ndarray:
+    """One 2-D image as float32 in [0, 1]; ``window`` applies to HU (DICOM, NIfTI, normalization="window")."""
     file, index = split_source(path)
     fmt = _checked_format(file)
     win = parse_window(window)
@@ -141,7 +152,9 @@ def _checked_format(path: Path) -> str:
     fmt = detect_format(path)
     if fmt is None:
         known = ", ".join(sorted(SUFFIX_FORMATS))
-        raise DataError(path, f"unknown file type {path.suffix or '(no extension)'!r}: expected one of {known}")
+        raise DataError(
+            path, f"unknown file type {path.suffix or '(no extension)'!r}: expected one of {known}"
+        )
     return fmt
 
 
@@ -184,7 +197,9 @@ def _load_pil(path: Path, norm: str | tuple[float, float], win: Window) -> np.nd
             else:  # RGB, RGBA, P, LA, 1, CMYK, ... -> luminance, as PIL defines it
                 arr = np.asarray(im.convert("L"))
     except UnidentifiedImageError:
-        raise DataError(path, f"not a readable {path.suffix or 'image'} file (unknown or corrupt image data)") from None
+        raise DataError(
+            path, f"not a readable {path.suffix or 'image'} file (unknown or corrupt image data)"
+        ) from None
     except Image.DecompressionBombError as exc:
         raise DataError(path, f"image too large ({exc})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -275,7 +290,8 @@ def _decode_dicom(ds: Any, path: Path) -> np.ndarray:
             decoder = get_decoder(uid)
         except NotImplementedError:
             raise DataError(
-                path, f"unsupported transfer syntax {name} ({uid}): pydicom cannot decode it; convert the file "
+                path,
+                f"unsupported transfer syntax {name} ({uid}): pydicom cannot decode it; convert the file "
                 "(e.g. 'gdcmconv --raw' from python-gdcm / GDCM) to an uncompressed transfer syntax",
             ) from None
         if not decoder.is_available:
@@ -368,7 +384,9 @@ def slice_positions(headers: list[Any], where: PathLike) -> tuple[list[int], lis
     if all(h.get("InstanceNumber") is not None for h in headers):
         order = sorted(range(len(headers)), key=lambda i: int(headers[i].InstanceNumber))
         return order, None
-    raise DataError(where, "cannot order the slices: no ImagePositionPatient, SliceLocation or InstanceNumber")
+    raise DataError(
+        where, "cannot order the slices: no ImagePositionPatient, SliceLocation or InstanceNumber"
+    )
 
 
 def dicom_files(folder: PathLike) -> list[Path]:
@@ -380,7 +398,9 @@ def dicom_files(folder: PathLike) -> list[Path]:
     return out
 
 
-def order_dicom_files(files: list[Path], where: PathLike) -> tuple[list[Path], list[float] | None, str | None]:
+def order_dicom_files(
+    files: list[Path], where: PathLike
+) -> tuple[list[Path], list[float] | None, str | None]:
     """Read headers only; return the files of ONE series in anatomical order, positions and patient id."""
     headers = [_read_dicom(f, header_only=True) for f in files]
     series = {str(h.get("SeriesInstanceUID", "")) for h in headers}
@@ -450,7 +470,7 @@ def _load_nifti(path: Path, win: Window) -> Series:
 # ----------------------------------------------------------------------------------------------- probing
 @dataclass(frozen=True)
 class ImageInfo:
-    """What a dataset scan records about one file; ``n_slices > 1`` for volumes, stacks and multi-frame files."""
+    """What a dataset scan records about a file; ``n_slices > 1`` for volumes, stacks, multi-frame files."""
 
     format: str
     height: int
@@ -470,7 +490,9 @@ def probe_image(path: PathLike) -> ImageInfo:
                 im.load()
                 return ImageInfo(fmt, im.height, im.width)
         except UnidentifiedImageError:
-            raise DataError(p, f"not a readable {p.suffix or 'image'} file (unknown or corrupt image data)") from None
+            raise DataError(
+                p, f"not a readable {p.suffix or 'image'} file (unknown or corrupt image data)"
+            ) from None
         except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
             raise DataError(p, f"truncated or corrupt image ({exc})") from None
     if fmt == "tiff":

@@ -1,8 +1,8 @@
 """Synthetic chest CT phantoms: the built-in data for the demo and the tests (issue #2).
 
 Each slice is built in Hounsfield units and shown through the lung window (W1500/L-600), like a real CT slice:
-air outside a body ellipse (fat rim, soft tissue), two dark lungs with vessels (small bright blobs) and airways
-(dark lumen, bright wall), a vertebra, the scanner table and noise. Lesions by class:
+air outside a body ellipse (fat rim, soft tissue), two dark lungs with vessels (small bright blobs) and
+airways (dark lumen, bright wall), a vertebra, the scanner table and noise. Lesions by class:
 
 - ``COVID-19``: bilateral, peripheral (subpleural) ground-glass opacities: several faint, hazy patches
   (+150..+380 HU over lung) touching the pleura in both lungs;
@@ -10,7 +10,7 @@ air outside a body ellipse (fat rim, soft tissue), two dark lungs with vessels (
 - ``Healthy``: none.
 
 Size, position and contrast vary by patient and slice so the task is learnable but not trivial. Images go to
-``out/images/<class>/<patient>/<k>.png`` and lesion masks (255 = lesion) to ``out/masks/...`` with the same names.
+``out/images/<class>/<patient>/<k>.png``, lesion masks (255 = lesion) to ``out/masks/...`` (same names).
 Deterministic: a patient's slices depend only on (seed, class, patient index). numpy + scipy.ndimage only.
 """
 
@@ -66,10 +66,18 @@ def _anatomy(rng: np.random.Generator) -> _Anatomy:
     lungs = []
     for sign in (-1.0, 1.0):
         shrink = 0.9 if sign > 0 else 1.0  # the heart takes room from the patient's left lung
-        lungs.append((sign * rng.uniform(0.33, 0.39), cy + rng.uniform(-0.03, 0.03),
-                      rng.uniform(0.24, 0.30) * shrink, rng.uniform(0.36, 0.44)))
+        lungs.append(
+            (
+                sign * rng.uniform(0.33, 0.39),
+                cy + rng.uniform(-0.03, 0.03),
+                rng.uniform(0.24, 0.30) * shrink,
+                rng.uniform(0.36, 0.44),
+            )
+        )
     body = (rng.uniform(0.0, 0.06), rng.uniform(0.80, 0.90), rng.uniform(0.56, 0.66))
-    return _Anatomy(body, tuple(lungs), float(rng.uniform(0, 1)), int(rng.integers(2)), bool(rng.random() < 0.2))
+    return _Anatomy(
+        body, tuple(lungs), float(rng.uniform(0, 1)), int(rng.integers(2)), bool(rng.random() < 0.2)
+    )
 
 
 def _ellipse(x: np.ndarray, y: np.ndarray, cx: float, cy: float, rx: float, ry: float) -> np.ndarray:
@@ -96,7 +104,7 @@ def _sample_in(mask: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray
 def synthesize_slice(
     rng: np.random.Generator, size: int, kind: str | None, anatomy: _Anatomy, t: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One slice at relative height ``t`` in [0, 1]: (image float32 [0, 1] in the lung window, lesion mask bool)."""
+    """One slice at relative height ``t`` in [0, 1]: (image float32 [0, 1], lung window; lesion mask bool)."""
     coords = (np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1
     y, x = np.meshgrid(coords, coords, indexing="ij")
     px = size / 2.0  # pixels per normalised unit
@@ -132,13 +140,20 @@ def synthesize_slice(
 
     lesion_hu, mask = _lesions(rng, x, y, lungs, kind, anatomy, px)
     hu += lesion_hu
-    hu += gaussian_filter(rng.normal(0, 1, hu.shape).astype(np.float32), 0.7) * 30 + rng.normal(0, 12, hu.shape)
+    hu += gaussian_filter(rng.normal(0, 1, hu.shape).astype(np.float32), 0.7) * 30 + rng.normal(
+        0, 12, hu.shape
+    )
     return apply_window(hu, "lung"), mask
 
 
 def _lesions(
-    rng: np.random.Generator, x: np.ndarray, y: np.ndarray, lungs: list[np.ndarray], kind: str | None,
-    anatomy: _Anatomy, px: float,
+    rng: np.random.Generator,
+    x: np.ndarray,
+    y: np.ndarray,
+    lungs: list[np.ndarray],
+    kind: str | None,
+    anatomy: _Anatomy,
+    px: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Additive HU of the lesions (limited to the lungs) and their mask."""
     extra = np.zeros(x.shape, dtype=np.float32)
@@ -178,8 +193,12 @@ def _lesions(
             angle = rng.uniform(0.15, 0.85) * np.pi  # lobe boundary facing posterior (dependent lobes)
             dx, dy = np.cos(angle), np.sin(angle)
             offset = rng.uniform(-0.1, 0.12) - 0.08 * sev + (0.1 if n else 0.0)
-            wave = 0.04 * np.sin(x * rng.uniform(8, 14) + rng.uniform(0, 6)) + 0.03 * np.sin(y * rng.uniform(9, 15))
-            region = gaussian_filter((((x - cx) * dx + (y - cy) * dy + wave) > offset).astype(np.float32), px * 0.03)
+            wave = 0.04 * np.sin(x * rng.uniform(8, 14) + rng.uniform(0, 6)) + 0.03 * np.sin(
+                y * rng.uniform(9, 15)
+            )
+            region = gaussian_filter(
+                (((x - cx) * dx + (y - cy) * dy + wave) > offset).astype(np.float32), px * 0.03
+            )
             field = region * lung
             amp = rng.uniform(700, 880)
             extra += (amp * field).astype(np.float32)
@@ -189,7 +208,9 @@ def _lesions(
                 pts = _sample_in(field > 0.9, 1, rng)
                 if len(pts):
                     by, bx = pts[0] / px - 1
-                    tube = (np.abs((x - bx) * dy - (y - by) * dx) < 0.012) & (np.abs((x - bx) * dx + (y - by) * dy) < 0.12)
+                    tube = (np.abs((x - bx) * dy - (y - by) * dx) < 0.012) & (
+                        np.abs((x - bx) * dx + (y - by) * dy) < 0.12
+                    )
                     extra[tube & (field > 0.9)] -= amp * 0.8
     else:
         raise ConfigError(f"unknown lesion kind {kind!r}")
@@ -197,10 +218,15 @@ def _lesions(
 
 
 def synthesize_dataset(
-    out: str | os.PathLike[str], *, patients_per_class: int = 4, slices_per_patient: int = 4, size: int = 128,
-    seed: int = 0, classes: tuple[str, ...] = ("COVID-19", "Healthy", "Pneumonia"),
+    out: str | os.PathLike[str],
+    *,
+    patients_per_class: int = 4,
+    slices_per_patient: int = 4,
+    size: int = 128,
+    seed: int = 0,
+    classes: tuple[str, ...] = ("COVID-19", "Healthy", "Pneumonia"),
 ) -> SynthDataset:
-    """Write ``out/images/<class>/<patient>/<k>.png`` and the matching ``out/masks/...``; see the module doc."""
+    """Write ``out/images/<class>/<patient>/<k>.png`` and matching ``out/masks/...``; see the module doc."""
     from PIL import Image
 
     if patients_per_class < 1 or slices_per_patient < 1:

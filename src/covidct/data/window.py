@@ -1,8 +1,8 @@
 """CT display windows: Hounsfield units -> [0, 1].
 
-A window is (width, level): values below ``level - width / 2`` map to 0, above ``level + width / 2`` to 1, linear
-in between. Presets: ``lung`` (W1500/L-600, the default) and ``mediastinal`` (W350/L50); ``"W,L"`` for anything
-else (issue #2).
+A window is (width, level): values below ``level - width / 2`` map to 0, above ``level + width / 2`` to 1,
+linear in between. Presets: ``lung`` (W1500/L-600, the default) and ``mediastinal`` (W350/L50); ``"W,L"`` for
+anything else (issue #2).
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ class Window:
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.width) or not np.isfinite(self.level) or self.width <= 0:
-            raise ConfigError(f"window width must be > 0 and finite, got width={self.width}, level={self.level}")
+            raise ConfigError(
+                f"window width must be > 0 and finite, got width={self.width}, level={self.level}"
+            )
 
     @property
     def lower(self) -> float:
@@ -40,7 +42,7 @@ class Window:
 
 
 def parse_window(spec: str | Window | tuple[float, float]) -> Window:
-    """``"lung"``, ``"mediastinal"``, ``"1500,-600"`` (width, level), a ``(width, level)`` pair or a Window."""
+    """``"lung"``, ``"mediastinal"``, ``"1500,-600"`` (width, level), a ``(width, level)`` pair, a Window."""
     if isinstance(spec, Window):
         return spec
     if isinstance(spec, tuple):
