@@ -118,3 +118,44 @@ def client(loaded_model, upload_dir: Path):
     with TestClient(app, raise_server_exceptions=True) as test_client:
         yield test_client
     assert list(upload_dir.iterdir()) == [], "temporary upload files were left behind"
+
+
+@pytest.fixture()
+def live_server(loaded_model, upload_dir: Path):
+    """The app under uvicorn on 127.0.0.1 (a free port picked by the OS), in a thread; yields its base URL."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from covidct.serve.app import create_app
+
+    app = create_app(loaded_model.predictor, meta=loaded_model.meta, model_version=loaded_model.version,
+                     tmp_dir=upload_dir, worker_threads=4, max_cams=4)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(400):  # bounded: at most ~20 s for the server to answer /health
+            try:
+                if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if not thread.is_alive():
+                raise RuntimeError("uvicorn exited before answering /health")
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"{url}/health did not answer")
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+    assert list(upload_dir.iterdir()) == [], "temporary upload files were left behind"
