@@ -120,42 +120,30 @@ def client(loaded_model, upload_dir: Path):
     assert list(upload_dir.iterdir()) == [], "temporary upload files were left behind"
 
 
+def load_benchmark():
+    """``benchmarks/serve_load.py`` as a module: its server and load helpers are exercised by the tests too."""
+    import importlib.util
+    import sys
+
+    name = "covidct_bench_serve_load"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[2] / "benchmarks" / "serve_load.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses resolve their module through sys.modules
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 @pytest.fixture()
 def live_server(loaded_model, upload_dir: Path):
-    """The app under uvicorn on 127.0.0.1 (a free port picked by the OS), in a thread; yields its base URL."""
-    import socket
-    import threading
-    import time
+    """The app under uvicorn on 127.0.0.1 (a free port picked by the OS), in a thread; yields its base URL.
 
-    import httpx
-    import uvicorn
-
+    Startup is a bounded poll of /health (see ``running_server``)."""
     from covidct.serve.app import create_app
 
     app = create_app(loaded_model.predictor, meta=loaded_model.meta, model_version=loaded_model.version,
                      tmp_dir=upload_dir, worker_threads=4, max_cams=4)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(400):  # bounded: at most ~20 s for the server to answer /health
-            try:
-                if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if not thread.is_alive():
-                raise RuntimeError("uvicorn exited before answering /health")
-            time.sleep(0.05)
-        else:
-            raise RuntimeError(f"{url}/health did not answer")
+    with load_benchmark().running_server(app) as url:
         yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
     assert list(upload_dir.iterdir()) == [], "temporary upload files were left behind"
