@@ -152,7 +152,8 @@ def _downsample(array: np.ndarray, size: int = 256) -> np.ndarray:
 
 
 def _find_mask(masks_dir: Path, inputs: Sequence[PathLike], source: str, shape: tuple[int, ...]) -> np.ndarray | None:
-    """The mask mirroring ``source``'s path relative to the input it came from (PNG, 255 = lesion)."""
+    """The mask mirroring ``source``'s path (PNG, 255 = lesion): its path relative to the input it came from,
+    else the longest trailing part of its path that exists under ``masks_dir`` (``<class>/<patient>/<k>.png``)."""
     from PIL import Image
 
     src = Path(source.split("#", 1)[0])
@@ -161,8 +162,9 @@ def _find_mask(masks_dir: Path, inputs: Sequence[PathLike], source: str, shape: 
         if src == root:
             candidates.append(Path(src.name))
         elif root.is_dir() and src.is_relative_to(root):
-            rel = src.relative_to(root)
-            candidates += [rel, Path(root.name) / rel]
+            candidates.append(src.relative_to(root))
+    parts = src.parts[1:] if src.is_absolute() else src.parts
+    candidates += [Path(*parts[-k:]) for k in range(len(parts), 0, -1)]  # longest path suffix first
     for rel in candidates:
         for path in (masks_dir / rel, (masks_dir / rel).with_suffix(".png")):
             if path.is_file():
