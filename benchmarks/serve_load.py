@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import socket
 import statistics
 import tempfile
@@ -155,23 +156,30 @@ def main(argv: list[str] | None = None) -> int:
         app = create_app(loaded.predictor, meta=loaded.meta, model_version=loaded.version,
                          worker_threads=args.workers_threads)
 
-        # baseline: the same predictor in-process, one slice at a time, after a warm-up (oneDNN primitives)
+        # baseline: the same predictor in-process, one slice at a time, after a warm-up (oneDNN primitives);
+        # in a worker thread like the server's (OpenMP thread settings are per thread)
         image = np.asarray(Image.open(io.BytesIO(payload)), dtype=np.float32) / 255.0
-        for _ in range(3):
-            loaded.predictor.predict([image])
-        start = time.perf_counter()
-        for _ in range(args.requests):
-            loaded.predictor.predict([image])
-        direct = args.requests / (time.perf_counter() - start)
+
+        def direct_run() -> float:
+            for _ in range(5):
+                loaded.predictor.predict([image])
+            start = time.perf_counter()
+            for _ in range(args.requests):
+                loaded.predictor.predict([image])
+            return args.requests / (time.perf_counter() - start)
+
+        with ThreadPoolExecutor(1) as pool:
+            direct = pool.submit(direct_run).result()
 
         with running_server(app) as url:
-            fire(url, payload, route=args.route, requests=4, concurrency=2)  # warm-up
+            fire(url, payload, route=args.route, requests=8, concurrency=2)  # warm-up
             result = fire(url, payload, route=args.route, requests=args.requests, concurrency=args.concurrency)
     info = f"{loaded.predictor.info.model_name} @ {loaded.predictor.info.image_size}px ({loaded.predictor.backend})"
     print(f"model: {info}; upload: {args.slice_size}x{args.slice_size} PNG ({len(payload)} bytes); route {args.route}")
     print(f"server over 127.0.0.1: {result.summary()}")
     print(f"baseline, Predictor.predict in-process, sequential: {direct:.2f} slices/s")
     print(f"server / in-process throughput: {result.throughput / direct:.2f}")
+    print(f"load average during the run: {', '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs")
     bad = sum(n for status, n in result.statuses.items() if status != 200)
     return 1 if bad else 0
 

@@ -154,3 +154,28 @@ def test_concurrent_requests_share_one_model(client) -> None:
         results = list(pool.map(call, range(8)))
     for probs in results:
         assert probs == pytest.approx(first, abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def onnx_client(checkpoint, tmp_path_factory):
+    from fastapi.testclient import TestClient
+
+    from covidct.inference.export import export_onnx
+    from covidct.serve.app import create_app, load_predictor
+
+    path = export_onnx(checkpoint, tmp_path_factory.mktemp("onnx") / "tiny.onnx").path
+    loaded = load_predictor(path, threads=1)
+    assert loaded.meta is None
+    with TestClient(create_app(loaded.predictor, model_version=loaded.version)) as test_client:
+        yield test_client
+
+
+def test_onnx_model_predicts_but_does_not_explain(onnx_client, client) -> None:
+    info = onnx_client.get("/model").json()
+    assert info["runtime"] == "onnx" and info["explain"] is False and info["backbone"] == "resnet10t"
+    files = {"file": ("s.png", png_bytes(), "image/png")}
+    onnx_probs = onnx_client.post("/predict", files=files).json()["probabilities"]
+    torch_probs = client.post("/predict", files=files).json()["probabilities"]
+    assert onnx_probs == pytest.approx(torch_probs, abs=1e-4)
+    res = onnx_client.post("/explain", files=files)
+    assert res.status_code == 409 and "torch checkpoint" in res.json()["error"]

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 STATIC_DIR = Path(__file__).with_name("static")
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_CAMS = 8
+SERIES_BATCH = 8  # slices per forward pass for a series
 THUMBNAIL_SIZE = 128
 OVERLAY_ALPHA = 0.4
 
@@ -114,7 +115,7 @@ class ServedModel:
         """Per-slice ``(N, C)`` probabilities and the series' aggregated ``(C,)`` (the predictor's group mean)."""
         slices = [(src, image, "upload") for src, image in zip(sources, images)]
         with self._lock:
-            result = self.predictor.predict_slices(slices)
+            result = self.predictor.predict_slices(slices, batch_size=SERIES_BATCH)
         group = result.groups.iloc[0]
         return result.probabilities, np.asarray([group[f"prob_{c}"] for c in self.classes], dtype=np.float64)
 
