@@ -179,3 +179,18 @@ def test_onnx_model_predicts_but_does_not_explain(onnx_client, client) -> None:
     assert onnx_probs == pytest.approx(torch_probs, abs=1e-4)
     res = onnx_client.post("/explain", files=files)
     assert res.status_code == 409 and "torch checkpoint" in res.json()["error"]
+
+
+@pytest.mark.real_data
+def test_real_png_and_jpeg_lossless_dicom_series(client, shared_data) -> None:
+    png = shared_data / "sarscov2-ct" / "COVID" / "Covid (1).png"
+    res = client.post("/explain", files={"file": (png.name, png.read_bytes(), "image/png")})
+    assert res.status_code == 200, res.text
+    assert res.json()["cams"][0]["target"] in CLASSES
+    files = sorted((shared_data / "covid-ct-md" / "COVID-19" / "P001").glob("*.dcm"))[:4]
+    data = zip_bytes({f"P001/{f.name}": f.read_bytes() for f in files})
+    res = client.post("/predict", files={"file": ("P001.zip", data, "application/zip")})
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert body["kind"] == "series" and body["series"]["n_slices"] == 4
+    assert {s["source"] for s in body["slices"]} == {f"P001.zip:P001/{f.name}" for f in files}
