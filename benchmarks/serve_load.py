@@ -92,7 +92,8 @@ def fire(url: str, payload: bytes, *, route: str = "/predict", requests: int = 3
             client = local.client = httpx.Client(timeout=timeout_s)
         start = time.perf_counter()
         try:
-            status = client.post(url + route, files={"file": (filename, payload, "application/octet-stream")}).status_code
+            files = {"file": (filename, payload, "application/octet-stream")}
+            status = client.post(url + route, files=files).status_code
         except httpx.HTTPError:
             status = 0  # no answer at all
         return status, (time.perf_counter() - start) * 1e3
@@ -127,9 +128,9 @@ def random_checkpoint(model: str, image_size: int, out: Path) -> Path:
 
     spec = get_spec(model)
     net = create_model(model, 3, pretrained=False)
-    meta = CheckpointMeta(model_name=spec.name, timm_name=spec.timm_name, classes=("COVID-19", "Healthy", "Pneumonia"),
-                          image_size=image_size, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-                          cam_layer=spec.cam_layer)
+    meta = CheckpointMeta(model_name=spec.name, timm_name=spec.timm_name,
+                          classes=("COVID-19", "Healthy", "Pneumonia"), image_size=image_size,
+                          mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), cam_layer=spec.cam_layer)
     return save_checkpoint(out / "model.pt", net, meta)
 
 
@@ -150,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     from covidct.serve.app import create_app, load_predictor
 
     with tempfile.TemporaryDirectory(prefix="covidct-serve-load-") as tmp:
-        path = Path(args.model_path) if args.model_path else random_checkpoint(args.model, args.image_size, Path(tmp))
+        path = Path(args.model_path) if args.model_path else None
+        path = path or random_checkpoint(args.model, args.image_size, Path(tmp))
         loaded = load_predictor(path)
         payload = phantom_png(args.slice_size)
         app = create_app(loaded.predictor, meta=loaded.meta, model_version=loaded.version,
@@ -174,12 +176,14 @@ def main(argv: list[str] | None = None) -> int:
         with running_server(app) as url:
             fire(url, payload, route=args.route, requests=8, concurrency=2)  # warm-up
             result = fire(url, payload, route=args.route, requests=args.requests, concurrency=args.concurrency)
-    info = f"{loaded.predictor.info.model_name} @ {loaded.predictor.info.image_size}px ({loaded.predictor.backend})"
-    print(f"model: {info}; upload: {args.slice_size}x{args.slice_size} PNG ({len(payload)} bytes); route {args.route}")
+    model = loaded.predictor.info
+    print(f"model: {model.model_name} @ {model.image_size}px ({loaded.predictor.backend}); "
+          f"upload: {args.slice_size}x{args.slice_size} PNG ({len(payload)} bytes); route {args.route}")
     print(f"server over 127.0.0.1: {result.summary()}")
     print(f"baseline, Predictor.predict in-process, sequential: {direct:.2f} slices/s")
     print(f"server / in-process throughput: {result.throughput / direct:.2f}")
-    print(f"load average during the run: {', '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"load average during the run: {load} on {os.cpu_count()} CPUs")
     bad = sum(n for status, n in result.statuses.items() if status != 200)
     return 1 if bad else 0
 

@@ -30,7 +30,9 @@ def png_bytes(array: np.ndarray | None = None, fmt: str = "PNG") -> bytes:
     return buffer.getvalue()
 
 
-def dicom_bytes(k: int = 0, *, size: int = 32, series_uid: str = "1.2.826.0.1.3680043.8.498.1", preamble: bool = True) -> bytes:
+def dicom_bytes(
+    k: int = 0, *, size: int = 32, series_uid: str = "1.2.826.0.1.3680043.8.498.1", preamble: bool = True
+) -> bytes:
     """A CT slice written by pydicom (HU = stored - 1024), position z = k mm."""
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid

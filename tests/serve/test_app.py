@@ -90,7 +90,8 @@ def test_predict_dicom_without_suffix(client) -> None:
 def test_predict_dicom_series_zip(client) -> None:
     members = {f"series/IM{k:03d}": dicom_bytes(k) for k in (3, 0, 2, 1)}
     members["series/readme.txt"] = b"not dicom"
-    res = client.post("/predict?thumbnails=true", files={"file": ("ct.zip", zip_bytes(members), "application/zip")})
+    files = {"file": ("ct.zip", zip_bytes(members), "application/zip")}
+    res = client.post("/predict?thumbnails=true", files=files)
     assert res.status_code == 200, res.text
     body = res.json()
     assert body["kind"] == "series" and body["series"]["n_slices"] == 4
@@ -127,13 +128,14 @@ def test_explain_target_class(client) -> None:
 
 def test_explain_series_is_bounded_to_the_most_suspicious(client) -> None:
     members = {f"{k}.dcm": dicom_bytes(k) for k in range(6)}
-    res = client.post("/explain?max_slices=2", files={"file": ("ct.zip", zip_bytes(members), "application/zip")})
+    files = {"file": ("ct.zip", zip_bytes(members), "application/zip")}
+    res = client.post("/explain?max_slices=2", files=files)
     assert res.status_code == 200, res.text
     body = res.json()
     assert len(body["cams"]) == 2
     healthy = [1 - s["probabilities"]["Healthy"] for s in body["slices"]]
     assert [c["index"] for c in body["cams"]] == list(np.argsort(-np.array(healthy), kind="stable")[:2])
-    too_many = client.post("/explain?max_slices=99", files={"file": ("ct.zip", zip_bytes(members), "application/zip")})
+    too_many = client.post("/explain?max_slices=99", files=files)
     assert too_many.status_code == 400 and "max_slices" in too_many.json()["error"]
 
 

@@ -80,7 +80,8 @@ def test_too_large_streamed_without_content_length(client) -> None:
             yield b"\x00" * (64 * 1024)
         yield f"\r\n--{boundary}--\r\n".encode()
 
-    res = client.post("/predict", content=body(), headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
+    res = client.post("/predict", content=body(), headers=headers)
     assert "too large" in _error(res, 413)
 
 
@@ -93,7 +94,9 @@ def test_too_many_pixels(client) -> None:
     assert "too large" in _error(_post(client, buffer.getvalue(), "bomb.png"), 413)
 
 
-@pytest.mark.parametrize("name", ["../evil.dcm", "a/../../evil.dcm", "/etc/evil.dcm", "C:/evil.dcm", "..\\evil.dcm"])
+@pytest.mark.parametrize(
+    "name", ["../evil.dcm", "a/../../evil.dcm", "/etc/evil.dcm", "C:/evil.dcm", "..\\evil.dcm"]
+)
 def test_zip_slip(client, name: str) -> None:
     data = zip_bytes({"ok.dcm": dicom_bytes(0), name: dicom_bytes(1)})
     assert "refused" in _error(_post(client, data, "ct.zip"), 400)
@@ -152,7 +155,8 @@ def test_zip_encrypted_member(client) -> None:
 
 
 def test_zip_of_two_series(client) -> None:
-    data = zip_bytes({"a.dcm": dicom_bytes(0, series_uid="1.2.3.1"), "b.dcm": dicom_bytes(1, series_uid="1.2.3.2")})
+    data = zip_bytes({"a.dcm": dicom_bytes(0, series_uid="1.2.3.1"),
+                      "b.dcm": dicom_bytes(1, series_uid="1.2.3.2")})
     assert "series" in _error(_post(client, data, "two.zip"), 422)
 
 

@@ -53,7 +53,8 @@ def test_upload_slice_shows_prediction_and_overlay(page, live_server: str, tmp_p
     overlay = page.locator("#overlay")
     assert overlay.is_visible()
     assert overlay.get_attribute("src").startswith("data:image/png;base64,")
-    loaded = page.evaluate("(() => { const o = document.getElementById('overlay'); return o.complete && o.naturalWidth; })()")
+    loaded = page.evaluate(
+        "(() => { const o = document.getElementById('overlay'); return o.complete && o.naturalWidth; })()")
     assert loaded == 48  # the heatmap decoded at the slice's own size
     page.fill("#opacity", "80")
     page.dispatch_event("#opacity", "input")

@@ -16,13 +16,18 @@ def register(app: typer.Typer) -> None:
 
 def serve(
     model: Path = typer.Argument(..., help="A covidct checkpoint (.pt, torch) or an exported .onnx model."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 exposes it to the network)."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to listen on (0.0.0.0 exposes it to the network)."
+    ),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", help="Largest accepted upload, in MiB."),
     worker_threads: int = typer.Option(
-        2, "--workers-threads", help="Requests decoded/predicted at the same time (torch models run one at a time)."
+        2, "--workers-threads",
+        help="Requests decoded/predicted at the same time (torch models run one at a time).",
     ),
-    threads: int | None = typer.Option(None, "--threads", help="Intra-op threads of torch/onnxruntime (default: cores)."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="Intra-op threads of torch/onnxruntime (default: cores)."
+    ),
 ) -> None:
     """Serve MODEL over HTTP: POST /predict, POST /explain (Grad-CAM), GET /health, GET /model, the page at /.
 
@@ -31,7 +36,9 @@ def serve(
     from covidct.serve.app import serve as run_service
 
     if host not in ("127.0.0.1", "localhost", "::1"):
-        err_console.print(f"warning: listening on {host}: anyone who can reach it can upload files", style="yellow")
+        err_console.print(
+            f"warning: listening on {host}: anyone who can reach it can upload files", style="yellow"
+        )
     console.print(f"covidct serve: loading {model} …  then http://{host}:{port}/ (Ctrl-C to stop)")
     run_service(model, host=host, port=port, max_upload_mb=max_upload_mb, worker_threads=worker_threads,
                 threads=threads)

@@ -37,7 +37,9 @@ from starlette.exceptions import HTTPException
 from covidct import __version__
 from covidct.errors import CheckpointError, CovidCTError
 from covidct.serve import schemas
-from covidct.serve.uploads import MULTIPART_SLACK, BodyLimit, StagedUpload, UploadError, UploadLimits, staged_upload
+from covidct.serve.uploads import (
+    MULTIPART_SLACK, BodyLimit, StagedUpload, UploadError, UploadLimits, staged_upload,
+)
 from covidct.utils import sha256_file
 
 if TYPE_CHECKING:

@@ -172,7 +172,8 @@ def check_pixels(path: Path, kind: str, max_pixels: int, *, name: str) -> None:
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
-                pixels = max((int(p.shape[0]) * int(p.shape[1]) for p in tif.pages if len(p.shape) >= 2), default=0)
+                sizes = [int(p.shape[0]) * int(p.shape[1]) for p in tif.pages if len(p.shape) >= 2]
+                pixels = max(sizes, default=0)
         elif kind == "dicom":
             import pydicom
 
@@ -248,7 +249,8 @@ def _extract_members(
     total, skipped, kept = 0, [], {}
     for info in files:
         base = PurePosixPath(info.filename.replace("\\", "/"))
-        if any(part.startswith(".") or part == "__MACOSX" for part in base.parts) or base.name.upper() == "DICOMDIR":
+        hidden = any(part.startswith(".") or part == "__MACOSX" for part in base.parts)
+        if hidden or base.name.upper() == "DICOMDIR":
             skipped.append(info.filename)
             continue
         target = dest / f"{len(kept):05d}.dcm"
@@ -262,7 +264,8 @@ def _extract_members(
                 out.write(block)
         with open(target, "rb") as handle:
             head = handle.read(132)
-        if sniff_kind(head) == "dicom" or base.suffix.lower() in (".dcm", ".dicom", ".ima") or _looks_like_dicom(target):
+        named_dicom = base.suffix.lower() in (".dcm", ".dicom", ".ima")
+        if sniff_kind(head) == "dicom" or named_dicom or _looks_like_dicom(target):
             check_pixels(target, "dicom", limits.max_pixels, name=f"{name}:{info.filename}")
             kept[target.name] = info.filename
         else:
