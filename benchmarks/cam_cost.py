@@ -8,7 +8,8 @@ Random weights and random 512 x 512 slices (speed does not depend on them). Thre
   - fwd+bwd: the model on a preprocessed batch, backward of the summed target logits (the floor for any
     gradient CAM);
   - cam (core): the pytorch-grad-cam call inside cam_session on the same tensor;
-  - compute_cams: covidct's whole call (preprocess, CAM, upsampling back to 512 x 512), batched and one-by-one.
+  - compute_cams: covidct's whole call (preprocess, CAM, upsampling back to 512 x 512), batched and
+  one-by-one.
 """
 
 from __future__ import annotations
@@ -77,18 +78,28 @@ def main(argv: list[str] | None = None) -> int:
         t_core = median_time(lambda: cam(input_tensor=x, targets=targets), args.repeats, sync)
     t_batched = median_time(
         lambda: compute_cams(model, layer, slices, method=args.method, preprocess=pre, batch_size=args.batch),
-        args.repeats, sync)
+        args.repeats,
+        sync,
+    )
     t_single = median_time(
         lambda: compute_cams(model, layer, slices, method=args.method, preprocess=pre, batch_size=1),
-        args.repeats, sync)
+        args.repeats,
+        sync,
+    )
 
     n = args.batch
-    print(f"{args.model} @ {args.size}px, layer {layer}, {args.method}, batch {n}, device {device}, "
-          f"threads {torch.get_num_threads()}, median of {args.repeats}")
+    print(
+        f"{args.model} @ {args.size}px, layer {layer}, {args.method}, batch {n}, device {device}, "
+        f"threads {torch.get_num_threads()}, median of {args.repeats}"
+    )
     print(f"  forward+backward (batch):        {t_fb * 1e3:8.1f} ms")
-    print(f"  pytorch-grad-cam call (batch):   {t_core * 1e3:8.1f} ms   ratio to fwd+bwd {t_core / t_fb:5.2f}x")
-    print(f"  compute_cams batched:            {t_batched * 1e3:8.1f} ms   ratio to fwd+bwd {t_batched / t_fb:5.2f}x"
-          f"   {n / t_batched:7.1f} slices/s")
+    print(
+        f"  pytorch-grad-cam call (batch):   {t_core * 1e3:8.1f} ms   ratio to fwd+bwd {t_core / t_fb:5.2f}x"
+    )
+    print(
+        f"  compute_cams batched:            {t_batched * 1e3:8.1f} ms   ratio {t_batched / t_fb:5.2f}x"
+        f"   {n / t_batched:7.1f} slices/s"
+    )
     print(f"  compute_cams one-by-one:         {t_single * 1e3:8.1f} ms   {n / t_single:7.1f} slices/s")
     print(f"  batched vs one-by-one throughput: {t_single / t_batched:5.2f}x")
     return 0

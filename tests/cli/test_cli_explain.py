@@ -22,16 +22,34 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     model = create_model("resnet10t", 3, pretrained=False)
     mean, std = model_normalization(model)
-    meta = CheckpointMeta(model_name="resnet10t", timm_name="resnet10t", classes=("COVID-19", "Healthy", "Pneumonia"),
-                          image_size=64, mean=mean, std=std)
+    meta = CheckpointMeta(
+        model_name="resnet10t",
+        timm_name="resnet10t",
+        classes=("COVID-19", "Healthy", "Pneumonia"),
+        image_size=64,
+        mean=mean,
+        std=std,
+    )
     return save_checkpoint(tmp_path_factory.mktemp("cli_ckpt") / "m.pt", model, meta)
 
 
 def test_explain_with_masks_prints_scores(checkpoint: Path, phantoms, tmp_path: Path) -> None:
     out = tmp_path / "out"
     inputs = [str(phantoms.images_dir / "COVID-19" / "p001"), str(phantoms.images_dir / "Healthy" / "p001")]
-    result = runner.invoke(app, ["explain", str(checkpoint), *inputs, "--out", str(out),
-                                 "--masks", str(phantoms.masks_dir), "--batch-size", "4"])
+    result = runner.invoke(
+        app,
+        [
+            "explain",
+            str(checkpoint),
+            *inputs,
+            "--out",
+            str(out),
+            "--masks",
+            str(phantoms.masks_dir),
+            "--batch-size",
+            "4",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "pointing game:" in result.output and "random baseline" in result.output
     assert "energy inside mask:" in result.output
@@ -42,8 +60,20 @@ def test_explain_with_masks_prints_scores(checkpoint: Path, phantoms, tmp_path: 
 
 def test_explain_without_masks_prints_faithfulness(checkpoint: Path, phantoms, tmp_path: Path) -> None:
     image = str(phantoms.images_dir / "Pneumonia" / "p002" / "2.png")
-    result = runner.invoke(app, ["explain", str(checkpoint), image, "--out", str(tmp_path / "o"),
-                                 "--method", "hirescam", "--target", "Pneumonia"])
+    result = runner.invoke(
+        app,
+        [
+            "explain",
+            str(checkpoint),
+            image,
+            "--out",
+            str(tmp_path / "o"),
+            "--method",
+            "hirescam",
+            "--target",
+            "Pneumonia",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "faithfulness:" in result.output and "hirescam @ layer4" in result.output
 
@@ -56,7 +86,9 @@ def test_explain_without_masks_prints_faithfulness(checkpoint: Path, phantoms, t
         (["--target", "Flu"], "Pneumonia"),
     ],
 )
-def test_explain_user_errors(checkpoint: Path, phantoms, tmp_path: Path, args: list[str], message: str) -> None:
+def test_explain_user_errors(
+    checkpoint: Path, phantoms, tmp_path: Path, args: list[str], message: str
+) -> None:
     image = str(phantoms.images_dir / "Healthy" / "p001" / "1.png")
     result = runner.invoke(app, ["explain", str(checkpoint), image, "--out", str(tmp_path / "o"), *args])
     assert result.exit_code == 2, result.output
@@ -65,13 +97,17 @@ def test_explain_user_errors(checkpoint: Path, phantoms, tmp_path: Path, args: l
 
 
 def test_explain_missing_checkpoint(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["explain", str(tmp_path / "nope.pt"), str(tmp_path), "--out", str(tmp_path / "o")])
+    result = runner.invoke(
+        app, ["explain", str(tmp_path / "nope.pt"), str(tmp_path), "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 2 and "nope.pt" in result.output
 
 
 def test_activations(checkpoint: Path, phantoms, tmp_path: Path) -> None:
     image = str(phantoms.images_dir / "COVID-19" / "p001" / "1.png")
-    result = runner.invoke(app, ["activations", str(checkpoint), image, "--out", str(tmp_path / "act"), "--top", "4"])
+    result = runner.invoke(
+        app, ["activations", str(checkpoint), image, "--out", str(tmp_path / "act"), "--top", "4"]
+    )
     assert result.exit_code == 0, result.output
     assert "layer4" in result.output
     assert (tmp_path / "act" / "overview.png").is_file()

@@ -1,4 +1,4 @@
-"""Fixtures for explain tests: an (untrained) tiny checkpoint and a small DICOM series written with pydicom."""
+"""Fixtures for explain tests: an untrained tiny checkpoint and a small DICOM series written with pydicom."""
 
 from __future__ import annotations
 
@@ -20,8 +20,14 @@ def save_tiny_checkpoint(path: Path, model=None, *, image_size: int = 64) -> Pat
         torch.manual_seed(0)
         model = create_model("resnet10t", len(CLASSES), pretrained=False)
     mean, std = model_normalization(model)
-    meta = CheckpointMeta(model_name="resnet10t", timm_name="resnet10t", classes=CLASSES, image_size=image_size,
-                          mean=mean, std=std)
+    meta = CheckpointMeta(
+        model_name="resnet10t",
+        timm_name="resnet10t",
+        classes=CLASSES,
+        image_size=image_size,
+        mean=mean,
+        std=std,
+    )
     return save_checkpoint(path, model, meta)
 
 

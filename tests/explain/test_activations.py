@@ -41,8 +41,9 @@ def test_stages_top_channels_and_files(model, tmp_path) -> None:
 
 def test_hooks_removed_on_error(model) -> None:
     with pytest.raises(ConfigError, match="nope"):
-        compute_activations(model, np.zeros((32, 32), np.float32), Preprocess(image_size=32),
-                            stages=["layer1", "nope"])
+        compute_activations(
+            model, np.zeros((32, 32), np.float32), Preprocess(image_size=32), stages=["layer1", "nope"]
+        )
     assert hooks(model) == 0
     with pytest.raises(ConfigError, match="top"):
         compute_activations(model, np.zeros((32, 32), np.float32), Preprocess(image_size=32), top=0)

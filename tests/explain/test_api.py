@@ -44,7 +44,11 @@ def test_explain_dicom_series(tiny_checkpoint: Path, dicom_series: Path, tmp_pat
     index = json.loads(result.index.read_text())
     assert result.n_slices == 3 and index["method"] == "gradcam++"
     assert {item["group"] for item in index["items"]} == {str(dicom_series)}
-    assert [Path(item["source"]).name for item in index["items"]] == ["IM0002.dcm", "IM0001.dcm", "IM0000.dcm"]
+    assert [Path(item["source"]).name for item in index["items"]] == [
+        "IM0002.dcm",
+        "IM0001.dcm",
+        "IM0000.dcm",
+    ]
     assert all((item["height"], item["width"]) == (40, 40) for item in index["items"])
 
 
@@ -71,5 +75,7 @@ def test_real_dicom_slice(tiny_checkpoint: Path, shared_data: Path, tmp_path: Pa
     first = sorted((shared_data / "covid-ct-md" / "COVID-19" / "P001").glob("*.dcm"))[0]
     result = explain(tiny_checkpoint, [first], tmp_path / "out")
     item = json.loads(result.index.read_text())["items"][0]
-    assert item["height"] >= 256 and np.load(result.out / item["maps"][0]["npy"]).shape == (item["height"],
-                                                                                           item["width"])
+    assert item["height"] >= 256 and np.load(result.out / item["maps"][0]["npy"]).shape == (
+        item["height"],
+        item["width"],
+    )

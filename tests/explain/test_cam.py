@@ -33,7 +33,9 @@ def images() -> list[np.ndarray]:
 
 
 def hook_count(model: torch.nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()
+    )
 
 
 def run(model, images, targets="predicted", **kw):  # type: ignore[no-untyped-def]
@@ -49,7 +51,7 @@ def test_methods_table_matches_names() -> None:
 def test_maps_shapes_ranges_and_original_size(model, images) -> None:
     batch = run(model, images)
     assert len(batch) == len(images)
-    for image, maps in zip(images, batch.maps):
+    for image, maps in zip(images, batch.maps, strict=True):
         assert maps.shape == (1, *image.shape)  # upsampled back to the slice's own size
         assert maps.min() >= 0.0 and maps.max() <= 1.0
     assert batch.net_maps.shape == (len(images), 1, 64, 64)
@@ -72,7 +74,9 @@ def test_batched_equals_one_by_one(model, images) -> None:
     batched = run(model, images[:3], "all", batch_size=2)
     singles = [run(model, [image], "all", batch_size=1) for image in images[:3]]
     np.testing.assert_allclose(batched.net_maps, np.concatenate([s.net_maps for s in singles]), atol=1e-4)
-    np.testing.assert_allclose(batched.probabilities, np.concatenate([s.probabilities for s in singles]), atol=1e-5)
+    np.testing.assert_allclose(
+        batched.probabilities, np.concatenate([s.probabilities for s in singles]), atol=1e-5
+    )
 
 
 def test_works_under_no_grad_and_with_frozen_weights(images) -> None:

@@ -52,8 +52,10 @@ def test_random_cam_is_smooth_and_in_range() -> None:
 
 def test_localization_scores_good_map_beats_random() -> None:
     masks = [blob((48, 48), 12 + 3 * k, 30 - 2 * k, 5) for k in range(6)] + [np.zeros((48, 48))]
-    cams = [blob((48, 48), 12 + 3 * k, 30 - 2 * k, 8) * (1 + blob((48, 48), 12 + 3 * k, 30 - 2 * k, 2))
-            for k in range(6)] + [np.ones((48, 48))]
+    cams = [
+        blob((48, 48), 12 + 3 * k, 30 - 2 * k, 8) * (1 + blob((48, 48), 12 + 3 * k, 30 - 2 * k, 2))
+        for k in range(6)
+    ] + [np.ones((48, 48))]
     scores = localization_scores(cams, masks, draws=20, seed=0)
     assert scores.n == 6 and scores.n_empty == 1
     assert scores.pointing_game == 1.0
@@ -78,7 +80,7 @@ def test_remove_top_fraction_replaces_the_most_relevant_pixels() -> None:
 
 
 def test_confidence_drop_rewards_maps_on_the_evidence() -> None:
-    """A fake model whose class-0 probability is the mean of a 4 x 4 corner: a map on that corner removes it."""
+    """A fake model whose class-0 probability is the mean of a 4 x 4 corner: a map on it removes it."""
     n, s = 4, 16
     batch = np.zeros((n, 3, s, s), dtype=np.float32)
     batch[:, :, :4, :4] = 1.0

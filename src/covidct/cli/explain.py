@@ -1,4 +1,5 @@
-"""CLI commands ``covidct explain`` (Grad-CAM family) and ``covidct activations`` (intermediate activation maps)."""
+"""CLI commands ``covidct explain`` (Grad-CAM family) and ``covidct activations`` (intermediate activation
+maps)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ def register(app: typer.Typer) -> None:
 def explain(
     checkpoint: Path = typer.Argument(..., help="A covidct checkpoint (.pt)."),
     inputs: list[Path] = typer.Argument(..., help="Images, folders (recursive) or DICOM series folders."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder: PNG panels, .npy heatmaps, index.json/csv."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output folder: PNG panels, .npy heatmaps, index.json/csv."
+    ),
     method: str = typer.Option(DEFAULT_METHOD, "--method", "-m", help=f"One of: {', '.join(METHOD_NAMES)}."),
     target: str = typer.Option("predicted", "--target", "-t", help="predicted, all, or a class name."),
     layer: str | None = typer.Option(None, "--layer", help="Target layer (default: the model's cam_layer)."),
@@ -32,9 +35,11 @@ def explain(
     masks: Path | None = typer.Option(
         None, "--masks", help="Lesion masks mirroring the inputs' relative paths: prints localisation scores."
     ),
-    window: str = typer.Option("lung", "--window", help="CT window for DICOM: lung, mediastinal or WIDTH,LEVEL."),
+    window: str = typer.Option(
+        "lung", "--window", help="CT window for DICOM: lung, mediastinal or WIDTH,LEVEL."
+    ),
 ) -> None:
-    """Class activation maps (Grad-CAM by default) for every slice, with localisation or faithfulness scores."""
+    """Class activation maps (Grad-CAM by default) per slice, plus localisation or faithfulness scores."""
     from covidct.explain.api import ExplainConfig
     from covidct.explain.api import explain as run_explain
 
@@ -49,11 +54,17 @@ def explain(
             console.print(f"  {path}: {reason}", markup=False, highlight=False)
     loc = result.localization
     if loc is not None:
-        console.print(f"localisation on {loc.n} slice(s) with a lesion ({loc.n_empty} without, "
-                      f"{result.masks_missing} without a mask file):")
-        console.print(f"  pointing game: {_fmt(loc.pointing_game)} (random baseline {_fmt(loc.random_pointing_game)})")
-        console.print(f"  energy inside mask: {_fmt(loc.energy_inside)} "
-                      f"(random baseline {_fmt(loc.random_energy_inside)})")
+        console.print(
+            f"localisation on {loc.n} slice(s) with a lesion ({loc.n_empty} without, "
+            f"{result.masks_missing} without a mask file):"
+        )
+        console.print(
+            f"  pointing game: {_fmt(loc.pointing_game)} (random baseline {_fmt(loc.random_pointing_game)})"
+        )
+        console.print(
+            f"  energy inside mask: {_fmt(loc.energy_inside)} "
+            f"(random baseline {_fmt(loc.random_energy_inside)})"
+        )
     faith = result.faithfulness
     if faith is not None:
         console.print(
@@ -67,7 +78,9 @@ def activations(
     image: Path = typer.Argument(..., help="One image, DICOM file or series (its middle slice is used)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for the PNGs."),
     top: int = typer.Option(8, "--top", min=1, help="Most active channels shown per stage."),
-    window: str = typer.Option("lung", "--window", help="CT window for DICOM: lung, mediastinal or WIDTH,LEVEL."),
+    window: str = typer.Option(
+        "lung", "--window", help="CT window for DICOM: lung, mediastinal or WIDTH,LEVEL."
+    ),
 ) -> None:
     """The paper's intermediate activation maps: per backbone stage, a grid of the most active channels."""
     from covidct.explain.api import activations as run_activations

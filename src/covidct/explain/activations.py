@@ -37,7 +37,7 @@ class ActivationMaps:
     stages: tuple[StageActivation, ...]
 
     def save(self, out: str | Path) -> list[Path]:
-        """One grid PNG per stage (``stage<k>_<name>.png``) plus ``overview.png``; returns the written paths."""
+        """One grid PNG per stage (``stage<k>_<name>.png``) and ``overview.png``; returns the paths."""
         from covidct.explain import render
 
         out = Path(out)
@@ -48,14 +48,22 @@ class ActivationMaps:
             title = f"{stage.name}: top {len(stage.channels)} of {stage.num_channels} channels"
             written.append(render.save_activation_grid(path, stage.maps, stage.channels, title=title))
         overview = [(s.name, s.mean_map, s.maps[0]) for s in self.stages]
-        written.append(render.save_activation_overview(out / "overview.png", self.image, overview,
-                                                       title=f"activations: {Path(self.source).name}"))
+        written.append(
+            render.save_activation_overview(
+                out / "overview.png", self.image, overview, title=f"activations: {Path(self.source).name}"
+            )
+        )
         return written
 
 
 def compute_activations(
-    model: nn.Module, image: np.ndarray, preprocess: Preprocess, *, top: int = 8,
-    stages: list[str] | None = None, source: str = "",
+    model: nn.Module,
+    image: np.ndarray,
+    preprocess: Preprocess,
+    *,
+    top: int = 8,
+    stages: list[str] | None = None,
+    source: str = "",
 ) -> ActivationMaps:
     """Activations of one 2-D slice at each stage (default: timm's ``feature_info`` stages)."""
     import torch
@@ -91,8 +99,15 @@ def compute_activations(
         if act.ndim != 3:
             raise ConfigError(f"stage {name!r} does not output a 2-D feature map (shape {act.shape})")
         order = np.argsort(-act.mean(axis=(1, 2)), kind="stable")[: min(top, act.shape[0])]
-        results.append(StageActivation(name=name, channels=tuple(int(c) for c in order), maps=act[order],
-                                       mean_map=act.mean(axis=0), num_channels=act.shape[0]))
+        results.append(
+            StageActivation(
+                name=name,
+                channels=tuple(int(c) for c in order),
+                maps=act[order],
+                mean_map=act.mean(axis=0),
+                num_channels=act.shape[0],
+            )
+        )
     return ActivationMaps(image=np.asarray(image), source=source, stages=tuple(results))
 
 

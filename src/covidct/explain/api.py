@@ -1,9 +1,10 @@
 """The explanation API behind ``covidct explain`` and ``covidct activations``.
 
-``explain()`` loads a checkpoint, expands the inputs (images, folders, DICOM series) with ``data.inputs``, computes
-CAMs chunk by chunk, writes panels, heatmaps and an index, and scores the maps: with a masks folder (mirroring the
-inputs' relative paths, like the phantoms' ``masks_dir``) the pointing game and mask energy against random maps;
-without, the confidence drop when the most relevant pixels are removed, against random maps.
+``explain()`` loads a checkpoint, expands the inputs (images, folders, DICOM series) with ``data.inputs``,
+computes CAMs chunk by chunk, writes panels, heatmaps and an index, and scores the maps: with a masks folder
+(mirroring the inputs' relative paths, like the phantoms' ``masks_dir``) the pointing game and mask energy
+against random maps; without, the confidence drop when the most relevant pixels are removed, against random
+maps.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class ExplainResult:
 
 
 def default_layer(meta: CheckpointMeta) -> str | None:
-    """The checkpoint's recorded CAM layer, else its registry spec's, else None (timm feature_info decides)."""
+    """The checkpoint's recorded CAM layer, else its registry spec's, else None (timm feature_info)."""
     if meta.cam_layer:
         return meta.cam_layer
     from covidct.errors import UnknownModelError
@@ -74,12 +75,18 @@ def default_layer(meta: CheckpointMeta) -> str | None:
 
 
 def explain(
-    checkpoint: PathLike, inputs: Sequence[PathLike], out: PathLike, *, masks: PathLike | None = None,
-    config: ExplainConfig | None = None, **options: Any,
+    checkpoint: PathLike,
+    inputs: Sequence[PathLike],
+    out: PathLike,
+    *,
+    masks: PathLike | None = None,
+    config: ExplainConfig | None = None,
+    **options: Any,
 ) -> ExplainResult:
     """Explain every slice in ``inputs`` with the model in ``checkpoint``; write everything under ``out``.
 
-    ``options`` are :class:`ExplainConfig` fields (``method``, ``target``, ``layer``, ``batch_size``, ``window``).
+    ``options`` are :class:`ExplainConfig` fields (``method``, ``target``, ``layer``, ``batch_size``,
+    ``window``).
     """
     from covidct.data.inputs import collect_inputs
     from covidct.data.preprocess import Preprocess
@@ -106,9 +113,17 @@ def explain(
     masks_missing = 0
     try:
         for start in range(0, len(slices), CHUNK):
-            chunk = slices[start:start + CHUNK]
-            batch = compute_cams(model, layer, chunk, cfg.target, method=cfg.method, classes=meta.classes,
-                                 preprocess=preprocess, batch_size=cfg.batch_size)
+            chunk = slices[start : start + CHUNK]
+            batch = compute_cams(
+                model,
+                layer,
+                chunk,
+                cfg.target,
+                method=cfg.method,
+                classes=meta.classes,
+                preprocess=preprocess,
+                batch_size=cfg.batch_size,
+            )
             items += batch.write_files(out, start=start, written=written)
             shown = [_scored_map_index(batch, i) for i in range(len(batch))]
             if masks_dir is not None:
@@ -127,15 +142,27 @@ def explain(
 
             localization = localization_scores(cams_for_scores, masks_for_scores, seed=cfg.seed)
         faithfulness = _combine(faith) if faith else None
-        extra = {"checkpoint": str(checkpoint), "target": cfg.target, "skipped": [list(s) for s in skipped],
-                 "scores": _scores_dict(localization, faithfulness)}
+        extra = {
+            "checkpoint": str(checkpoint),
+            "target": cfg.target,
+            "skipped": [list(s) for s in skipped],
+            "scores": _scores_dict(localization, faithfulness),
+        }
         index = write_index(out, items, batch, written=written, extra=extra)
     except BaseException:
         remove_written(out, written, created)
         raise
-    return ExplainResult(out=out, index=index, n_slices=len(items), method=cfg.method, layer=layer,
-                         skipped=list(skipped), localization=localization, faithfulness=faithfulness,
-                         masks_missing=masks_missing)
+    return ExplainResult(
+        out=out,
+        index=index,
+        n_slices=len(items),
+        method=cfg.method,
+        layer=layer,
+        skipped=list(skipped),
+        localization=localization,
+        faithfulness=faithfulness,
+        masks_missing=masks_missing,
+    )
 
 
 def _scored_map_index(batch: Any, i: int) -> int:
@@ -151,9 +178,12 @@ def _downsample(array: np.ndarray, size: int = 256) -> np.ndarray:
     return array[::step, ::step]
 
 
-def _find_mask(masks_dir: Path, inputs: Sequence[PathLike], source: str, shape: tuple[int, ...]) -> np.ndarray | None:
+def _find_mask(
+    masks_dir: Path, inputs: Sequence[PathLike], source: str, shape: tuple[int, ...]
+) -> np.ndarray | None:
     """The mask mirroring ``source``'s path (PNG, 255 = lesion): its path relative to the input it came from,
-    else the longest trailing part of its path that exists under ``masks_dir`` (``<class>/<patient>/<k>.png``)."""
+    else the longest trailing part of its path that exists under ``masks_dir``
+    (``<class>/<patient>/<k>.png``)."""
     from PIL import Image
 
     src = Path(source.split("#", 1)[0])
@@ -179,7 +209,9 @@ def _find_mask(masks_dir: Path, inputs: Sequence[PathLike], source: str, shape: 
     return None
 
 
-def _faithfulness(model: nn.Module, preprocess: Any, batch: Any, shown: list[int], cfg: ExplainConfig) -> FaithfulnessScores:
+def _faithfulness(
+    model: nn.Module, preprocess: Any, batch: Any, shown: list[int], cfg: ExplainConfig
+) -> FaithfulnessScores:
     import torch
 
     from covidct.explain.scores import confidence_drop
@@ -190,8 +222,10 @@ def _faithfulness(model: nn.Module, preprocess: Any, batch: Any, shown: list[int
 
     def predict(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            outs = [torch.softmax(model(torch.from_numpy(x[k:k + cfg.batch_size]).to(device)).float(), 1).cpu()
-                    for k in range(0, len(x), cfg.batch_size)]
+            outs = [
+                torch.softmax(model(torch.from_numpy(x[k : k + cfg.batch_size]).to(device)).float(), 1).cpu()
+                for k in range(0, len(x), cfg.batch_size)
+            ]
         return torch.cat(outs).numpy()
 
     try:
@@ -206,8 +240,12 @@ def _faithfulness(model: nn.Module, preprocess: Any, batch: Any, shown: list[int
 
 def _combine(parts: list[FaithfulnessScores]) -> FaithfulnessScores:
     n = sum(p.n for p in parts)
-    return FaithfulnessScores(n=n, fraction=parts[0].fraction, drop=sum(p.drop * p.n for p in parts) / n,
-                              random_drop=sum(p.random_drop * p.n for p in parts) / n)
+    return FaithfulnessScores(
+        n=n,
+        fraction=parts[0].fraction,
+        drop=sum(p.drop * p.n for p in parts) / n,
+        random_drop=sum(p.random_drop * p.n for p in parts) / n,
+    )
 
 
 def _scores_dict(loc: LocalizationScores | None, faith: FaithfulnessScores | None) -> dict[str, Any]:
@@ -232,7 +270,12 @@ class ActivationsResult:
 
 
 def activations(
-    checkpoint: PathLike, image: PathLike, out: PathLike, *, top: int = 8, window: str = "lung",
+    checkpoint: PathLike,
+    image: PathLike,
+    out: PathLike,
+    *,
+    top: int = 8,
+    window: str = "lung",
 ) -> ActivationsResult:
     """Per-stage grids of the ``top`` most active channels for one slice (the middle one of a series)."""
     from covidct.data.inputs import collect_inputs
@@ -245,8 +288,14 @@ def activations(
     if not slices:
         raise DataError(image, "no readable slice")
     chosen = slices[len(slices) // 2]
-    maps = compute_activations(loaded.model, chosen.image, Preprocess.from_meta(loaded.meta), top=top,
-                               source=chosen.source)
+    maps = compute_activations(
+        loaded.model, chosen.image, Preprocess.from_meta(loaded.meta), top=top, source=chosen.source
+    )
     files = maps.save(out)
-    return ActivationsResult(out=Path(out), source=chosen.source, stages=tuple(s.name for s in maps.stages),
-                             files=tuple(files), n_slices_in_input=len(slices))
+    return ActivationsResult(
+        out=Path(out),
+        source=chosen.source,
+        stages=tuple(s.name for s in maps.stages),
+        files=tuple(files),
+        n_slices_in_input=len(slices),
+    )

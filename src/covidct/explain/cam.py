@@ -1,16 +1,17 @@
 """Class activation maps: the only caller of pytorch-grad-cam in covidct (issue 4).
 
 :func:`cam_session` wraps a pytorch-grad-cam object and fixes its sharp edges: it restores every module's
-train/eval mode (``BaseCAM`` calls ``model.eval()`` and never undoes it), computes gradients even under an outer
-``torch.no_grad()`` (and refuses ``torch.inference_mode()``, where no gradient can exist), keeps the caller's
-parameter ``.grad`` untouched, and always removes its hooks (not ``with cam:``, whose ``__exit__`` swallows
-``IndexError``).
+train/eval mode (``BaseCAM`` calls ``model.eval()`` and never undoes it), computes gradients even under an
+outer ``torch.no_grad()`` (and refuses ``torch.inference_mode()``, where no gradient can exist), keeps the
+caller's parameter ``.grad`` untouched, and always removes its hooks (not ``with cam:``, whose ``__exit__``
+swallows ``IndexError``).
 
-Targets are ``ClassifierOutputTarget(class_idx)`` on the raw logits. The seed paper back-propagated the *sum of
-the softmax*, which is constant (1), so its gradient, and hence its Grad-CAM, is zero.
+Targets are ``ClassifierOutputTarget(class_idx)`` on the raw logits. The seed paper back-propagated the *sum
+of the softmax*, which is constant (1), so its gradient, and hence its Grad-CAM, is zero.
 
-:func:`compute_cams` takes an in-memory model and a list of 2-D slices (any size, values in [0, 1]) and returns a
-:class:`CamBatch`: maps upsampled back to each slice's own size, predictions, probabilities, provenance.
+:func:`compute_cams` takes an in-memory model and a list of 2-D slices (any size, values in [0, 1]) and
+returns a :class:`CamBatch`: maps upsampled back to each slice's own size, predictions, probabilities,
+provenance.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ def stage_names(model: nn.Module) -> list[str]:
 
 def resolve_layer(model: nn.Module, spec_or_layer: ModelSpec | str | None = None) -> str:
     """The target layer's module name: a ``ModelSpec``'s ``cam_layer``, a name given by the user, or (``None``
-    or ``""``) the deepest stage in timm's ``feature_info``. Unknown names raise :class:`ConfigError` listing the
-    valid stage names and close matches."""
+    or ``""``) the deepest stage in timm's ``feature_info``. Unknown names raise :class:`ConfigError` listing
+    the valid stage names and close matches."""
     if isinstance(spec_or_layer, ModelSpec):
         name = spec_or_layer.cam_layer
     else:
@@ -89,8 +90,8 @@ def cam_session(
 
     if torch.is_inference_mode_enabled():
         raise RuntimeError(
-            "CAMs need gradients, which torch.inference_mode() forbids; call compute_cams outside inference_mode "
-            "(torch.no_grad() is fine)"
+            "CAMs need gradients, which torch.inference_mode() forbids; call compute_cams outside "
+            "inference_mode (torch.no_grad() is fine)"
         )
     cam_cls = get_method(method)
     modes = {module: module.training for module in model.modules()}
@@ -113,8 +114,8 @@ def cam_session(
 # --------------------------------------------------------------------------------------------- results
 @dataclass(frozen=True, eq=False)
 class CamBatch:
-    """CAMs for N slices. ``maps[i]`` is ``(T, H_i, W_i)`` float32 in [0, 1] at slice i's own size, one map per
-    target class (T = 1 unless targets="all"); ``net_maps`` is ``(N, T, S, S)`` at network resolution."""
+    """CAMs for N slices. ``maps[i]`` is ``(T, H_i, W_i)`` float32 in [0, 1] at slice i's own size, one map
+    per target class (T = 1 unless targets="all"); ``net_maps`` is ``(N, T, S, S)`` at network resolution."""
 
     maps: tuple[np.ndarray, ...]
     net_maps: np.ndarray
@@ -146,8 +147,8 @@ class CamBatch:
         return [self.classes[j] for j in self.target_indices[i]]
 
     def save(self, out: str | Path) -> Path:
-        """Write per input a PNG panel and one ``.npy`` per map, then ``index.json`` + ``index.csv``; returns the
-        index path. On failure, everything written by this call is removed again."""
+        """Write per input a PNG panel and one ``.npy`` per map, then ``index.json`` + ``index.csv``; returns
+        the index path. On failure, everything written by this call is removed again."""
         out = Path(out)
         created = not out.exists()
         written: list[Path] = []
@@ -177,29 +178,54 @@ class CamBatch:
                 _save_npy(npy, self.maps[i][t])
                 overlays.append((f"{cls_name} (p={self.probabilities[i, cls_idx]:.2f})", self.maps[i][t]))
                 map_rows.append({"class": cls_name, "npy": npy.name})
-            title = (f"predicted {self.classes[pred]} (p={self.probabilities[i, pred]:.2f}) · "
-                     f"{self.method} @ {self.layer}")
+            title = (
+                f"predicted {self.classes[pred]} (p={self.probabilities[i, pred]:.2f}) · "
+                f"{self.method} @ {self.layer}"
+            )
             written.append(panel)
             render.save_cam_panel(panel, self.images[i], overlays, title=title, caption=self.sources[i])
-            items.append({
-                "index": start + i, "source": self.sources[i], "group": self.groups[i], "panel": panel.name,
-                "height": int(self.images[i].shape[0]), "width": int(self.images[i].shape[1]),
-                "predicted": self.classes[pred], "probability": float(self.probabilities[i, pred]),
-                "probabilities": {c: float(p) for c, p in zip(self.classes, self.probabilities[i])},
-                "maps": map_rows,
-            })
+            items.append(
+                {
+                    "index": start + i,
+                    "source": self.sources[i],
+                    "group": self.groups[i],
+                    "panel": panel.name,
+                    "height": int(self.images[i].shape[0]),
+                    "width": int(self.images[i].shape[1]),
+                    "predicted": self.classes[pred],
+                    "probability": float(self.probabilities[i, pred]),
+                    "probabilities": {
+                        c: float(p) for c, p in zip(self.classes, self.probabilities[i], strict=True)
+                    },
+                    "maps": map_rows,
+                }
+            )
         return items
 
 
-def write_index(out: Path, items: list[dict[str, Any]], batch: CamBatch, *, written: list[Path],
-                extra: dict[str, Any] | None = None) -> Path:
+def write_index(
+    out: Path,
+    items: list[dict[str, Any]],
+    batch: CamBatch,
+    *,
+    written: list[Path],
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """``index.json`` (``schema_version``, method, layer, classes, versions, items) and ``index.csv``."""
     index = out / "index.json"
     written.append(index)
-    write_json_atomic(index, {
-        "schema_version": SCHEMA_VERSION, "method": batch.method, "layer": batch.layer,
-        "classes": list(batch.classes), "versions": batch.versions, **(extra or {}), "items": items,
-    })
+    write_json_atomic(
+        index,
+        {
+            "schema_version": SCHEMA_VERSION,
+            "method": batch.method,
+            "layer": batch.layer,
+            "classes": list(batch.classes),
+            "versions": batch.versions,
+            **(extra or {}),
+            "items": items,
+        },
+    )
     csv_path = out / "index.csv"
     written.append(csv_path)
     write_text_atomic(csv_path, _index_csv(items))
@@ -221,12 +247,24 @@ def _index_csv(items: list[dict[str, Any]]) -> str:
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["schema_version", "index", "source", "group", "predicted", "probability", "target", "npy",
-                     "panel"])
+    writer.writerow(
+        ["schema_version", "index", "source", "group", "predicted", "probability", "target", "npy", "panel"]
+    )
     for item in items:
         for row in item["maps"]:
-            writer.writerow([SCHEMA_VERSION, item["index"], item["source"], item["group"], item["predicted"],
-                             f"{item['probability']:.6f}", row["class"], row["npy"], item["panel"]])
+            writer.writerow(
+                [
+                    SCHEMA_VERSION,
+                    item["index"],
+                    item["source"],
+                    item["group"],
+                    item["predicted"],
+                    f"{item['probability']:.6f}",
+                    row["class"],
+                    row["npy"],
+                    item["panel"],
+                ]
+            )
     return buffer.getvalue()
 
 
@@ -255,7 +293,7 @@ def _class_index(name: str, classes: Sequence[str]) -> int:
 
 
 def _as_images(batch: Any) -> list[np.ndarray]:
-    """2-D float32 slices from a list of arrays / InputSlice-like objects (``.image``) or an (N, H, W) array."""
+    """2-D float32 slices from a list of arrays / InputSlice-like objects (``.image``) or (N, H, W)."""
     items = list(batch)
     images = []
     for k, item in enumerate(items):
@@ -298,8 +336,8 @@ def compute_cams(
     """CAMs of ``batch`` (2-D slices in [0, 1], any sizes; or InputSlice objects) for ``targets``:
     ``"predicted"`` (each slice's argmax), a class name, or ``"all"`` (one map per class).
 
-    ``preprocess`` defaults to ``spec.input_size`` (224 without a spec) and the model's normalisation.
-    Maps are computed ``batch_size`` slices at a time and upsampled back to each slice's own size.
+    ``preprocess`` defaults to ``spec.input_size`` (224 without a spec) and the model's normalisation. Maps
+    are computed ``batch_size`` slices at a time and upsampled back to each slice's own size.
     """
     import torch
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -311,10 +349,16 @@ def compute_cams(
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     items = list(batch)
     images = _as_images(items)
-    sources = list(sources) if sources is not None else [
-        str(getattr(item, "source", f"slice{k}")) for k, item in enumerate(items)]
-    groups = list(groups) if groups is not None else [
-        str(getattr(item, "group", src)) for item, src in zip(items, sources)]
+    sources = (
+        list(sources)
+        if sources is not None
+        else [str(getattr(item, "source", f"slice{k}")) for k, item in enumerate(items)]
+    )
+    groups = (
+        list(groups)
+        if groups is not None
+        else [str(getattr(item, "group", src)) for item, src in zip(items, sources, strict=True)]
+    )
     layer = resolve_layer(model, spec_or_layer)
     if preprocess is None:
         mean, std = model_normalization(model)
@@ -337,7 +381,7 @@ def compute_cams(
     net_maps, target_rows, logits_all = [], [], []
     with cam_session(model, layer, method) as cam:
         for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size]
+            chunk = images[start : start + batch_size]
             x = torch.from_numpy(preprocess.batch(chunk)).to(device)
             x.requires_grad_(True)  # gradients reach the target layer even if the weights are frozen
             try:
@@ -348,16 +392,22 @@ def compute_cams(
                 else:
                     per_target = []
                     for idx in fixed:
-                        per_target.append(cam(input_tensor=x, targets=[ClassifierOutputTarget(idx)] * len(chunk)))
+                        per_target.append(
+                            cam(input_tensor=x, targets=[ClassifierOutputTarget(idx)] * len(chunk))
+                        )
                     logits = cam.outputs.detach().float().cpu()
                     rows = np.tile(np.asarray(fixed), (len(chunk), 1))
             except ValueError as exc:
                 if "shape" in str(exc):  # grad-cam: "Invalid activation shape" / "Invalid grads shape"
-                    raise ConfigError(f"layer {layer!r} does not output a 2-D feature map; pick a conv stage "
-                                      f"({', '.join(stage_names(model))})") from None
+                    raise ConfigError(
+                        f"layer {layer!r} does not output a 2-D feature map; pick a conv stage "
+                        f"({', '.join(stage_names(model))})"
+                    ) from None
                 raise
             except IndexError:
-                raise ConfigError(f"layer {layer!r} is not used in the forward pass (no activations)") from None
+                raise ConfigError(
+                    f"layer {layer!r} is not used in the forward pass (no activations)"
+                ) from None
             net_maps.append(np.stack(per_target, axis=1).astype(np.float32))
             target_rows.append(rows)
             logits_all.append(logits)
@@ -370,8 +420,16 @@ def compute_cams(
     stacked = np.concatenate(net_maps)
     maps = tuple(np.stack([_upsample(m, image.shape) for m in stacked[i]]) for i, image in enumerate(images))
     return CamBatch(
-        maps=maps, net_maps=stacked, target_indices=np.concatenate(target_rows).astype(np.int64),
-        predicted=probs.argmax(axis=1), probabilities=probs, classes=names, method=method, layer=layer,
-        images=tuple(images), sources=tuple(sources), groups=tuple(groups),
+        maps=maps,
+        net_maps=stacked,
+        target_indices=np.concatenate(target_rows).astype(np.int64),
+        predicted=probs.argmax(axis=1),
+        probabilities=probs,
+        classes=names,
+        method=method,
+        layer=layer,
+        images=tuple(images),
+        sources=tuple(sources),
+        groups=tuple(groups),
         versions=package_versions(("covidct", "torch", "timm", "grad-cam")),
     )

@@ -1,7 +1,8 @@
 """The CAM methods covidct offers: one table over pytorch-grad-cam; CLI choices and docs derive from it.
 
-``CAM_METHODS`` (name -> pytorch-grad-cam class) is built on first access so that importing this module (the CLI
-does, for its ``--method`` choices) does not import torch. ``METHOD_NAMES`` holds the same names, torch-free.
+``CAM_METHODS`` (name -> pytorch-grad-cam class) is built on first access so that importing this module (the
+CLI does, for its ``--method`` choices) does not import torch. ``METHOD_NAMES`` holds the same names,
+torch-free.
 
 Notes: ``eigencam`` is class-agnostic (first principal component of the activations), so its map ignores the
 target class; ``scorecam`` runs one forward pass per channel of the target layer (slow on CPU).
@@ -34,7 +35,7 @@ CLASS_AGNOSTIC: frozenset[str] = frozenset({"eigencam"})
 
 
 def check_method(name: str) -> str:
-    """The canonical (lower-case) method name; unknown names raise :class:`ConfigError` listing the choices."""
+    """The canonical (lower-case) method name; unknown: :class:`ConfigError` listing the choices."""
     key = name.lower()
     if key not in _CLASS_NAMES:
         raise ConfigError(f"unknown CAM method {name!r}; choose one of {', '.join(METHOD_NAMES)}")

@@ -41,7 +41,7 @@ def save_cam_panel(
     axes = axes[0]
     axes[0].imshow(image, cmap="gray", vmin=0.0, vmax=1.0)
     axes[0].set_title("slice", fontsize=9)
-    for ax, (label, heat) in zip(axes[1:], overlays):
+    for ax, (label, heat) in zip(axes[1:], overlays, strict=True):
         ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0)
         shown = ax.imshow(heat, cmap=CMAP, vmin=0.0, vmax=1.0, alpha=OVERLAY_ALPHA)
         ax.set_title(label, fontsize=9)
@@ -66,7 +66,7 @@ def save_activation_grid(
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.3 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, fmap, channel in zip(axes.ravel(), maps, channels):
+    for ax, fmap, channel in zip(axes.ravel()[:k], maps, channels, strict=True):
         ax.imshow(fmap, cmap="viridis")
         ax.set_title(f"ch {channel}", fontsize=8)
     if title:
@@ -75,7 +75,11 @@ def save_activation_grid(
 
 
 def save_activation_overview(
-    path: str | Path, image: np.ndarray, stages: Sequence[tuple[str, np.ndarray, np.ndarray]], *, title: str = ""
+    path: str | Path,
+    image: np.ndarray,
+    stages: Sequence[tuple[str, np.ndarray, np.ndarray]],
+    *,
+    title: str = "",
 ) -> Path:
     """One row per figure: the slice, then per stage ``(name, mean map, top channel map)`` as two rows."""
     n = 1 + len(stages)

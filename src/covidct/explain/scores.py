@@ -1,11 +1,11 @@
 """Measured, not eyeballed: localisation and faithfulness scores for CAMs (pure numpy, no torch).
 
-Localisation (slices with a lesion mask): the pointing game (Zhang et al. 2016: is the map's maximum inside the
-lesion?) and the share of the map's energy inside the mask, each against a random-map baseline (smooth random
-fields at CAM resolution, upsampled like a CAM). Faithfulness (no mask needed): the drop in the target class's
-probability when the top ``fraction`` most relevant pixels are removed, compared with removing the same number of
-pixels chosen by a random map (a positive gap means the map points at pixels the model relies on). The model is
-passed in as ``predict(batch (N, 3, S, S)) -> probabilities (N, C)``.
+Localisation (slices with a lesion mask): the pointing game (Zhang et al. 2016: is the map's maximum inside
+the lesion?) and the share of the map's energy inside the mask, each against a random-map baseline (smooth
+random fields at CAM resolution, upsampled like a CAM). Faithfulness (no mask needed): the drop in the target
+class's probability when the top ``fraction`` most relevant pixels are removed, compared with removing the
+same number of pixels chosen by a random map (a positive gap means the map points at pixels the model relies
+on). The model is passed in as ``predict(batch (N, 3, S, S)) -> probabilities (N, C)``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def energy_inside(cam: np.ndarray, mask: np.ndarray) -> float:
 
 
 def random_cam(shape: tuple[int, int], rng: np.random.Generator, *, grid: int = 7) -> np.ndarray:
-    """A smooth random map like a CAM: uniform noise on a ``grid`` x ``grid`` lattice, bilinearly upsampled."""
+    """A smooth random map (like a CAM): ``grid`` x ``grid`` uniform noise, upsampled bilinearly."""
     coarse = rng.random((grid, grid))
     zoomed = ndimage.zoom(coarse, (shape[0] / grid, shape[1] / grid), order=1, mode="nearest")
     out = np.zeros(shape, dtype=np.float32)
@@ -57,7 +57,11 @@ class LocalizationScores:
 
 
 def localization_scores(
-    cams: Sequence[np.ndarray], masks: Sequence[np.ndarray], *, draws: int = 20, seed: int = 0,
+    cams: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    *,
+    draws: int = 20,
+    seed: int = 0,
     tolerance: int = 0,
 ) -> LocalizationScores:
     """Pointing game and mask energy of ``cams`` and of ``draws`` random maps per slice (the baseline)."""
@@ -66,7 +70,7 @@ def localization_scores(
     rng = np.random.default_rng(seed)
     hits, energy, rand_hits, rand_energy = [], [], [], []
     n_empty = 0
-    for cam, mask in zip(cams, masks):
+    for cam, mask in zip(cams, masks, strict=True):
         cam, mask = _check(cam, mask)
         if not mask.any():
             n_empty += 1
@@ -77,15 +81,23 @@ def localization_scores(
         rand_hits.append(np.mean([pointing_game(r, mask, tolerance=tolerance) for r in randoms]))
         rand_energy.append(np.mean([energy_inside(r, mask) for r in randoms]))
     n = len(hits)
-    mean = (lambda xs: float(np.mean(xs)) if xs else float("nan"))
-    return LocalizationScores(n=n, pointing_game=mean(hits), energy_inside=mean(energy),
-                              random_pointing_game=mean(rand_hits), random_energy_inside=mean(rand_energy),
-                              n_empty=n_empty)
+    return LocalizationScores(
+        n=n,
+        pointing_game=_mean(hits),
+        energy_inside=_mean(energy),
+        random_pointing_game=_mean(rand_hits),
+        random_energy_inside=_mean(rand_energy),
+        n_empty=n_empty,
+    )
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
 
 
 def remove_top_fraction(batch: np.ndarray, cams: np.ndarray, fraction: float) -> np.ndarray:
-    """Copy of ``batch`` (N, C, S, S) with each image's top ``fraction`` pixels of its (N, S, S) map replaced by
-    the image's per-channel mean (ties broken by position)."""
+    """Copy of ``batch`` (N, C, S, S) with each image's top ``fraction`` pixels of its (N, S, S) map replaced
+    by the image's per-channel mean (ties broken by position)."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
     out = batch.copy()
@@ -116,8 +128,13 @@ class FaithfulnessScores:
 
 
 def confidence_drop(
-    predict: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, cams: np.ndarray, targets: np.ndarray,
-    *, fraction: float = 0.2, seed: int = 0,
+    predict: Callable[[np.ndarray], np.ndarray],
+    batch: np.ndarray,
+    cams: np.ndarray,
+    targets: np.ndarray,
+    *,
+    fraction: float = 0.2,
+    seed: int = 0,
 ) -> FaithfulnessScores:
     """Faithfulness of ``cams`` (N, S, S) for ``targets`` (N,) on the preprocessed ``batch`` (N, C, S, S)."""
     rng = np.random.default_rng(seed)
@@ -126,8 +143,12 @@ def confidence_drop(
     by_cam = predict(remove_top_fraction(batch, cams, fraction))[idx, targets]
     randoms = np.stack([random_cam(cams.shape[1:], rng) for _ in range(len(batch))])
     by_random = predict(remove_top_fraction(batch, randoms, fraction))[idx, targets]
-    return FaithfulnessScores(n=len(batch), fraction=fraction, drop=float(np.mean(base - by_cam)),
-                              random_drop=float(np.mean(base - by_random)))
+    return FaithfulnessScores(
+        n=len(batch),
+        fraction=fraction,
+        drop=float(np.mean(base - by_cam)),
+        random_drop=float(np.mean(base - by_random)),
+    )
 
 
 def _check(cam: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
