@@ -32,6 +32,12 @@ def save_tiny_checkpoint(path: Path, model=None, *, image_size: int = 64) -> Pat
 
 
 @pytest.fixture(scope="session")
+def checkpoint_saver():  # type: ignore[no-untyped-def]
+    """``save_tiny_checkpoint(path, model=None, *, image_size=64)`` for tests that train their own model."""
+    return save_tiny_checkpoint
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
 
