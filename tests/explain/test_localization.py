@@ -3,9 +3,11 @@
 A resnet10t (pretrained=False) is trained for a few epochs on the phantoms of patients p001-p004 (64 px) and
 explained on the held-out patients p005-p006 through the public API, with the ground-truth class as the CAM
 target. At 64 px resnet10t's last stage (layer4) is a 2 x 2 map, too coarse to point at anything, so the CAM
-layer is layer3 (4 x 4). Measured on a 2-core CPU (seed 0): Pneumonia pointing game 1.0 (random 0.04);
-COVID-19's ground-glass patches are a few pixels at 64 px and the tiny model barely learns them, so its
-pointing game stays low: the >= 0.8 bar for COVID-19 is recorded as an expected failure.
+layer is layer3 (4 x 4). Measured on the shared 2-core CPU (seed 0, 10 epochs, ~100 s with the explain
+calls): Pneumonia pointing game 0.88 (7/8; random baseline 0.03), energy inside the mask 0.17 (random 0.06).
+COVID-19's ground-glass patches cover 8-130 pixels of a 64 x 64 slice and are barely visible at that size; the
+tiny model does not learn them (held-out accuracy ~0.6, COVID-19 vs Healthy confused), so its pointing game
+is 0.00 (random 0.01): the >= 0.8 bar for COVID-19 is recorded as an expected failure.
 """
 
 from __future__ import annotations
@@ -60,18 +62,13 @@ def trained_checkpoint(phantoms, checkpoint_saver, tmp_path_factory: pytest.Temp
 def scores(checkpoint: Path, phantoms, cls: str, out: Path):  # type: ignore[no-untyped-def]
     inputs = [phantoms.images_dir / cls / p for p in HELD_OUT]
     result = explain(checkpoint, inputs, out, masks=phantoms.masks_dir, target=cls, layer="layer3")
-    loc = result.localization
-    print(
-        f"{cls}: pointing game {loc.pointing_game:.2f} (random {loc.random_pointing_game:.2f}), "
-        f"energy inside {loc.energy_inside:.3f} (random {loc.random_energy_inside:.3f}), n={loc.n}"
-    )
-    return loc
+    return result.localization
 
 
 def test_pneumonia_pointing_game(trained_checkpoint: Path, phantoms, tmp_path: Path) -> None:
     loc = scores(trained_checkpoint, phantoms, "Pneumonia", tmp_path / "pneu")
     assert loc.n == 8 and loc.n_empty == 0
-    assert loc.pointing_game >= 0.8
+    assert loc.pointing_game >= 0.8, loc
     assert loc.random_pointing_game < 0.3 and loc.pointing_game > loc.random_pointing_game + 0.4
     assert loc.energy_inside > 2 * loc.random_energy_inside
 
@@ -94,4 +91,4 @@ def test_healthy_has_nothing_to_point_at(trained_checkpoint: Path, phantoms, tmp
 def test_covid_pointing_game(trained_checkpoint: Path, phantoms, tmp_path: Path) -> None:
     loc = scores(trained_checkpoint, phantoms, "COVID-19", tmp_path / "covid")
     assert loc.n == 8
-    assert loc.pointing_game >= 0.8
+    assert loc.pointing_game >= 0.8, loc
