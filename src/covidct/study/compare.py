@@ -104,7 +104,7 @@ def _read_json(path: Path) -> Any:
 def plan_study(cfg: StudyConfig) -> StudyPlan:
     """Resolve the models, fix the shared folds (``STUDY/folds.csv``) and record the study config.
 
-    The CV plan is made for one *planning model* (recorded in ``STUDY/config.json`` and kept on reruns, so adding
+    The CV plan is made for one *planning model* (``model`` in ``STUDY/config.json``, kept on reruns, so adding
     models to a study does not count as "other options"); the folds do not depend on it.
 
     Raises:
@@ -120,10 +120,8 @@ def plan_study(cfg: StudyConfig) -> StudyPlan:
     planning_model = recorded or models[0]
     plan = plan_cv(cfg.cv_config(planning_model, study))
     all_models = tuple(dict.fromkeys([*previous.get("models", []), *models]))
-    record = config_to_dict(replace(cfg, models=all_models))
-    record.update(planning_model=planning_model, classes=list(plan.classes), n_samples=len(plan.samples),
-                  grouped=plan.grouped, warnings=plan.warnings)
-    write_json_atomic(study / STUDY_FILE, record)
+    # replayable with `covidct compare --config STUDY/study.json`; the data facts are in env.json
+    write_json_atomic(study / STUDY_FILE, config_to_dict(replace(cfg, models=all_models)))
     jobs = expand_grid(models, plan.jobs)
     return StudyPlan(cfg=cfg, study_dir=study, models=models, cv_plan=plan, jobs=jobs)
 

@@ -144,7 +144,9 @@ def _model_info(models: list[str], summaries: dict[str, Any], info: dict[str, An
 def build_study_tables(study_dir: PathLike, *, metric: str = "accuracy") -> StudyTables:
     """Recompute every table of a study from its saved predictions (``metric`` drives the Wilcoxon test)."""
     study = Path(study_dir)
-    config = _read_json(study / STUDY_FILE) or {}
+    config = dict(_read_json(study / STUDY_FILE) or {})
+    env = _read_json(study / "env.json") or {}
+    config.update({k: env[k] for k in ("n_samples", "grouped") if k in env})
     order = study_models(study)
     df = load_study_predictions(study, order)
     per_fold = per_fold_metrics(df)

@@ -1,0 +1,181 @@
+"""The comparison study on phantoms: shared folds, resume, failures retried and reported, Ray == local."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from covidct.errors import ConfigError
+from covidct.evaluation.predictions import read_predictions
+from covidct.study.compare import StudyJobRunner, compare
+from covidct.study.config import StudyConfig
+from covidct.study.executors import LocalExecutor
+from covidct.study.grid import Job, job_done, predictions_path, resolve_models
+from covidct.training.config import TrainConfig
+
+MODELS = ("resnet10t", "mobilenetv3_small_050")
+JOBS = [Job(m, 0, f) for m in MODELS for f in (0, 1)]
+
+
+def tiny_config(data: Path, out: Path, **kw) -> StudyConfig:
+    train = TrainConfig(epochs=1, image_size=32, batch_size=8, pretrained=False, seed=0)
+    return StudyConfig(data=str(data), out=str(out), models=MODELS, folds=2, repeats=1, seed=0, train=train,
+                       latency_runs=1, **kw)
+
+
+@pytest.fixture(scope="module")
+def local_study(phantoms, tmp_path_factory) -> tuple[StudyConfig, object]:
+    cfg = tiny_config(phantoms.images_dir, tmp_path_factory.mktemp("study") / "local")
+    return cfg, compare(cfg)
+
+
+def _stamp(study: Path) -> dict[Job, int]:
+    return {job: predictions_path(study, job).stat().st_mtime_ns for job in JOBS}
+
+
+def test_every_job_runs_on_the_same_folds(local_study) -> None:
+    cfg, result = local_study
+    study = Path(cfg.out)
+    assert result.ok and result.total == 4 and result.ran == 4 and result.skipped == 0
+    assert all(job_done(study, job) for job in JOBS)
+    folds = pd.read_csv(study / "folds.csv")
+    for model in MODELS:
+        df = read_predictions(sorted((study / "models" / model / "folds").glob("*/predictions.csv")))
+        assert set(df["model"]) == {model}
+        for fold in (0, 1):
+            expected = set(folds[(folds["fold"] == fold) & (folds["split"] == "test")]["path"])
+            assert set(df[df["fold"] == fold]["path"]) == expected  # paired: identical test sets
+    info = json.loads((study / "models.json").read_text())
+    assert set(info) == set(MODELS) and all(info[m]["latency_ms"] > 0 and info[m]["params"] > 0 for m in MODELS)
+    assert result.tables is not None and result.tables.models == list(MODELS)
+    assert len(result.tables.wilcoxon) == 2
+    assert json.loads((study / "failures.json").read_text()) == []
+    assert json.loads((study / "study.json").read_text())["models"] == list(MODELS)
+
+
+def test_rerun_reruns_only_the_removed_job(local_study) -> None:
+    cfg, _ = local_study
+    study = Path(cfg.out)
+    before = _stamp(study)
+    removed = JOBS[3]
+    kept = pd.read_csv(predictions_path(study, removed))
+    predictions_path(study, removed).unlink()  # as if its worker died before the atomic rename
+    (predictions_path(study, removed).parent / ".predictions.csv.x.tmp").write_text("partial")
+    result = compare(cfg)
+    assert result.ok and result.ran == 1 and result.skipped == 3
+    assert [o.job for o in result.outcomes] == [removed]
+    after = _stamp(study)
+    assert all(after[j] == before[j] for j in JOBS if j != removed)
+    redone = pd.read_csv(predictions_path(study, removed))
+    np.testing.assert_allclose(redone.filter(like="prob_").to_numpy(), kept.filter(like="prob_").to_numpy(),
+                               atol=1e-5)  # same seed, same result
+
+
+class Interrupt(StudyJobRunner):
+    """Ctrl-C in the middle of the second job."""
+
+    def __call__(self, job: Job) -> Path:
+        if job == JOBS[1]:
+            raise KeyboardInterrupt
+        return super().__call__(job)
+
+
+def test_resume_after_interrupt(phantoms, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from covidct.study.compare import plan_study
+
+    cfg = replace(tiny_config(phantoms.images_dir, tmp_path / "s", latency=False), models=MODELS[:1])
+    plan = plan_study(cfg)
+    runner = Interrupt(plan.cv_plan, str(plan.study_dir), cfg.train)
+    with pytest.raises(KeyboardInterrupt):
+        compare(cfg, job_fn=runner)
+    study = Path(cfg.out)
+    assert [job_done(study, j) for j in JOBS[:2]] == [True, False]
+    assert not list(study.rglob(".predictions.csv.*"))  # nothing half-written
+    before = _stamp_some(study, JOBS[:1])
+    result = compare(cfg)
+    assert result.ok and result.skipped == 1 and [o.job for o in result.outcomes] == [JOBS[1]]
+    assert _stamp_some(study, JOBS[:1]) == before
+
+
+def _stamp_some(study: Path, jobs) -> list[int]:
+    return [predictions_path(study, j).stat().st_mtime_ns for j in jobs]
+
+
+@dataclass(frozen=True)
+class Broken:
+    """A job function whose mobilenet jobs always fail; counts attempts."""
+
+    inner: StudyJobRunner
+    calls: list
+
+    def __call__(self, job: Job) -> Path:
+        self.calls.append(job)
+        if job.model == MODELS[1]:
+            raise RuntimeError(f"out of memory in {job}")
+        return self.inner(job)
+
+
+def test_failing_job_is_retried_then_reported(local_study, tmp_path: Path) -> None:
+    cfg, _ = local_study
+    from covidct.study.compare import plan_study
+
+    predictions_path(cfg.out, JOBS[3]).unlink()
+    plan = plan_study(cfg)
+    calls: list = []
+    fn = Broken(StudyJobRunner(plan.cv_plan, str(plan.study_dir), cfg.train), calls)
+    result = compare(cfg, executor=LocalExecutor(max_retries=2), job_fn=fn)
+    assert not result.ok and [o.job for o in result.failures] == [JOBS[3]]
+    assert calls == [JOBS[3]] * 3  # 1 try + 2 retries; finished jobs are not rerun
+    assert all(o.attempts == 3 and "out of memory" in o.error for o in result.failures)
+    failures = json.loads((Path(cfg.out) / "failures.json").read_text())
+    assert [f["job"] for f in failures] == [JOBS[3].key]
+    assert result.tables is not None
+    assert result.tables.missing == [f"{MODELS[1]}: 1 of 2 jobs have no predictions"]
+    # the next run retries it and succeeds
+    result = compare(cfg)
+    assert result.ok and result.ran == 1 and json.loads((Path(cfg.out) / "failures.json").read_text()) == []
+
+
+def test_study_refuses_other_options(local_study) -> None:
+    cfg, _ = local_study
+    from dataclasses import replace
+
+    with pytest.raises(ConfigError, match="other options"):
+        compare(replace(cfg, train=replace(cfg.train, epochs=2)))
+
+
+def test_resolve_models() -> None:
+    paper = resolve_models("paper")
+    assert len(paper) == 20 and paper[0] == "EfficientNetB0"
+    assert resolve_models("resnet10t, resnet10t,EfficientNetB0") == ("resnet10t", "EfficientNetB0")
+    with pytest.raises(ConfigError):
+        resolve_models(" , ")
+    with pytest.raises(ConfigError, match="unknown model"):
+        resolve_models("resnet10t,EfficientNetB9")
+
+
+@pytest.mark.slow
+def test_ray_gives_the_same_predictions(local_study, phantoms, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    cfg, _ = local_study
+    ray_cfg = tiny_config(phantoms.images_dir, tmp_path / "ray", executor="ray", cpus_per_job=2, latency=False)
+    result = compare(ray_cfg)
+    assert result.ok and result.ran == 4
+    for job in JOBS:
+        ours = pd.read_csv(predictions_path(ray_cfg.out, job))
+        theirs = pd.read_csv(predictions_path(cfg.out, job))
+        assert ours["path"].tolist() == theirs["path"].tolist()
+        np.testing.assert_allclose(ours.filter(like="prob_").to_numpy(), theirs.filter(like="prob_").to_numpy(),
+                                   atol=1e-5)
+    import ray
+
+    assert not ray.is_initialized()  # the local instance it started is shut down
+    assert (Path(ray_cfg.out) / "folds.csv").read_text() == (Path(cfg.out) / "folds.csv").read_text()
