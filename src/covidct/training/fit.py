@@ -97,7 +97,8 @@ def make_loader(
     return DataLoader(
         dataset, batch_size=cfg.batch_size, shuffle=shuffle, sampler=sampler, generator=generator,
         num_workers=cfg.workers, collate_fn=collate_skip_none, pin_memory=cfg.device == "cuda",
-        drop_last=False, **kwargs,
+        drop_last=train and len(dataset) > cfg.batch_size and len(dataset) % cfg.batch_size == 1,  # BatchNorm
+        **kwargs,
     )
 
 
@@ -234,7 +235,7 @@ def _train(
     last_path, best_path, log_path = out / LAST, out / BEST, out / LOG
     if resume and last_path.is_file():
         state = read_checkpoint(last_path)["extra"]
-        if state.get("config") != meta.config:
+        if _resumable(state.get("config") or {}) != _resumable(meta.config):
             raise CheckpointError(f"{last_path}: saved with different options; remove it or use another --out")
         model.load_state_dict(read_checkpoint(last_path)["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
@@ -283,6 +284,14 @@ def _train(
         epochs_run=len(history), stopped_early=stopped_early and len(history) < cfg.epochs, history=history,
         skipped=list(train_ds.skipped) + list(val_ds.skipped), meta=meta, model=model,
     )
+
+
+#: Options that may change when a run is resumed (more epochs, other hardware).
+RESUMABLE_CHANGES = ("epochs", "patience", "device", "amp", "channels_last", "workers", "cache")
+
+
+def _resumable(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
 
 
 def _patience_exceeded(history: list[dict[str, float]], best_epoch: int, cfg: TrainConfig) -> bool:
