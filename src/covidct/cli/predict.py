@@ -95,7 +95,8 @@ def export(
     console.print(f"wrote {result.path}  ({result.model_name}, {result.input_size} px, classes: "
                   f"{', '.join(result.classes)}, opset {result.opset})", markup=False, highlight=False)
     if result.max_abs_diff is not None:
-        console.print(f"parity vs PyTorch: max abs diff {result.max_abs_diff:.2e} (tolerance {result.tolerance:g})")
+        console.print(f"parity vs PyTorch ({result.exporter} exporter): max abs diff {result.max_abs_diff:.2e} "
+                      f"(max |logit| {result.max_abs_logit:.3g}, tolerance {result.tolerance:g})")
 
 
 def bench(

@@ -9,13 +9,14 @@ preferred layout for depthwise convs), ``torch.inference_mode``. On CUDA: channe
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from covidct.errors import ConfigError
+from covidct.errors import CheckpointError, ConfigError
 from covidct.inference.predictor import ModelInfo, Predictor
 from covidct.inference.runtime import tune_malloc
 
@@ -31,6 +32,17 @@ def resolve_device(device: str) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise ConfigError(f"unsupported device {device!r}: use cpu or cuda")
     return dev
+
+
+def load_checkpoint_checked(path: str | os.PathLike[str]) -> Any:
+    """:func:`~covidct.models.checkpoint.load_checkpoint`, also mapping the low-level errors torch's
+    weights-only unpickler raises on some truncated/garbage files (``struct.error``, ...) to CheckpointError."""
+    from covidct.models.checkpoint import load_checkpoint
+
+    try:
+        return load_checkpoint(Path(path))
+    except (struct.error, UnicodeDecodeError, IndexError, EOFError) as exc:
+        raise CheckpointError(f"{path}: corrupt or not a covidct checkpoint ({type(exc).__name__})") from None
 
 
 class TorchPredictor(Predictor):
@@ -59,9 +71,7 @@ class TorchPredictor(Predictor):
     @classmethod
     def load(cls, path: str | os.PathLike[str], **kwargs: Any) -> TorchPredictor:
         """From a covidct checkpoint (clear :class:`~covidct.errors.CheckpointError` if missing or corrupt)."""
-        from covidct.models.checkpoint import load_checkpoint
-
-        loaded = load_checkpoint(Path(path))
+        loaded = load_checkpoint_checked(path)
         return cls(loaded.model, ModelInfo.from_meta(loaded.meta), **kwargs)
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
