@@ -24,11 +24,17 @@ def _progress() -> Any:
                     console=console, transient=False)
 
 
+def _compact(entry: dict[str, Any]) -> str:
+    """``0.953±0.012`` (narrow terminals)."""
+    from covidct.evaluation.summary import format_mean_std
+
+    return format_mean_std(entry).replace(" ± ", "±")
+
+
 def _render_result(result: Any) -> None:
     """Jobs summary, the model table and any failures."""
     from rich.table import Table
 
-    from covidct.evaluation.summary import format_mean_std
     from covidct.study.tables import format_params
 
     console.print(f"{result.total} job(s): {result.ran} run, {result.skipped} already done, "
@@ -36,8 +42,8 @@ def _render_result(result: Any) -> None:
     tables = result.tables
     if tables is not None:
         table = Table(title=f"{result.study_dir.name}: mean ± std over folds (slice level)", title_justify="left")
-        for column in ("Model", "Params", "Input", "CPU ms", "Accuracy", "Macro F1", "AUC", "p vs best (Holm)"):
-            table.add_column(column, justify="left" if column == "Model" else "right")
+        for column in ("Model", "Params", "Input", "CPU ms", "Accuracy", "Macro F1", "AUC", "p (Holm)"):
+            table.add_column(column, justify="left" if column == "Model" else "right", no_wrap=True)
         stats = tables.wilcoxon.set_index("model") if not tables.wilcoxon.empty else None
         for row in tables.model_info.itertuples():
             overall = tables.summaries[row.model]["overall"]
@@ -45,8 +51,8 @@ def _render_result(result: Any) -> None:
                 f"{stats.loc[row.model, 'p_holm']:.3g}" if stats is not None else "")
             latency = "n/a" if row.latency_ms != row.latency_ms else f"{row.latency_ms:.1f}"
             table.add_row(row.model, format_params(row.params), str(row.image_size), latency,
-                          format_mean_std(overall["accuracy"]), format_mean_std(overall["macro_f1"]),
-                          format_mean_std(overall["roc_auc_ovr"]), p)
+                          _compact(overall["accuracy"]), _compact(overall["macro_f1"]),
+                          _compact(overall["roc_auc_ovr"]), p)
         console.print(table)
         for note in tables.missing:
             console.print(f"warning: {note}", style="yellow", markup=False, highlight=False)
