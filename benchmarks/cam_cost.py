@@ -3,11 +3,11 @@
     .venv/bin/python benchmarks/cam_cost.py [--model resnet10t] [--size 224] [--batch 8] [--repeats 5]
                                             [--method gradcam] [--device cpu|cuda] [--threads N]
 
-Random weights and random 512 x 512 slices (speed does not depend on them). Three timings, medians over
-``--repeats`` after one warm-up:
+Random weights and random 512 x 512 slices (speed does not depend on them). Medians over ``--repeats``
+rounds after one warm-up, the cases interleaved within each round:
   - fwd+bwd: the model on a preprocessed batch, backward of the summed target logits (the floor for any
     gradient CAM);
-  - cam (core): the pytorch-grad-cam call inside cam_session on the same tensor;
+  - cam (core): one cam_session + pytorch-grad-cam call on the same tensor;
   - compute_cams: covidct's whole call (preprocess, CAM, upsampling back to 512 x 512), batched and
   one-by-one.
 """
@@ -22,16 +22,21 @@ from collections.abc import Callable
 import numpy as np
 
 
-def median_time(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
-    fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def interleaved_medians(
+    cases: dict[str, Callable[[], object]], repeats: int, sync: Callable[[], None]
+) -> dict[str, float]:
+    """Median seconds per case; cases alternate within each round so that load drifts hit all alike."""
+    for fn in cases.values():  # warm-up
         fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    sync()
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,26 +76,31 @@ def main(argv: list[str] | None = None) -> int:
         logits = model(x)
         logits[:, 0].sum().backward()
 
-    t_fb = median_time(fwd_bwd, args.repeats, sync)
-    model.zero_grad(set_to_none=True)
-    with cam_session(model, layer, args.method) as cam:
-        targets = [ClassifierOutputTarget(0)] * len(x)
-        t_core = median_time(lambda: cam(input_tensor=x, targets=targets), args.repeats, sync)
-    t_batched = median_time(
-        lambda: compute_cams(model, layer, slices, method=args.method, preprocess=pre, batch_size=args.batch),
-        args.repeats,
-        sync,
-    )
-    t_single = median_time(
-        lambda: compute_cams(model, layer, slices, method=args.method, preprocess=pre, batch_size=1),
-        args.repeats,
-        sync,
-    )
+    targets = [ClassifierOutputTarget(0)] * len(x)
 
+    def core() -> None:
+        with cam_session(model, layer, args.method) as cam:
+            cam(input_tensor=x, targets=targets)
+
+    t = interleaved_medians(
+        {
+            "fwd_bwd": fwd_bwd,
+            "core": core,
+            "batched": lambda: compute_cams(
+                model, layer, slices, method=args.method, preprocess=pre, batch_size=args.batch
+            ),
+            "single": lambda: compute_cams(
+                model, layer, slices, method=args.method, preprocess=pre, batch_size=1
+            ),
+        },
+        args.repeats,
+        sync,
+    )
+    t_fb, t_core, t_batched, t_single = t["fwd_bwd"], t["core"], t["batched"], t["single"]
     n = args.batch
     print(
         f"{args.model} @ {args.size}px, layer {layer}, {args.method}, batch {n}, device {device}, "
-        f"threads {torch.get_num_threads()}, median of {args.repeats}"
+        f"threads {torch.get_num_threads()}, median of {args.repeats} interleaved rounds"
     )
     print(f"  forward+backward (batch):        {t_fb * 1e3:8.1f} ms")
     print(
