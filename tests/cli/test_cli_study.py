@@ -1,4 +1,4 @@
-"""``covidct compare``, ``report`` and ``demo`` through the CLI: options, user errors, exit codes, the report."""
+"""``covidct compare``, ``report`` and ``demo`` through the CLI: options, user errors, exit codes."""
 
 from __future__ import annotations
 
@@ -12,28 +12,62 @@ from typer.testing import CliRunner
 from covidct.cli.main import app
 
 runner = CliRunner()
-TINY = ["--models", "resnet10t", "--folds", "2", "--repeats", "1", "--epochs", "1", "--image-size", "32",
-        "--batch-size", "8", "--no-pretrained", "--no-latency"]
+TINY = [
+    "--models",
+    "resnet10t",
+    "--folds",
+    "2",
+    "--repeats",
+    "1",
+    "--epochs",
+    "1",
+    "--image-size",
+    "32",
+    "--batch-size",
+    "8",
+    "--no-pretrained",
+    "--no-latency",
+]
 
 
 def test_compare_help_lists_training_and_cluster_options() -> None:
     result = runner.invoke(app, ["compare", "--help"], terminal_width=200)
     assert result.exit_code == 0
-    for option in ("--models", "--folds", "--repeats", "--out", "--epochs", "--batch-size", "--image-size",
-                   "--no-pretrained", "--weights-dir", "--seed", "--executor", "--ray-address", "--cpus-per-job",
-                   "--gpus-per-job", "--max-retries", "--config"):
+    for option in (
+        "--models",
+        "--folds",
+        "--repeats",
+        "--out",
+        "--epochs",
+        "--batch-size",
+        "--image-size",
+        "--no-pretrained",
+        "--weights-dir",
+        "--seed",
+        "--executor",
+        "--ray-address",
+        "--cpus-per-job",
+        "--gpus-per-job",
+        "--max-retries",
+        "--config",
+    ):
         assert option in result.output, option
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--executor", "dask"], "--executor must be one of"),
-    (["--models", "resnet10t,NotANet"], "unknown model"),
-    (["--folds", "1"], "folds must be >= 2"),
-    (["--max-retries", "-1"], "--max-retries must be >= 0"),
-    (["--ray-address", "auto"], "--ray-address needs --executor ray"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--executor", "dask"], "--executor must be one of"),
+        (["--models", "resnet10t,NotANet"], "unknown model"),
+        (["--folds", "1"], "folds must be >= 2"),
+        (["--max-retries", "-1"], "--max-retries must be >= 0"),
+        (["--ray-address", "auto"], "--ray-address needs --executor ray"),
+    ],
+)
 def test_compare_user_errors(tmp_path: Path, phantoms, args: list[str], message: str) -> None:
-    result = runner.invoke(app, ["compare", str(phantoms.images_dir), "--out", str(tmp_path / "s"), *TINY, *args])
+    result = runner.invoke(
+        app, ["compare", str(phantoms.images_dir), "--out", str(tmp_path / "s"), *TINY, *args]
+    )
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
 
@@ -53,8 +87,9 @@ def test_compare_then_report(tmp_path: Path, phantoms) -> None:
     result = runner.invoke(app, ["compare", str(phantoms.images_dir), "--out", str(study), *TINY])
     assert result.exit_code == 0 and "2 job(s): 0 run, 2 already done, 0 failed" in result.output
     # replay from the recorded config: same options, nothing to do
-    result = runner.invoke(app, ["compare", str(phantoms.images_dir), "--out", str(study),
-                                 "--config", str(study / "study.json")])
+    result = runner.invoke(
+        app, ["compare", str(phantoms.images_dir), "--out", str(study), "--config", str(study / "study.json")]
+    )
     assert result.exit_code == 0 and "0 run, 2 already done" in result.output, result.output
     html = tmp_path / "r.html"
     result = runner.invoke(app, ["report", str(study), "--out", str(html), "--reference", "paper"])
@@ -71,8 +106,9 @@ def test_failed_jobs_exit_non_zero(tmp_path: Path, phantoms, monkeypatch: pytest
             raise RuntimeError(f"disk full while running {job}")
 
     monkeypatch.setattr(compare_module, "StudyJobRunner", Failing)
-    result = runner.invoke(app, ["compare", str(phantoms.images_dir), "--out", str(tmp_path / "s"), *TINY,
-                                 "--max-retries", "0"])
+    result = runner.invoke(
+        app, ["compare", str(phantoms.images_dir), "--out", str(tmp_path / "s"), *TINY, "--max-retries", "0"]
+    )
     assert result.exit_code == 1
     assert "FAILED resnet10t/r0_f0" in result.output and "disk full" in result.output
     assert "2 failed" in result.output

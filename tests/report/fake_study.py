@@ -22,8 +22,8 @@ def write_fake_study(
     skip: tuple[tuple[str, int, int], ...] = (),
     seed: int = 0,
 ) -> Path:
-    """``models`` maps a model name to its signal strength (higher = more accurate). Same patients in every fold
-    pattern for every model (paired). ``skip`` lists (model, repeat, fold) jobs left without predictions."""
+    """``models`` maps a model name to its signal strength (higher = more accurate). Same patients in every
+    fold for every model (paired). ``skip`` lists (model, repeat, fold) jobs left without predictions."""
     rng = np.random.default_rng(seed)
     for model, signal in models.items():
         for repeat in range(repeats):
@@ -39,17 +39,33 @@ def write_fake_study(
                             logits[ci] += signal
                             prob = np.exp(logits) / np.exp(logits).sum()
                             row = {"path": f"{pid}/{s}.png", "patient_id": pid, "label": cls}
-                            row.update({f"prob_{c}": float(v) for c, v in zip(CLASSES, prob)})
+                            row.update({f"prob_{c}": float(v) for c, v in zip(CLASSES, prob, strict=True)})
                             row.update(fold=fold, repeat=repeat, model=model, run_id="fake")
                             rows.append(row)
                 out = root / "models" / model / "folds" / f"r{repeat}_f{fold}" / "predictions.csv"
                 out.parent.mkdir(parents=True, exist_ok=True)
                 pd.DataFrame(rows).to_csv(out, index=False)
-    (root / "study.json").write_text(json.dumps({
-        "data": "/data/fake", "models": list(models), "folds": folds, "repeats": repeats, "seed": 0,
-        "train": {"epochs": 1, "image_size": 48, "pretrained": False},
-    }))
-    info = {m: {"timm_name": m, "params": 1_000_000 * (i + 1), "image_size": 48, "latency_ms": 2.0 + 3 * i,
-                "latency_threads": 1} for i, m in enumerate(models)}
+    (root / "study.json").write_text(
+        json.dumps(
+            {
+                "data": "/data/fake",
+                "models": list(models),
+                "folds": folds,
+                "repeats": repeats,
+                "seed": 0,
+                "train": {"epochs": 1, "image_size": 48, "pretrained": False},
+            }
+        )
+    )
+    info = {
+        m: {
+            "timm_name": m,
+            "params": 1_000_000 * (i + 1),
+            "image_size": 48,
+            "latency_ms": 2.0 + 3 * i,
+            "latency_threads": 1,
+        }
+        for i, m in enumerate(models)
+    }
     (root / "models.json").write_text(json.dumps(info))
     return root

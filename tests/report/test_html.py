@@ -110,6 +110,7 @@ def test_report_does_not_import_torch() -> None:
     assert "covidct.report.html" in sys.modules
     import subprocess
 
-    code = ("import sys, covidct.report.html, covidct.study.tables; "
-            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    code = (
+        "import sys, covidct.report.html, covidct.study.tables; sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +24,17 @@ JOBS = [Job(m, 0, f) for m in MODELS for f in (0, 1)]
 
 def tiny_config(data: Path, out: Path, **kw) -> StudyConfig:
     train = TrainConfig(epochs=1, image_size=32, batch_size=8, pretrained=False, seed=0)
-    return StudyConfig(data=str(data), out=str(out), models=MODELS, folds=2, repeats=1, seed=0, train=train,
-                       latency_runs=1, **kw)
+    return StudyConfig(
+        data=str(data),
+        out=str(out),
+        models=MODELS,
+        folds=2,
+        repeats=1,
+        seed=0,
+        train=train,
+        latency_runs=1,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +60,9 @@ def test_every_job_runs_on_the_same_folds(local_study) -> None:
             expected = set(folds[(folds["fold"] == fold) & (folds["split"] == "test")]["path"])
             assert set(df[df["fold"] == fold]["path"]) == expected  # paired: identical test sets
     info = json.loads((study / "models.json").read_text())
-    assert set(info) == set(MODELS) and all(info[m]["latency_ms"] > 0 and info[m]["params"] > 0 for m in MODELS)
+    assert set(info) == set(MODELS) and all(
+        info[m]["latency_ms"] > 0 and info[m]["params"] > 0 for m in MODELS
+    )
     assert result.tables is not None and result.tables.models == list(MODELS)
     assert len(result.tables.wilcoxon) == 2
     assert json.loads((study / "failures.json").read_text()) == []
@@ -73,8 +83,9 @@ def test_rerun_reruns_only_the_removed_job(local_study) -> None:
     after = _stamp(study)
     assert all(after[j] == before[j] for j in JOBS if j != removed)
     redone = pd.read_csv(predictions_path(study, removed))
-    np.testing.assert_allclose(redone.filter(like="prob_").to_numpy(), kept.filter(like="prob_").to_numpy(),
-                               atol=1e-5)  # same seed, same result
+    np.testing.assert_allclose(
+        redone.filter(like="prob_").to_numpy(), kept.filter(like="prob_").to_numpy(), atol=1e-5
+    )  # same seed, same result
 
 
 class Interrupt(StudyJobRunner):
@@ -166,15 +177,18 @@ def test_resolve_models() -> None:
 def test_ray_gives_the_same_predictions(local_study, phantoms, tmp_path: Path) -> None:
     pytest.importorskip("ray")
     cfg, _ = local_study
-    ray_cfg = tiny_config(phantoms.images_dir, tmp_path / "ray", executor="ray", cpus_per_job=2, latency=False)
+    ray_cfg = tiny_config(
+        phantoms.images_dir, tmp_path / "ray", executor="ray", cpus_per_job=2, latency=False
+    )
     result = compare(ray_cfg)
     assert result.ok and result.ran == 4
     for job in JOBS:
         ours = pd.read_csv(predictions_path(ray_cfg.out, job))
         theirs = pd.read_csv(predictions_path(cfg.out, job))
         assert ours["path"].tolist() == theirs["path"].tolist()
-        np.testing.assert_allclose(ours.filter(like="prob_").to_numpy(), theirs.filter(like="prob_").to_numpy(),
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            ours.filter(like="prob_").to_numpy(), theirs.filter(like="prob_").to_numpy(), atol=1e-5
+        )
     import ray
 
     assert not ray.is_initialized()  # the local instance it started is shut down

@@ -17,8 +17,17 @@ def test_demo_config_validates() -> None:
 
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path: Path) -> None:
-    cfg = DemoConfig(out=str(tmp_path / "demo"), models=("resnet10t",), folds=2, epochs=1, image_size=32,
-                     patients_per_class=3, slices_per_patient=2, phantom_size=48, explain_slices=2)
+    cfg = DemoConfig(
+        out=str(tmp_path / "demo"),
+        models=("resnet10t",),
+        folds=2,
+        epochs=1,
+        image_size=32,
+        patients_per_class=3,
+        slices_per_patient=2,
+        phantom_size=48,
+        explain_slices=2,
+    )
     messages: list[str] = []
     result = run_demo(cfg, log=messages.append)
     assert result.study.ok and result.study.ran == 2

@@ -1,4 +1,4 @@
-"""Executors: retries, failure reports, Ray tasks (local instance, 2 CPUs) with worker death and job errors."""
+"""Executors: retries, failure reports, Ray tasks (local instance, 2 CPUs), worker death, job errors."""
 
 from __future__ import annotations
 
@@ -95,7 +95,9 @@ def test_ray_retries_worker_death_and_reports_failures(tmp_path: Path, ray_local
     fn = FakeJob(tmp_path, fail=("b",), crash=("a",))
     seen = []
     outcomes = RayExecutor(max_retries=1, cpus_per_job=1).run(JOBS, fn, on_result=seen.append)
-    assert [o.job for o in outcomes] == JOBS and sorted(seen, key=lambda o: o.job) == sorted(outcomes, key=lambda o: o.job)
+    assert [o.job for o in outcomes] == JOBS and sorted(seen, key=lambda o: o.job) == sorted(
+        outcomes, key=lambda o: o.job
+    )
     assert [o.ok for o in outcomes] == [True, True, False, False]
     # the crashed worker left no output; the retry wrote the whole file
     assert (tmp_path / "a_r0_f1.txt").read_text() == "a 0 1\n"

@@ -1,9 +1,11 @@
-"""``covidct report STUDY``: one self-contained HTML file (inline CSS, PNGs embedded as base64, no external links).
+"""``covidct report STUDY``: one self-contained HTML file (inline CSS, PNGs embedded as base64, no external
+links).
 
-The report recomputes the study's tables from the saved predictions (:func:`covidct.study.tables.build_study_tables`),
-draws the figures into a temporary folder (:func:`covidct.study.tables.save_study_figures`) and embeds them.
-With ``reference="paper"`` the paper's published numbers (:mod:`covidct.report.reference`) are shown beside ours.
-Explanation panels found under ``STUDY/explanations`` (written by ``covidct demo``) are embedded too.
+The report recomputes the study's tables from the saved predictions
+(:func:`covidct.study.tables.build_study_tables`), draws the figures into a temporary folder
+(:func:`covidct.study.tables.save_study_figures`) and embeds them. With ``reference="paper"`` the paper's
+published numbers (:mod:`covidct.report.reference`) are shown beside ours. Explanation panels found under
+``STUDY/explanations`` (written by ``covidct demo``) are embedded too.
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ MAX_EXPLANATIONS = 8
 _e = html.escape
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, cls: str = "",
-           best_rows: Sequence[int] = ()) -> str:
+def _table(
+    header: Sequence[str], rows: Iterable[Sequence[Any]], *, cls: str = "", best_rows: Sequence[int] = ()
+) -> str:
     head = "".join(f"<th>{_e(str(h))}</th>" for h in header)
     body = []
     for i, row in enumerate(rows):
@@ -79,12 +82,22 @@ def _setup_section(tables: StudyTables) -> str:
         ("Data", cfg.get("data", "?")),
         ("Classes", ", ".join(tables.classes)),
         ("Samples", cfg.get("n_samples", "?")),
-        ("Folds", f"{cfg.get('folds', '?')} folds x {cfg.get('repeats', '?')} repeat(s), seed {cfg.get('seed', '?')}; "
-                  f"{'patient-grouped' if cfg.get('grouped', True) else 'slice-level (no patient ids)'}; the same "
-                  "folds for every model (paired comparison)"),
+        (
+            "Folds",
+            f"{cfg.get('folds', '?')} folds x {cfg.get('repeats', '?')} repeat(s), "
+            f"seed {cfg.get('seed', '?')}; "
+            f"{'patient-grouped' if cfg.get('grouped', True) else 'slice-level (no patient ids)'}; the same "
+            "folds for every model (paired comparison)",
+        ),
         ("Models", ", ".join(tables.models)),
-        ("Training", ", ".join(f"{k}={train[k]}" for k in ("epochs", "batch_size", "image_size", "lr",
-                                                            "pretrained", "augment", "seed") if k in train)),
+        (
+            "Training",
+            ", ".join(
+                f"{k}={train[k]}"
+                for k in ("epochs", "batch_size", "image_size", "lr", "pretrained", "augment", "seed")
+                if k in train
+            ),
+        ),
         ("Executor", cfg.get("executor", "?")),
     ]
     rows = "".join(f"<dt>{_e(k)}</dt><dd>{_e(str(v))}</dd>" for k, v in items)
@@ -94,10 +107,15 @@ def _setup_section(tables: StudyTables) -> str:
 def _warnings_section(tables: StudyTables) -> str:
     parts = []
     if tables.failures:
-        items = "".join(f"<li><code>{_e(f.get('job', '?'))}</code> after {_e(str(f.get('attempts')))} attempt(s): "
-                        f"{_e(str(f.get('error')))}</li>" for f in tables.failures)
-        parts.append(f'<div class="fail"><strong>Failed jobs in the last run</strong><ul>{items}</ul>'
-                     "Rerun the same <code>covidct compare</code> command to retry them.</div>")
+        items = "".join(
+            f"<li><code>{_e(f.get('job', '?'))}</code> after {_e(str(f.get('attempts')))} attempt(s): "
+            f"{_e(str(f.get('error')))}</li>"
+            for f in tables.failures
+        )
+        parts.append(
+            f'<div class="fail"><strong>Failed jobs in the last run</strong><ul>{items}</ul>'
+            "Rerun the same <code>covidct compare</code> command to retry them.</div>"
+        )
     notes = [*tables.missing, *tables.warnings]
     if notes:
         items = "".join(f"<li>{_e(n)}</li>" for n in notes)
@@ -109,61 +127,111 @@ def _models_section(tables: StudyTables) -> str:
     best = _best_model(tables)
     rows, best_rows = [], []
     for i, r in enumerate(tables.model_info.itertuples()):
-        rows.append([r.model, r.timm_name or "", format_params(r.params), _num(r.image_size, 0),
-                     _num(r.latency_ms, 1), format_mean_std({"mean": r.accuracy, "std": r.accuracy_std}, 4),
-                     f"{r.folds_done}/{r.folds_expected or '?'}"])
+        rows.append(
+            [
+                r.model,
+                r.timm_name or "",
+                format_params(r.params),
+                _num(r.image_size, 0),
+                _num(r.latency_ms, 1),
+                format_mean_std({"mean": r.accuracy, "std": r.accuracy_std}, 4),
+                f"{r.folds_done}/{r.folds_expected or '?'}",
+            ]
+        )
         if r.model == best:
             best_rows.append(i)
-    header = ["Model", "timm architecture", "Parameters", "Input size (px)", "CPU latency (ms, batch 1)",
-              "Accuracy", "Folds done"]
+    header = [
+        "Model",
+        "timm architecture",
+        "Parameters",
+        "Input size (px)",
+        "CPU latency (ms, batch 1)",
+        "Accuracy",
+        "Folds done",
+    ]
     threads = tables.model_info["latency_threads"].dropna()
-    note = (f"Latency: median of timed batch-1 forward passes on the CPU with {int(threads.iloc[0])} thread(s), "
-            "untrained weights (weights do not change the cost)." if len(threads) else "Latency not measured.")
-    return (f'<section id="models"><h2>Models</h2>{_table(header, rows, best_rows=best_rows)}'
-            f'<p class="note">{_e(note)}</p></section>')
+    note = (
+        f"Latency: median of timed batch-1 forward passes on the CPU with {int(threads.iloc[0])} thread(s), "
+        "untrained weights (weights do not change the cost)."
+        if len(threads)
+        else "Latency not measured."
+    )
+    return (
+        f'<section id="models"><h2>Models</h2>{_table(header, rows, best_rows=best_rows)}'
+        f'<p class="note">{_e(note)}</p></section>'
+    )
 
 
 def _multiclass_section(tables: StudyTables) -> str:
     header = ["Model", *(METRIC_TITLES[m] for m in MULTICLASS_METRICS)]
     best = _best_model(tables)
     best_rows = [tables.models.index(best)] if best in tables.models else []
-    parts = ['<section id="multiclass"><h2>Multi-class results</h2>',
-             "<h3>Slice level</h3>", _table(header, multiclass_table(tables, "slice"), best_rows=best_rows),
-             "<h3>Patient level (mean probability over a patient's slices)</h3>",
-             _table(header, multiclass_table(tables, "patient"), best_rows=best_rows),
-             '<p class="note">Mean ± standard deviation (ddof=1) over all folds and repeats.</p></section>']
+    parts = [
+        '<section id="multiclass"><h2>Multi-class results</h2>',
+        "<h3>Slice level</h3>",
+        _table(header, multiclass_table(tables, "slice"), best_rows=best_rows),
+        "<h3>Patient level (mean probability over a patient's slices)</h3>",
+        _table(header, multiclass_table(tables, "patient"), best_rows=best_rows),
+        '<p class="note">Mean ± standard deviation (ddof=1) over all folds and repeats.</p></section>',
+    ]
     return "".join(parts)
 
 
 def _stats_section(tables: StudyTables) -> str:
     if tables.wilcoxon.empty:
-        return ('<section id="stats"><h2>Statistical comparison</h2><p class="note">One model only: nothing to '
-                "compare.</p></section>")
-    header = ["Model", "Mean", "Std", "Difference vs best", "p (Wilcoxon)", "p (Holm)", "Paired folds",
-              "Significant (Holm, 0.05)"]
-    rows = [[r.model + (" (best)" if r.is_best else ""), _num(r.mean), _num(r.std), _num(r.diff_vs_best),
-             _num(r.p_value), _num(r.p_holm), r.n_pairs, "yes" if r.significant else "no"]
-            for r in tables.wilcoxon.itertuples()]
+        return (
+            '<section id="stats"><h2>Statistical comparison</h2><p class="note">One model only: nothing to '
+            "compare.</p></section>"
+        )
+    header = [
+        "Model",
+        "Mean",
+        "Std",
+        "Difference vs best",
+        "p (Wilcoxon)",
+        "p (Holm)",
+        "Paired folds",
+        "Significant (Holm, 0.05)",
+    ]
+    rows = [
+        [
+            r.model + (" (best)" if r.is_best else ""),
+            _num(r.mean),
+            _num(r.std),
+            _num(r.diff_vs_best),
+            _num(r.p_value),
+            _num(r.p_holm),
+            r.n_pairs,
+            "yes" if r.significant else "no",
+        ]
+        for r in tables.wilcoxon.itertuples()
+    ]
     metric = METRIC_TITLES.get(tables.wilcoxon_metric, tables.wilcoxon_metric)
-    return (f'<section id="stats"><h2>Best model vs the rest ({_e(metric)})</h2>'
-            f"{_table(header, rows, best_rows=[0])}"
-            '<p class="note">Two-sided Wilcoxon signed-rank test on the paired per-fold values (same folds for '
-            "every model), Holm-corrected over the comparisons. Folds of repeated k-fold share training data, so "
-            "the test is somewhat optimistic; with few folds it cannot reach significance.</p></section>")
+    return (
+        f'<section id="stats"><h2>Best model vs the rest ({_e(metric)})</h2>'
+        f"{_table(header, rows, best_rows=[0])}"
+        '<p class="note">Two-sided Wilcoxon signed-rank test on the paired per-fold values (same folds for '
+        "every model), Holm-corrected over the comparisons. Folds of repeated k-fold share training data, so "
+        "the test is somewhat optimistic; with few folds it cannot reach significance.</p></section>"
+    )
 
 
 def _per_class_section(tables: StudyTables) -> str:
     header = ["Class", *(METRIC_TITLES[m] for m in PER_CLASS_METRICS)]
-    parts = ['<section id="per-class"><h2>Per-class results (one-vs-rest), shaped like the paper\'s tables</h2>']
+    parts = [
+        '<section id="per-class"><h2>Per-class results (one-vs-rest), shaped like the paper\'s tables</h2>'
+    ]
     for model in tables.models:
         summary = tables.summaries[model]
-        parts.append(f'<div class="model" id="model-{_e(model_dirname(model))}" data-model="{_e(model)}">'
-                     f"<h3>{_e(model)}</h3>"
-                     f'<p class="note">{summary["n_folds"]} fold(s), {summary["n_samples"]} slices, '
-                     f'{summary["n_patients"]} patients. Slice level:</p>'
-                     f"{_table(header, per_class_table(tables, model, 'slice'))}"
-                     f"<details><summary>Patient level</summary>"
-                     f"{_table(header, per_class_table(tables, model, 'patient'))}</details></div>")
+        parts.append(
+            f'<div class="model" id="model-{_e(model_dirname(model))}" data-model="{_e(model)}">'
+            f"<h3>{_e(model)}</h3>"
+            f'<p class="note">{summary["n_folds"]} fold(s), {summary["n_samples"]} slices, '
+            f"{summary['n_patients']} patients. Slice level:</p>"
+            f"{_table(header, per_class_table(tables, model, 'slice'))}"
+            f"<details><summary>Patient level</summary>"
+            f"{_table(header, per_class_table(tables, model, 'patient'))}</details></div>"
+        )
     parts.append("</section>")
     return "".join(parts)
 
@@ -176,8 +244,10 @@ def _figures_section(tables: StudyTables) -> str:
             if key in figs:
                 parts.append(_img(figs[key], f"bars {key}"))
         if "accuracy_vs_latency" in figs:
-            parts += ["<h3>Accuracy vs CPU latency (efficiency frontier)</h3>",
-                      _img(figs["accuracy_vs_latency"], "accuracy vs latency")]
+            parts += [
+                "<h3>Accuracy vs CPU latency (efficiency frontier)</h3>",
+                _img(figs["accuracy_vs_latency"], "accuracy vs latency"),
+            ]
         parts.append("<h3>Confusion matrices (slice level, summed over folds)</h3>")
         for model in tables.models:
             parts.append(_img(figs[f"confusion_{model}"], f"confusion matrix {model}", model))
@@ -197,8 +267,14 @@ def _reference_section(tables: StudyTables, ref: Reference) -> str:
     best = _best_model(tables)
     if best and best not in ours:
         ours.append(best)
-    header = ["Dataset", "Model", "Metric", "Paper (mean ± std)",
-              *(f"Ours: {m}, {covid} one-vs-rest" for m in ours), *(f"Ours: {m}, multi-class" for m in ours)]
+    header = [
+        "Dataset",
+        "Model",
+        "Metric",
+        "Paper (mean ± std)",
+        *(f"Ours: {m}, {covid} one-vs-rest" for m in ours),
+        *(f"Ours: {m}, multi-class" for m in ours),
+    ]
     rows = []
     for v in ref.values:
         paper = f"{v.mean:.4f}" + (f" ± {v.std:.4f}" if v.std is not None else "")
@@ -207,9 +283,11 @@ def _reference_section(tables: StudyTables, ref: Reference) -> str:
         rows.append([v.dataset, v.model, METRIC_TITLES.get(v.metric, v.metric), paper, *per_class, *overall])
     facts = "".join(f"<li>{_e(f)}</li>" for f in ref.facts)
     notes = "".join(f"<li>{_e(n)}</li>" for n in ref.notes)
-    return (f'<section id="reference"><h2>Published reference: {_e(ref.title)}</h2>'
-            f'<p class="note">Source: {_e(ref.source)}</p>{_table(header, rows)}'
-            f"<ul>{facts}</ul><p><strong>Caveats</strong></p><ul class=\"note\">{notes}</ul></section>")
+    return (
+        f'<section id="reference"><h2>Published reference: {_e(ref.title)}</h2>'
+        f'<p class="note">Source: {_e(ref.source)}</p>{_table(header, rows)}'
+        f'<ul>{facts}</ul><p><strong>Caveats</strong></p><ul class="note">{notes}</ul></section>'
+    )
 
 
 def _explanations_section(study: Path) -> str:
@@ -217,9 +295,11 @@ def _explanations_section(study: Path) -> str:
     if not panels:
         return ""
     images = "".join(_img(p, f"explanation {p.stem}", str(p.relative_to(study))) for p in panels)
-    return (f'<section id="explanations"><h2>Explanations (Grad-CAM)</h2>{images}'
-            '<p class="note">Class activation maps of a few slices (from <code>covidct explain</code>).</p>'
-            "</section>")
+    return (
+        f'<section id="explanations"><h2>Explanations (Grad-CAM)</h2>{images}'
+        '<p class="note">Class activation maps of a few slices (from <code>covidct explain</code>).</p>'
+        "</section>"
+    )
 
 
 def render_report(study_dir: PathLike, *, reference: str | None = None, title: str | None = None) -> str:
@@ -232,14 +312,24 @@ def render_report(study_dir: PathLike, *, reference: str | None = None, title: s
     tables = build_study_tables(study_dir)
     study = Path(study_dir)
     body = [
-        _setup_section(tables), _warnings_section(tables), _models_section(tables), _multiclass_section(tables),
-        _stats_section(tables), _per_class_section(tables), _figures_section(tables),
-        _reference_section(tables, ref) if ref else "", _explanations_section(study),
+        _setup_section(tables),
+        _warnings_section(tables),
+        _models_section(tables),
+        _multiclass_section(tables),
+        _stats_section(tables),
+        _per_class_section(tables),
+        _figures_section(tables),
+        _reference_section(tables, ref) if ref else "",
+        _explanations_section(study),
     ]
-    template = Template(resources.files("covidct.report").joinpath("template.html").read_text(encoding="utf-8"))
+    template = Template(
+        resources.files("covidct.report").joinpath("template.html").read_text(encoding="utf-8")
+    )
     return template.substitute(
-        title=_e(title or f"covidct comparison study: {study.resolve().name}"), version=_e(__version__),
-        generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), study=_e(str(study)),
+        title=_e(title or f"covidct comparison study: {study.resolve().name}"),
+        version=_e(__version__),
+        generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        study=_e(str(study)),
         body="\n".join(part for part in body if part),
     )
 

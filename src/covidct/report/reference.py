@@ -1,13 +1,13 @@
 """Published numbers to show beside a study's own (``covidct report --reference paper``).
 
-Only numbers that could be checked against the paper's own text are stored. For Garg et al. (arXiv:2012.11860v2,
-Expert Systems with Applications 2022, 116540) these are the headline results of the abstract and the journal's
-highlights: EfficientNet-B5 on the 3-class "A COVID multiclass dataset of CT scans" (4,173 slices) and on an
-alternate 2-class dataset, and its prediction time. The paper's full per-model tables (all 20 backbones) could not
-be retrieved and verified while writing this module, so they are deliberately NOT stored: no number here is
-estimated, read off a figure or recalled from memory. The abstract does not say over which class(es) its
-one-vs-rest metrics are taken; the report therefore shows them beside our COVID-19 one-vs-rest values and our
-multi-class accuracy, labelled as such.
+Only numbers that could be checked against the paper's own text are stored. For Garg et al.
+(arXiv:2012.11860v2, Expert Systems with Applications 2022, 116540) these are the headline results of the
+abstract and the journal's highlights: EfficientNet-B5 on the 3-class "A COVID multiclass dataset of CT scans"
+(4,173 slices) and on an alternate 2-class dataset, and its prediction time. The paper's full per-model tables
+(all 20 backbones) could not be retrieved and verified while writing this module, so they are deliberately NOT
+stored: no number here is estimated, read off a figure or recalled from memory. The abstract does not say over
+which class(es) its one-vs-rest metrics are taken; the report therefore shows them beside our COVID-19
+one-vs-rest values and our multi-class accuracy, labelled as such.
 """
 
 from __future__ import annotations
@@ -51,13 +51,28 @@ def _values(model: str, dataset: str, **metrics: tuple[float, float]) -> tuple[R
 PAPER = Reference(
     name="paper",
     title="Garg et al., Efficient and Visualizable Convolutional Neural Networks for COVID-19 Classification "
-          "Using Chest CT (Expert Syst. Appl. 2022; arXiv:2012.11860)",
-    source="arXiv:2012.11860v2 abstract; Expert Systems with Applications 116540 (2022) abstract and highlights",
+    "Using Chest CT (Expert Syst. Appl. 2022; arXiv:2012.11860)",
+    source="arXiv:2012.11860v2 abstract; Expert Systems with Applications 116540 (2022) abstract and "
+    "highlights",
     values=(
-        *_values("EfficientNetB5", _MULTICLASS, f1=(0.9769, 0.0046), accuracy=(0.9759, 0.0048),
-                 sensitivity=(0.9788, 0.0055), specificity=(0.9730, 0.0057), precision=(0.9751, 0.0051)),
-        *_values("EfficientNetB5", _BINARY, accuracy=(0.9845, 0.0109), f1=(0.9599, 0.0251),
-                 sensitivity=(0.9682, 0.0099), specificity=(0.9883, 0.0150), precision=(0.9526, 0.0523)),
+        *_values(
+            "EfficientNetB5",
+            _MULTICLASS,
+            f1=(0.9769, 0.0046),
+            accuracy=(0.9759, 0.0048),
+            sensitivity=(0.9788, 0.0055),
+            specificity=(0.9730, 0.0057),
+            precision=(0.9751, 0.0051),
+        ),
+        *_values(
+            "EfficientNetB5",
+            _BINARY,
+            accuracy=(0.9845, 0.0109),
+            f1=(0.9599, 0.0251),
+            sensitivity=(0.9682, 0.0099),
+            specificity=(0.9883, 0.0150),
+            precision=(0.9526, 0.0523),
+        ),
     ),
     facts=(
         "EfficientNetB5 was the best of the 20 CNNs (highest accuracy, sensitivity and F1).",
@@ -66,9 +81,11 @@ PAPER = Reference(
     notes=(
         "Only the abstract's headline numbers (EfficientNetB5) are stored; the per-model tables of all 20 "
         "backbones could not be verified and are not shown.",
-        "The abstract does not state which class(es) its one-vs-rest metrics refer to; ours are shown for the "
+        "The abstract does not state which class(es) its one-vs-rest metrics refer to; ours are shown for "
+        "the "
         "COVID-19 class (one-vs-rest) and, for accuracy, also as multi-class accuracy.",
-        "Different data, preprocessing, training budget and hardware: a difference is expected, not an error.",
+        "Different data, preprocessing, training budget and hardware: a difference is expected, not an "
+        "error.",
     ),
 )
 

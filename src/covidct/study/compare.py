@@ -1,11 +1,13 @@
 """``compare``: every model x every (repeat, fold) of ONE shared fold plan, resumable, local or on Ray.
 
-1. :func:`plan_study` scans the data once and fixes the folds with :func:`covidct.training.cv.plan_cv` (they depend
-   on the data and the seed only), writing ``STUDY/config.json``, ``env.json``, ``manifest.csv``, ``folds.csv``
-   and ``study.json`` (the study config and its models). A rerun with other data or options is refused.
+1. :func:`plan_study` scans the data once and fixes the folds with :func:`covidct.training.cv.plan_cv`
+   (they depend on the data and the seed only), writing ``STUDY/config.json``, ``env.json``,
+   ``manifest.csv``, ``folds.csv`` and ``study.json`` (the study config and its models). A rerun with other
+   data or options is refused.
 2. Each missing job runs :func:`covidct.training.cv.run_fold` with the model's own input size into
    ``STUDY/models/<model>/folds/r{r}_f{f}/predictions.csv`` (written atomically). Finished jobs are skipped;
-   failing jobs are retried ``max_retries`` times and then listed in the result and in ``STUDY/failures.json``.
+   failing jobs are retried ``max_retries`` times and then listed in the result and in
+   ``STUDY/failures.json``.
 3. Parameters and CPU latency per model go to ``STUDY/models.json`` (measured once per model and input size).
 4. Tables and figures are recomputed from the predictions (:mod:`covidct.study.tables`).
 """
@@ -57,9 +59,17 @@ class StudyJobRunner:
     def __call__(self, job: Job) -> Path:
         from covidct.training.cv import run_fold
 
-        # the unresolved train config: each model gets its own input size (plan.cfg.train is the planning model's)
-        return run_fold(self.cv_plan, job.repeat, job.fold, model=job.model, train=self.train,
-                        run_dir=model_run_dir(self.study_dir, job.model), progress=self.progress)
+        # the unresolved train config: each model gets its own input size (plan.cfg.train is the planning
+        # model's)
+        return run_fold(
+            self.cv_plan,
+            job.repeat,
+            job.fold,
+            model=job.model,
+            train=self.train,
+            run_dir=model_run_dir(self.study_dir, job.model),
+            progress=self.progress,
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -104,11 +114,12 @@ def _read_json(path: Path) -> Any:
 def plan_study(cfg: StudyConfig) -> StudyPlan:
     """Resolve the models, fix the shared folds (``STUDY/folds.csv``) and record the study config.
 
-    The CV plan is made for one *planning model* (``model`` in ``STUDY/config.json``, kept on reruns, so adding
-    models to a study does not count as "other options"); the folds do not depend on it.
+    The CV plan is made for one *planning model* (``model`` in ``STUDY/config.json``, kept on reruns, so
+    adding models to a study does not count as "other options"); the folds do not depend on it.
 
     Raises:
-        ConfigError: unknown model names, or ``STUDY`` holds a study with other data, folds or training options.
+        ConfigError: unknown model names, or ``STUDY`` holds a study with other data, folds or training
+        options.
     """
     from covidct.training.cv import plan_cv
 
@@ -127,15 +138,17 @@ def plan_study(cfg: StudyConfig) -> StudyPlan:
 
 
 def _write_model_configs(plan: StudyPlan) -> None:
-    """``STUDY/models/<model>/config.json``: each model's resolved CV config (``covidct metrics`` works there)."""
+    """``STUDY/models/<model>/config.json``: each model's resolved CV config (``covidct metrics`` works)."""
     from covidct.models.registry import get_spec
 
     for model in plan.models:
         run = model_run_dir(plan.study_dir, model)
         cv = plan.cfg.cv_config(model, run)
         resolved = replace(cv, train=cv.train.resolve(get_spec(model)))
-        write_json_atomic(run / "config.json", {**config_to_dict(resolved), "study": str(plan.study_dir),
-                                                "warnings": plan.cv_plan.warnings})
+        write_json_atomic(
+            run / "config.json",
+            {**config_to_dict(resolved), "study": str(plan.study_dir), "warnings": plan.cv_plan.warnings},
+        )
 
 
 def measure_models(plan: StudyPlan) -> dict[str, Any]:
@@ -150,16 +163,34 @@ def measure_models(plan: StudyPlan) -> dict[str, Any]:
         spec = get_spec(model)
         size = plan.cfg.train.image_size or spec.input_size
         entry = info.get(model, {})
-        if entry.get("image_size") == size and entry.get("params") is not None and (
-                entry.get("latency_ms") is not None or not plan.cfg.latency):
+        if (
+            entry.get("image_size") == size
+            and entry.get("params") is not None
+            and (entry.get("latency_ms") is not None or not plan.cfg.latency)
+        ):
             continue
-        entry = {"timm_name": spec.timm_name, "family": spec.family, "image_size": size,
-                 "params": count_parameters(model, n_classes), "latency_ms": None}
+        entry = {
+            "timm_name": spec.timm_name,
+            "family": spec.family,
+            "image_size": size,
+            "params": count_parameters(model, n_classes),
+            "latency_ms": None,
+        }
         if plan.cfg.latency:
-            lat = measure_cpu_latency(model, size, num_classes=n_classes, runs=plan.cfg.latency_runs,
-                                      threads=plan.cfg.latency_threads)
-            entry.update(latency_ms=lat.latency_ms, latency_min_ms=lat.min_ms, latency_runs=lat.runs,
-                         latency_threads=lat.threads, latency_batch_size=lat.batch_size)
+            lat = measure_cpu_latency(
+                model,
+                size,
+                num_classes=n_classes,
+                runs=plan.cfg.latency_runs,
+                threads=plan.cfg.latency_threads,
+            )
+            entry.update(
+                latency_ms=lat.latency_ms,
+                latency_min_ms=lat.min_ms,
+                latency_runs=lat.runs,
+                latency_threads=lat.threads,
+                latency_batch_size=lat.batch_size,
+            )
         info[model] = entry
         write_json_atomic(path, info)
     return info
@@ -188,22 +219,51 @@ def compare(
     _write_model_configs(plan)
     todo, done = pending_jobs(plan.study_dir, plan.jobs)
     if executor is None:
-        executor = create_executor(cfg.executor, max_retries=cfg.max_retries, ray_address=cfg.ray_address,
-                                   cpus_per_job=cfg.cpus_per_job, gpus_per_job=cfg.gpus_per_job)
+        executor = create_executor(
+            cfg.executor,
+            max_retries=cfg.max_retries,
+            ray_address=cfg.ray_address,
+            cpus_per_job=cfg.cpus_per_job,
+            gpus_per_job=cfg.gpus_per_job,
+        )
     if job_fn is None:
         local = getattr(executor, "name", "") == "local"
         job_fn = StudyJobRunner(plan.cv_plan, str(plan.study_dir), cfg.train, progress if local else None)
-    log.info("study %s: %d jobs, %d done, %d to run on %r", plan.study_dir, len(plan.jobs), len(done), len(todo),
-             executor)
+    log.info(
+        "study %s: %d jobs, %d done, %d to run on %r",
+        plan.study_dir,
+        len(plan.jobs),
+        len(done),
+        len(todo),
+        executor,
+    )
     outcomes = executor.run(todo, job_fn, on_result=on_result)
-    write_json_atomic(plan.study_dir / FAILURES_FILE, [
-        {"job": o.job.key, "model": o.job.model, "repeat": o.job.repeat, "fold": o.job.fold,
-         "attempts": o.attempts, "error": o.error} for o in outcomes if not o.ok])
+    write_json_atomic(
+        plan.study_dir / FAILURES_FILE,
+        [
+            {
+                "job": o.job.key,
+                "model": o.job.model,
+                "repeat": o.job.repeat,
+                "fold": o.job.fold,
+                "attempts": o.attempts,
+                "error": o.error,
+            }
+            for o in outcomes
+            if not o.ok
+        ],
+    )
     measure_models(plan)
     tables = None
     if len(done) + sum(o.ok for o in outcomes) > 0:
         tables = save_study_outputs(plan.study_dir)
     elif not plan.jobs:
         raise ConfigError("the study has no jobs")
-    return StudyResult(study_dir=plan.study_dir, models=plan.models, total=len(plan.jobs), skipped=len(done),
-                       outcomes=outcomes, tables=tables)
+    return StudyResult(
+        study_dir=plan.study_dir,
+        models=plan.models,
+        total=len(plan.jobs),
+        skipped=len(done),
+        outcomes=outcomes,
+        tables=tables,
+    )

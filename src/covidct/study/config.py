@@ -64,5 +64,12 @@ class StudyConfig:
 
     def cv_config(self, model: str, out: str | os.PathLike[str]) -> CVConfig:
         """The CV config of one model of the study (same data, folds, repeats, seed and training options)."""
-        return CVConfig(data=self.data, model=model, out=str(out), folds=self.folds, repeats=self.repeats,
-                        seed=self.seed, train=self.train)
+        return CVConfig(
+            data=self.data,
+            model=model,
+            out=str(out),
+            folds=self.folds,
+            repeats=self.repeats,
+            seed=self.seed,
+            train=self.train,
+        )

@@ -1,7 +1,8 @@
 """``covidct demo`` (``make demo``): the whole pipeline in a few CPU minutes, on synthetic phantoms.
 
 1. synthetic 3-class chest CT phantoms with lesion masks (:func:`covidct.data.synth.synthesize_dataset`);
-2. a small comparison study: 2 small timm models from scratch, patient-grouped 3-fold CV, a few epochs, small images;
+2. a small comparison study: 2 small timm models from scratch, patient-grouped 3-fold CV, a few epochs, small
+   images;
 3. Grad-CAM on a few test slices of the best model's first fold (:func:`covidct.explain.api.explain`);
 4. the HTML report with the paper's published numbers beside ours.
 
@@ -75,13 +76,16 @@ def _explain_best(study: StudyResult, cfg: DemoConfig) -> Path | None:
     done = sorted(o.job for o in study.outcomes if o.ok and o.job.model == best)
     folds = pd.read_csv(study.study_dir / "folds.csv", dtype=str, keep_default_na=False)
     candidates = [job_dir(study.study_dir, j) for j in done] or sorted(
-        (study.study_dir / "models").glob(f"{best}/folds/r*_f*"))
+        (study.study_dir / "models").glob(f"{best}/folds/r*_f*")
+    )
     for folder in candidates:
         checkpoint = folder / "best.pt"
         if not checkpoint.is_file():
             continue
         repeat, fold = (int(x[1:]) for x in folder.name.split("_"))
-        test = folds[(folds["split"] == "test") & (folds["repeat"] == str(repeat)) & (folds["fold"] == str(fold))]
+        test = folds[
+            (folds["split"] == "test") & (folds["repeat"] == str(repeat)) & (folds["fold"] == str(fold))
+        ]
         picks = test.groupby("label", sort=True).head(1)["path"].tolist()
         picks += [p for p in test["path"] if p not in picks][: max(0, cfg.explain_slices - len(picks))]
         out = study.study_dir / "explanations" / f"{best}_{folder.name}"
@@ -106,14 +110,37 @@ def run_demo(
     data = root / "data"
     if not (data / "images").is_dir():
         log(f"synthesizing phantoms into {data} ...")
-        synthesize_dataset(data, patients_per_class=cfg.patients_per_class,
-                           slices_per_patient=cfg.slices_per_patient, size=cfg.phantom_size, seed=cfg.seed)
-    train = TrainConfig(epochs=cfg.epochs, image_size=cfg.image_size, batch_size=cfg.batch_size, lr=cfg.lr,
-                        pretrained=False, seed=cfg.seed, lr_patience=1)
-    study_cfg = StudyConfig(data=str(data / "images"), out=str(root / "study"), models=cfg.models, folds=cfg.folds,
-                            repeats=cfg.repeats, seed=cfg.seed, train=train, executor=cfg.executor, max_retries=1)
-    log(f"comparison study of {', '.join(cfg.models)}: {cfg.folds} folds x {cfg.repeats} repeat(s), "
-        f"{cfg.epochs} epochs at {cfg.image_size} px ...")
+        synthesize_dataset(
+            data,
+            patients_per_class=cfg.patients_per_class,
+            slices_per_patient=cfg.slices_per_patient,
+            size=cfg.phantom_size,
+            seed=cfg.seed,
+        )
+    train = TrainConfig(
+        epochs=cfg.epochs,
+        image_size=cfg.image_size,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        pretrained=False,
+        seed=cfg.seed,
+        lr_patience=1,
+    )
+    study_cfg = StudyConfig(
+        data=str(data / "images"),
+        out=str(root / "study"),
+        models=cfg.models,
+        folds=cfg.folds,
+        repeats=cfg.repeats,
+        seed=cfg.seed,
+        train=train,
+        executor=cfg.executor,
+        max_retries=1,
+    )
+    log(
+        f"comparison study of {', '.join(cfg.models)}: {cfg.folds} folds x {cfg.repeats} repeat(s), "
+        f"{cfg.epochs} epochs at {cfg.image_size} px ..."
+    )
     study = compare(study_cfg, progress=progress, on_result=on_result)
     explanations = None
     if study.tables is not None:

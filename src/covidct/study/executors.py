@@ -1,11 +1,11 @@
 """Executors run a list of study jobs: in-process one after another (``local``) or as Ray tasks (``ray``).
 
-Both take the same job function ``fn(job) -> Path`` (picklable for Ray) and return one :class:`JobOutcome` per job,
-in the order the jobs were given: a job that still fails after ``max_retries`` retries is reported as failed, never
-dropped. Results reach the study folder through the job function itself, which writes its predictions file
-atomically (temp file + ``os.replace``): a worker that dies mid-job leaves no partial file, Ray reruns the task
-(``max_retries`` covers worker crashes, ``retry_exceptions`` job errors), and a rerun of the study skips it once the
-file exists. Ctrl-C stops the local executor at once; finished jobs stay saved.
+Both take the same job function ``fn(job) -> Path`` (picklable for Ray) and return one :class:`JobOutcome` per
+job, in the order the jobs were given: a job that still fails after ``max_retries`` retries is reported as
+failed, never dropped. Results reach the study folder through the job function itself, which writes its
+predictions file atomically (temp file + ``os.replace``): a worker that dies mid-job leaves no partial file,
+Ray reruns the task (``max_retries`` covers worker crashes, ``retry_exceptions`` job errors), and a rerun of
+the study skips it once the file exists. Ctrl-C stops the local executor at once; finished jobs stay saved.
 """
 
 from __future__ import annotations
@@ -77,8 +77,14 @@ class LocalExecutor:
                 try:
                     path = fn(job)
                 except Exception as exc:  # a job's bug or data problem must not stop the other jobs
-                    log.warning("job %s failed (attempt %d/%d): %s\n%s", job, attempt, self.max_retries + 1,
-                                _describe(exc), traceback.format_exc())
+                    log.warning(
+                        "job %s failed (attempt %d/%d): %s\n%s",
+                        job,
+                        attempt,
+                        self.max_retries + 1,
+                        _describe(exc),
+                        traceback.format_exc(),
+                    )
                     outcome = JobOutcome(job, ok=False, attempts=attempt, error=_describe(exc))
                     continue
                 outcome = JobOutcome(job, ok=True, attempts=attempt, path=Path(path))
@@ -104,8 +110,8 @@ def _ray_job(fn: JobFn, job: Job, threads: int) -> str:
 class RayExecutor:
     """The grid as Ray tasks, ``num_cpus``/``num_gpus`` per job, retried on worker death and on job errors.
 
-    Connects to ``address`` (``"auto"``, ``"ray://head:10001"``, ...) when given, else starts a local instance with
-    ``num_cpus`` CPUs and no dashboard, and shuts down only an instance it started itself.
+    Connects to ``address`` (``"auto"``, ``"ray://head:10001"``, ...) when given, else starts a local instance
+    with ``num_cpus`` CPUs and no dashboard, and shuts down only an instance it started itself.
     """
 
     name = "ray"
@@ -130,8 +136,10 @@ class RayExecutor:
         self.num_cpus = num_cpus
 
     def __repr__(self) -> str:
-        return (f"RayExecutor(address={self.address!r}, cpus_per_job={self.cpus_per_job}, "
-                f"gpus_per_job={self.gpus_per_job}, max_retries={self.max_retries})")
+        return (
+            f"RayExecutor(address={self.address!r}, cpus_per_job={self.cpus_per_job}, "
+            f"gpus_per_job={self.gpus_per_job}, max_retries={self.max_retries})"
+        )
 
     def _connect(self) -> bool:
         """Initialise Ray if needed; True when this call started a local instance."""
@@ -156,8 +164,10 @@ class RayExecutor:
         started = self._connect()
         try:
             task = ray.remote(_ray_job).options(
-                num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job,
-                max_retries=self.max_retries, retry_exceptions=True,
+                num_cpus=self.cpus_per_job,
+                num_gpus=self.gpus_per_job,
+                max_retries=self.max_retries,
+                retry_exceptions=True,
             )
             fn_ref = ray.put(fn)  # shipped once, not once per job
             threads = max(1, int(self.cpus_per_job))
@@ -178,7 +188,9 @@ class RayExecutor:
                         error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                         outcome = JobOutcome(job, ok=False, attempts=self.max_retries + 1, error=error)
                     if not outcome.ok:
-                        log.warning("job %s failed after %d attempt(s): %s", job, outcome.attempts, outcome.error)
+                        log.warning(
+                            "job %s failed after %d attempt(s): %s", job, outcome.attempts, outcome.error
+                        )
                     results[refs[ref]] = outcome
                     if on_result is not None:
                         on_result(outcome)
@@ -202,6 +214,10 @@ def create_executor(
             raise ConfigError("--ray-address needs --executor ray")
         return LocalExecutor(max_retries=max_retries)
     if name == "ray":
-        return RayExecutor(address=ray_address or os.environ.get("RAY_ADDRESS") or None,
-                           cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job, max_retries=max_retries)
+        return RayExecutor(
+            address=ray_address or os.environ.get("RAY_ADDRESS") or None,
+            cpus_per_job=cpus_per_job,
+            gpus_per_job=gpus_per_job,
+            max_retries=max_retries,
+        )
     raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {name!r}")

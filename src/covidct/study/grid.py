@@ -4,11 +4,12 @@ A study folder is laid out as::
 
     STUDY/study.json                      resolved study config (models, folds, repeats, seed, train options)
     STUDY/folds.csv                       the one fold assignment every model shares (paired comparison)
-    STUDY/models/<model>/                 one CV run folder per model (config.json, env.json, manifest, folds.csv)
+    STUDY/models/<model>/                 one CV run folder per model (config.json, env.json, manifest,
+    folds.csv)
     STUDY/models/<model>/folds/r{r}_f{f}/predictions.csv   one job's output, written atomically
 
-A job is done exactly when its ``predictions.csv`` exists: the file is written with ``os.replace``, so a job killed
-mid-way leaves nothing behind and simply reruns (issue 6).
+A job is done exactly when its ``predictions.csv`` exists: the file is written with ``os.replace``, so a job
+killed mid-way leaves nothing behind and simply reruns (issue 6).
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def job_done(study_dir: PathLike, job: Job) -> bool:
 def resolve_models(models: str | Sequence[str]) -> tuple[str, ...]:
     """``"paper"`` -> the paper's 20 names, ``"all"`` -> every registered model, ``"a,b"`` -> ``("a", "b")``.
 
-    Names are checked against the registry (paper names or any timm architecture) and deduplicated, keeping order.
+    Names are checked against the registry (paper names or any timm architecture) and deduplicated, keeping
+    order.
 
     Raises:
         ConfigError: an empty list; UnknownModelError: a name that is neither a paper model nor a timm model.
@@ -79,7 +81,11 @@ def resolve_models(models: str | Sequence[str]) -> tuple[str, ...]:
     from covidct.models.registry import get_spec, list_models
     from covidct.models.zoo import PAPER_MODELS
 
-    items = [m.strip() for m in models.split(",")] if isinstance(models, str) else [str(m).strip() for m in models]
+    items = (
+        [m.strip() for m in models.split(",")]
+        if isinstance(models, str)
+        else [str(m).strip() for m in models]
+    )
     items = [m for m in items if m]
     if not items:
         raise ConfigError("--models: give 'paper', 'all' or a comma-separated list of model names")

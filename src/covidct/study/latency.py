@@ -2,8 +2,8 @@
 
 A small, honest timing for the accuracy-vs-latency plot, not a benchmark suite: an untrained model
 (``pretrained=False``; weights do not change the cost), eval mode, ``torch.inference_mode``, a fixed number of
-threads (1 by default, so numbers from a busy shared machine stay comparable between models), ``warmup`` untimed
-passes, then the median of ``runs`` timed ones.
+threads (1 by default, so numbers from a busy shared machine stay comparable between models), ``warmup``
+untimed passes, then the median of ``runs`` timed ones.
 """
 
 from __future__ import annotations
@@ -53,5 +53,11 @@ def measure_cpu_latency(
                 times.append((time.perf_counter() - start) * 1000.0)
     finally:
         torch.set_num_threads(previous)
-    return Latency(model=model, image_size=image_size, latency_ms=float(statistics.median(times)),
-                   min_ms=float(min(times)), runs=runs, threads=threads)
+    return Latency(
+        model=model,
+        image_size=image_size,
+        latency_ms=float(statistics.median(times)),
+        min_ms=float(min(times)),
+        runs=runs,
+        threads=threads,
+    )

@@ -1,10 +1,11 @@
 """A study's tables and figures, recomputed from its saved per-job predictions (no torch, no models).
 
-Inputs: ``STUDY/models/<model>/folds/*/predictions.csv`` (the source of truth), ``STUDY/study.json`` (the resolved
-config) and ``STUDY/models.json`` (parameters, input size, measured CPU latency per model; measured, not derived).
-Metrics come from ``covidct.evaluation`` (per-fold metrics, mean ± std, Wilcoxon signed-rank vs the best model on
-the paired folds); plots from ``covidct.report.figures``. :func:`save_study_outputs` writes the CSV/Markdown tables,
-``summary.json`` and ``figures/*.png`` into the study folder; ``covidct report`` renders the same tables as HTML.
+Inputs: ``STUDY/models/<model>/folds/*/predictions.csv`` (the source of truth), ``STUDY/study.json`` (the
+resolved config) and ``STUDY/models.json`` (parameters, input size, measured CPU latency per model; measured,
+not derived). Metrics come from ``covidct.evaluation`` (per-fold metrics, mean ± std, Wilcoxon signed-rank vs
+the best model on the paired folds); plots from ``covidct.report.figures``. :func:`save_study_outputs` writes
+the CSV/Markdown tables, ``summary.json`` and ``figures/*.png`` into the study folder; ``covidct report``
+renders the same tables as HTML.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from covidct.errors import DataError
-from covidct.evaluation.metrics import OVERALL_METRICS, PER_CLASS_METRICS
+from covidct.evaluation.metrics import PER_CLASS_METRICS
 from covidct.evaluation.predictions import classes_of, fold_prediction_files, read_predictions
 from covidct.evaluation.stats import wilcoxon_vs_best
 from covidct.evaluation.summary import (
@@ -36,7 +37,13 @@ from covidct.utils import atomic_path, write_json_atomic, write_text_atomic
 PathLike = str | os.PathLike[str]
 
 #: The multi-class table's columns (issue 6), in order.
-MULTICLASS_METRICS: tuple[str, ...] = ("accuracy", "macro_f1", "balanced_accuracy", "roc_auc_ovr", "weighted_f1")
+MULTICLASS_METRICS: tuple[str, ...] = (
+    "accuracy",
+    "macro_f1",
+    "balanced_accuracy",
+    "roc_auc_ovr",
+    "weighted_f1",
+)
 STUDY_FILE = "study.json"
 MODELS_FILE = "models.json"
 FAILURES_FILE = "failures.json"
@@ -54,7 +61,9 @@ class StudyTables:
     summaries: dict[str, dict[str, Any]]  # evaluation.summary.summarize() per model
     per_class: pd.DataFrame  # model, level, class, metric, mean, std, n
     multiclass: pd.DataFrame  # model, level, <metric>, <metric>_std ...
-    model_info: pd.DataFrame  # model, timm_name, params, image_size, latency_ms, accuracy, accuracy_std, folds_done
+    model_info: (
+        pd.DataFrame
+    )  # model, timm_name, params, image_size, latency_ms, accuracy, accuracy_std, folds_done
     wilcoxon: pd.DataFrame  # evaluation.stats.wilcoxon_vs_best on ``wilcoxon_metric`` (empty with one model)
     wilcoxon_metric: str
     missing: list[str] = field(default_factory=list)  # expected jobs without predictions
@@ -126,18 +135,35 @@ def _multiclass_rows(summaries: dict[str, dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _model_info(models: list[str], summaries: dict[str, Any], info: dict[str, Any], expected: int) -> pd.DataFrame:
+def _number(value: Any) -> float:
+    """A measured value, NaN when missing (``None`` in JSON)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _model_info(
+    models: list[str], summaries: dict[str, Any], info: dict[str, Any], expected: int
+) -> pd.DataFrame:
     rows = []
     for model in models:
         meta = info.get(model, {})
         acc = summaries[model]["overall"]["accuracy"]
-        rows.append({
-            "model": model, "timm_name": meta.get("timm_name", ""), "params": meta.get("params", np.nan),
-            "image_size": meta.get("image_size", np.nan), "latency_ms": meta.get("latency_ms", np.nan),
-            "latency_threads": meta.get("latency_threads", np.nan),
-            "accuracy": acc["mean"], "accuracy_std": acc["std"],
-            "folds_done": summaries[model]["n_folds"], "folds_expected": expected,
-        })
+        rows.append(
+            {
+                "model": model,
+                "timm_name": meta.get("timm_name", ""),
+                "params": _number(meta.get("params")),
+                "image_size": _number(meta.get("image_size")),
+                "latency_ms": _number(meta.get("latency_ms")),
+                "latency_threads": _number(meta.get("latency_threads")),
+                "accuracy": acc["mean"],
+                "accuracy_std": acc["std"],
+                "folds_done": summaries[model]["n_folds"],
+                "folds_expected": expected,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -162,15 +188,39 @@ def build_study_tables(study_dir: PathLike, *, metric: str = "accuracy") -> Stud
                 missing.append(f"{model}: {expected - done} of {expected} jobs have no predictions")
     info = _read_json(study / MODELS_FILE) or {}
     failures = _read_json(study / FAILURES_FILE) or []
-    wilcoxon = (wilcoxon_vs_best(per_fold, metric) if len(models) > 1
-                else pd.DataFrame(columns=["model", "mean", "std", "diff_vs_best", "p_value", "p_holm", "n_pairs",
-                                           "significant", "is_best"]))
+    wilcoxon = (
+        wilcoxon_vs_best(per_fold, metric)
+        if len(models) > 1
+        else pd.DataFrame(
+            columns=[
+                "model",
+                "mean",
+                "std",
+                "diff_vs_best",
+                "p_value",
+                "p_holm",
+                "n_pairs",
+                "significant",
+                "is_best",
+            ]
+        )
+    )
     notes = list(dict.fromkeys(w for s in summaries.values() for w in s.get("warnings", [])))
     return StudyTables(
-        study_dir=study, config=config, classes=classes_of(df), models=models, per_fold=per_fold,
-        summaries=summaries, per_class=_per_class_rows(summaries), multiclass=_multiclass_rows(summaries),
-        model_info=_model_info(models, summaries, info, expected), wilcoxon=wilcoxon, wilcoxon_metric=metric,
-        missing=missing, failures=list(failures), warnings=notes,
+        study_dir=study,
+        config=config,
+        classes=classes_of(df),
+        models=models,
+        per_fold=per_fold,
+        summaries=summaries,
+        per_class=_per_class_rows(summaries),
+        multiclass=_multiclass_rows(summaries),
+        model_info=_model_info(models, summaries, info, expected),
+        wilcoxon=wilcoxon,
+        wilcoxon_metric=metric,
+        missing=missing,
+        failures=list(failures),
+        warnings=notes,
     )
 
 
@@ -200,10 +250,12 @@ def format_params(value: Any) -> str:
 
 
 def per_class_table(tables: StudyTables, model: str, level: str = "slice") -> list[list[str]]:
-    """Rows (class, F1, accuracy, sensitivity, specificity, precision as ``mean ± std``): the paper's shape."""
+    """Rows (class, F1, accuracy, sensitivity, specificity, precision, ``mean ± std``): the paper's shape."""
     block = tables.summaries[model] if level == "slice" else tables.summaries[model]["patient_level"]
-    return [[cls, *(format_mean_std(block["per_class"][cls][m], 4) for m in PER_CLASS_METRICS)]
-            for cls in tables.classes]
+    return [
+        [cls, *(format_mean_std(block["per_class"][cls][m], 4) for m in PER_CLASS_METRICS)]
+        for cls in tables.classes
+    ]
 
 
 def multiclass_table(tables: StudyTables, level: str = "slice") -> list[list[str]]:
@@ -220,31 +272,65 @@ def study_markdown(tables: StudyTables) -> str:
     cfg = tables.config
     lines = [f"# Comparison study: {tables.study_dir.name}", ""]
     if cfg:
-        lines += [f"Data `{cfg.get('data')}`; {cfg.get('folds')} folds x {cfg.get('repeats')} repeat(s), seed "
-                  f"{cfg.get('seed')}; the same folds for every model. Values are mean ± std over all folds.", ""]
+        lines += [
+            f"Data `{cfg.get('data')}`; {cfg.get('folds')} folds x {cfg.get('repeats')} repeat(s), seed "
+            f"{cfg.get('seed')}; the same folds for every model. Values are mean ± std over all folds.",
+            "",
+        ]
     for note in [*tables.missing, *tables.warnings]:
         lines.append(f"> **Warning:** {note}")
     lines += ["", "## Models", ""]
     lines += _md_table(
         ["Model", "Parameters", "Input size", "CPU latency (ms, batch 1)", "Accuracy"],
-        [[r.model, format_params(r.params), _fmt(r.image_size), _fmt(r.latency_ms, 1),
-          format_mean_std({"mean": r.accuracy, "std": r.accuracy_std}, 4)] for r in tables.model_info.itertuples()],
+        [
+            [
+                r.model,
+                format_params(r.params),
+                _fmt(r.image_size),
+                _fmt(r.latency_ms, 1),
+                format_mean_std({"mean": r.accuracy, "std": r.accuracy_std}, 4),
+            ]
+            for r in tables.model_info.itertuples()
+        ],
     )
     titles = [METRIC_TITLES[m] for m in MULTICLASS_METRICS]
     for level in ("slice", "patient"):
-        lines += ["", f"## Multi-class ({level} level)", "", *_md_table(["Model", *titles],
-                                                                        multiclass_table(tables, level))]
+        lines += [
+            "",
+            f"## Multi-class ({level} level)",
+            "",
+            *_md_table(["Model", *titles], multiclass_table(tables, level)),
+        ]
     if not tables.wilcoxon.empty:
-        lines += ["", f"## Best model vs the rest: Wilcoxon signed-rank on paired folds ({tables.wilcoxon_metric})",
-                  ""]
-        lines += _md_table(["Model", "Mean", "Std", "Diff vs best", "p", "p (Holm)", "Pairs", "Significant"],
-                           [[r.model + (" (best)" if r.is_best else ""), _fmt(r.mean, 4), _fmt(r.std, 4),
-                             _fmt(r.diff_vs_best, 4), _fmt(r.p_value, 4), _fmt(r.p_holm, 4), str(r.n_pairs),
-                             "yes" if r.significant else "no"] for r in tables.wilcoxon.itertuples()])
+        lines += [
+            "",
+            f"## Best model vs the rest: Wilcoxon signed-rank on paired folds ({tables.wilcoxon_metric})",
+            "",
+        ]
+        lines += _md_table(
+            ["Model", "Mean", "Std", "Diff vs best", "p", "p (Holm)", "Pairs", "Significant"],
+            [
+                [
+                    r.model + (" (best)" if r.is_best else ""),
+                    _fmt(r.mean, 4),
+                    _fmt(r.std, 4),
+                    _fmt(r.diff_vs_best, 4),
+                    _fmt(r.p_value, 4),
+                    _fmt(r.p_holm, 4),
+                    str(r.n_pairs),
+                    "yes" if r.significant else "no",
+                ]
+                for r in tables.wilcoxon.itertuples()
+            ],
+        )
     header = ["Class", *(METRIC_TITLES[m] for m in PER_CLASS_METRICS)]
     for model in tables.models:
-        lines += ["", f"## {model}: per class, one-vs-rest (slice level)", "",
-                  *_md_table(header, per_class_table(tables, model))]
+        lines += [
+            "",
+            f"## {model}: per class, one-vs-rest (slice level)",
+            "",
+            *_md_table(header, per_class_table(tables, model)),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -265,11 +351,19 @@ def save_study_tables(tables: StudyTables) -> list[Path]:
         _write_csv(tables.wilcoxon, study / "wilcoxon.csv"),
     ]
     write_text_atomic(study / "study.md", study_markdown(tables))
-    write_json_atomic(study / "summary.json", json_safe({
-        "classes": tables.classes, "models": tables.summaries, "wilcoxon_metric": tables.wilcoxon_metric,
-        "wilcoxon": tables.wilcoxon.to_dict(orient="records"), "missing": tables.missing,
-        "failures": tables.failures,
-    }))
+    write_json_atomic(
+        study / "summary.json",
+        json_safe(
+            {
+                "classes": tables.classes,
+                "models": tables.summaries,
+                "wilcoxon_metric": tables.wilcoxon_metric,
+                "wilcoxon": tables.wilcoxon.to_dict(orient="records"),
+                "missing": tables.missing,
+                "failures": tables.failures,
+            }
+        ),
+    )
     return [*written, study / "study.md", study / "summary.json"]
 
 
@@ -280,22 +374,37 @@ def save_study_figures(tables: StudyTables, out_dir: PathLike | None = None) -> 
     out = Path(out_dir) if out_dir is not None else tables.study_dir / "figures"
     figs: dict[str, Path] = {}
     s = tables.summaries
-    figs["accuracy"] = plot_metric_bars(s, "accuracy", out / "bars_accuracy.png",
-                                        title="Multi-class accuracy, mean ± std over folds")
-    figs["macro_f1"] = plot_metric_bars(s, "macro_f1", out / "bars_macro_f1.png",
-                                        title="Macro F1, mean ± std over folds")
+    figs["accuracy"] = plot_metric_bars(
+        s, "accuracy", out / "bars_accuracy.png", title="Multi-class accuracy, mean ± std over folds"
+    )
+    figs["macro_f1"] = plot_metric_bars(
+        s, "macro_f1", out / "bars_macro_f1.png", title="Macro F1, mean ± std over folds"
+    )
     for i, cls in enumerate(tables.classes):
-        figs[f"f1_{cls}"] = plot_metric_bars(s, "f1", out / f"bars_f1_class{i}.png", cls=cls,
-                                             title=f"F1 of {cls} (one-vs-rest), mean ± std over folds")
+        figs[f"f1_{cls}"] = plot_metric_bars(
+            s,
+            "f1",
+            out / f"bars_f1_class{i}.png",
+            cls=cls,
+            title=f"F1 of {cls} (one-vs-rest), mean ± std over folds",
+        )
     info = tables.model_info
     if info["latency_ms"].notna().any():
         figs["accuracy_vs_latency"] = plot_accuracy_vs_latency(
-            info, out / "accuracy_vs_latency.png", x="latency_ms", y="accuracy", yerr="accuracy_std",
-            title="Accuracy vs CPU latency (batch 1)")
+            info,
+            out / "accuracy_vs_latency.png",
+            x="latency_ms",
+            y="accuracy",
+            yerr="accuracy_std",
+            title="Accuracy vs CPU latency (batch 1)",
+        )
     for model in tables.models:
         figs[f"confusion_{model}"] = plot_confusion_matrix(
-            s[model]["confusion_matrix"], tables.classes, out / f"confusion_{model_dirname(model)}.png",
-            title=f"{model}: confusion matrix (slice level, all folds)")
+            s[model]["confusion_matrix"],
+            tables.classes,
+            out / f"confusion_{model_dirname(model)}.png",
+            title=f"{model}: confusion matrix (slice level, all folds)",
+        )
     return figs
 
 
