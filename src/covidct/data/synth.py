@@ -5,7 +5,7 @@ air outside a body ellipse (fat rim, soft tissue), two dark lungs with vessels (
 airways (dark lumen, bright wall), a vertebra, the scanner table and noise. Lesions by class:
 
 - ``COVID-19``: bilateral, peripheral (subpleural) ground-glass opacities: several faint, hazy patches
-  (+150..+380 HU over lung) touching the pleura in both lungs;
+  (+300..+500 HU over lung, i.e. about -560..-360 HU) touching the pleura in both lungs;
 - ``Pneumonia``: dense lobar consolidation (close to soft tissue), usually in one lung, larger and brighter;
 - ``Healthy``: none.
 
@@ -167,18 +167,18 @@ def _lesions(
                 continue
             rows, cols = np.nonzero(lung)
             cx, cy = cols.mean() / px - 1, rows.mean() / px - 1
-            for _ in range(int(rng.integers(1, 3 + int(2 * sev)))):
+            for _ in range(int(rng.integers(2, 4 + int(2 * sev)))):
                 lateral = -1.0 if side == 0 else 1.0
                 angle = rng.uniform(-0.5 * np.pi, 0.6 * np.pi)  # lateral and posterior arc (peripheral)
                 dx, dy = lateral * np.cos(angle), np.sin(angle)
                 inside = lung & (((x - cx) * dx + (y - cy) * dy) > 0)
                 dist = (x - cx) * dx + (y - cy) * dy
                 edge = float(dist[inside].max()) if inside.any() else 0.1
-                r = rng.uniform(0.06, 0.11 + 0.07 * sev)
+                r = rng.uniform(0.10, 0.15 + 0.08 * sev)
                 centre_x, centre_y = cx + dx * (edge - 0.6 * r), cy + dy * (edge - 0.6 * r)
                 blob = np.exp(-_ellipse(x, y, centre_x, centre_y, r * rng.uniform(0.8, 1.4), r) * 1.5)
                 haze = 1 + 0.35 * gaussian_filter(rng.normal(0, 1, x.shape).astype(np.float32), px * r * 0.4)
-                amp = rng.uniform(170, 250 + 150 * sev)
+                amp = rng.uniform(300, 380 + 120 * sev)
                 field = blob * np.clip(haze, 0.3, 1.7) * lung
                 extra += (amp * field).astype(np.float32)
                 mask |= field > 0.4
