@@ -175,7 +175,7 @@ def _lesions(
                 dist = (x - cx) * dx + (y - cy) * dy
                 edge = float(dist[inside].max()) if inside.any() else 0.1
                 r = rng.uniform(0.10, 0.15 + 0.08 * sev)
-                centre_x, centre_y = cx + dx * (edge - 0.6 * r), cy + dy * (edge - 0.6 * r)
+                centre_x, centre_y = cx + dx * (edge - 0.3 * r), cy + dy * (edge - 0.3 * r)
                 blob = np.exp(-_ellipse(x, y, centre_x, centre_y, r * rng.uniform(0.8, 1.4), r) * 1.5)
                 haze = 1 + 0.35 * gaussian_filter(rng.normal(0, 1, x.shape).astype(np.float32), px * r * 0.4)
                 amp = rng.uniform(300, 380 + 120 * sev)
