@@ -73,6 +73,7 @@ def test_reference_paper_is_shown_beside_ours(fake_study: Path) -> None:
     assert "0.9769 ± 0.0046" in text  # EfficientNetB5 F1, arXiv:2012.11860 abstract
     assert "Ours: EfficientNetB5, COVID-19 one-vs-rest" in text
     assert "could not be verified" in text  # says what is not stored
+    assert "(2-class task; this study has 3 classes)" in text  # no cross-task comparison
 
 
 def test_reference_values_are_the_abstracts() -> None:

@@ -52,7 +52,10 @@ def _table(
         attr = ' class="best"' if i in best_rows else ""
         body.append(f"<tr{attr}>" + "".join(f"<td>{_e(str(c))}</td>" for c in row) + "</tr>")
     klass = f' class="{cls}"' if cls else ""
-    return f"<table{klass}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return (
+        f'<div class="scroll"><table{klass}><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def _num(value: Any, digits: int = 4) -> str:
@@ -278,8 +281,12 @@ def _reference_section(tables: StudyTables, ref: Reference) -> str:
     rows = []
     for v in ref.values:
         paper = f"{v.mean:.4f}" + (f" ± {v.std:.4f}" if v.std is not None else "")
-        per_class = [_our_value(tables, m, v.metric, covid) for m in ours]
-        overall = [_our_value(tables, m, v.metric, None) if v.metric == "accuracy" else "" for m in ours]
+        if v.n_classes != len(tables.classes):
+            other = f"({v.n_classes}-class task; this study has {len(tables.classes)} classes)"
+            per_class, overall = [other] * len(ours), [""] * len(ours)
+        else:
+            per_class = [_our_value(tables, m, v.metric, covid) for m in ours]
+            overall = [_our_value(tables, m, v.metric, None) if v.metric == "accuracy" else "" for m in ours]
         rows.append([v.dataset, v.model, METRIC_TITLES.get(v.metric, v.metric), paper, *per_class, *overall])
     facts = "".join(f"<li>{_e(f)}</li>" for f in ref.facts)
     notes = "".join(f"<li>{_e(n)}</li>" for n in ref.notes)
