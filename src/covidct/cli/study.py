@@ -269,7 +269,7 @@ def demo(
     models: Annotated[
         str | None, typer.Option("--models", help="Models (default: resnet10t,mobilenetv3_small_100).")
     ] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs per job (default: 8).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs per job (default: 12).")] = None,
     folds: Annotated[int | None, typer.Option("--folds", help="Folds (default: 3).")] = None,
     image_size: Annotated[
         int | None, typer.Option("--image-size", help="Input size in px (default: 64).")

@@ -39,13 +39,13 @@ class DemoConfig:
     models: tuple[str, ...] = DEMO_MODELS
     folds: int = 3
     repeats: int = 1
-    epochs: int = 8
+    epochs: int = 12
     image_size: int = 64
     batch_size: int = 8  # more steps per epoch: BatchNorm statistics settle on tiny data
     lr: float = 1e-3  # from scratch on tiny data: faster than the paper's fine-tuning rate
     patients_per_class: int = 6
     slices_per_patient: int = 4
-    phantom_size: int = 96
+    phantom_size: int = 64
     explain_slices: int = 6
     executor: str = "local"
     seed: int = 0
@@ -124,7 +124,6 @@ def run_demo(
         lr=cfg.lr,
         pretrained=False,
         seed=cfg.seed,
-        lr_patience=1,
     )
     study_cfg = StudyConfig(
         data=str(data / "images"),
