@@ -117,3 +117,13 @@ def test_bench_user_errors() -> None:
     _user_error(runner.invoke(app, ["bench", "--models", "NoSuchNet", "--backends", "onnx"]))
     _user_error(runner.invoke(app, ["bench", "--backends", "tensorrt"]))
     _user_error(runner.invoke(app, ["bench", "--batch-sizes", "1,x"]))
+
+
+def test_predict_explain_writes_cams(ckpt: Path, images: Path, tmp_path: Path) -> None:
+    cams = tmp_path / "cams"
+    result = runner.invoke(app, ["predict", str(ckpt), str(images), "--explain", "--explain-dir", str(cams)])
+    assert result.exit_code == 0, result.output
+    assert (cams / "index.json").is_file() and "Grad-CAM" in result.output
+    onnx_path = tmp_path / "m.onnx"
+    assert runner.invoke(app, ["export", str(ckpt), "--out", str(onnx_path), "--no-check"]).exit_code == 0
+    assert "torch checkpoint" in _user_error(runner.invoke(app, ["predict", str(onnx_path), str(images), "--explain"]))
