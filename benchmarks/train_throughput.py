@@ -26,7 +26,9 @@ class _Sample:
     patient_id: str | None = None
 
 
-def _plain(model_name: str, images: np.ndarray, labels: np.ndarray, size: int, batch: int, epochs: int) -> float:
+def _plain(
+    model_name: str, images: np.ndarray, labels: np.ndarray, size: int, batch: int, epochs: int
+) -> float:
     """The baseline: timm.create_model, preloaded normalised tensors, a bare loop."""
     import timm
 
@@ -45,7 +47,7 @@ def _plain(model_name: str, images: np.ndarray, labels: np.ndarray, size: int, b
         model.train()
         order = torch.randperm(len(y_all))
         for i in range(0, len(order), batch):
-            idx = order[i:i + batch]
+            idx = order[i : i + batch]
             optimizer.zero_grad(set_to_none=True)
             loss = criterion(model(x_all[idx]), y_all[idx])
             loss.backward()
@@ -54,8 +56,16 @@ def _plain(model_name: str, images: np.ndarray, labels: np.ndarray, size: int, b
     return seen / (time.perf_counter() - began)
 
 
-def _ours(model_name: str, images: np.ndarray, labels: np.ndarray, size: int, batch: int, epochs: int,
-          augment: bool, workers: int) -> float:
+def _ours(
+    model_name: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    size: int,
+    batch: int,
+    epochs: int,
+    augment: bool,
+    workers: int,
+) -> float:
     from covidct.data.dataset import SliceCache, SliceDataset
     from covidct.data.preprocess import Preprocess
     from covidct.models.registry import create_model, get_spec, model_normalization
@@ -66,14 +76,26 @@ def _ours(model_name: str, images: np.ndarray, labels: np.ndarray, size: int, ba
 
     classes = tuple(str(c) for c in range(int(labels.max()) + 1))
     samples = [_Sample(f"mem://{i}", classes[y]) for i, y in enumerate(labels)]
-    cfg = TrainConfig(epochs=epochs, batch_size=batch, image_size=size, pretrained=False, augment=augment,
-                      workers=workers, device="cpu").resolve(get_spec(model_name))
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch,
+        image_size=size,
+        pretrained=False,
+        augment=augment,
+        workers=workers,
+        device="cpu",
+    ).resolve(get_spec(model_name))
     torch.manual_seed(0)
     model = create_model(model_name, len(classes), pretrained=False)
     mean, std = model_normalization(model)
     cache = SliceCache([s.path for s in samples], size, loader=lambda p: images[int(p[6:])])
-    dataset = SliceDataset(samples, classes, Preprocess(image_size=size, mean=mean, std=std), cache=cache,
-                           augment=build_augment() if augment else None)
+    dataset = SliceDataset(
+        samples,
+        classes,
+        Preprocess(image_size=size, mean=mean, std=std),
+        cache=cache,
+        augment=build_augment() if augment else None,
+    )
     loader = make_loader(dataset, cfg, train=True, generator=torch.Generator().manual_seed(0))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -93,7 +115,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--augment", action="store_true", help="augment in our loop (the baseline never does)")
+    parser.add_argument(
+        "--augment", action="store_true", help="augment in our loop (the baseline never does)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -103,11 +127,23 @@ def main() -> None:
     plain_runs, ours_runs = [], []
     for _ in range(2):
         plain_runs.append(_plain(args.model, images, labels, args.image_size, args.batch_size, args.epochs))
-        ours_runs.append(_ours(args.model, images, labels, args.image_size, args.batch_size, args.epochs,
-                               args.augment, args.workers))
+        ours_runs.append(
+            _ours(
+                args.model,
+                images,
+                labels,
+                args.image_size,
+                args.batch_size,
+                args.epochs,
+                args.augment,
+                args.workers,
+            )
+        )
     plain, ours = max(plain_runs), max(ours_runs)
-    setting = (f"{args.model} {args.image_size}px batch {args.batch_size}, {args.images} images x {args.epochs} "
-               f"epochs, {args.threads} threads, augment={args.augment}, workers={args.workers}")
+    setting = (
+        f"{args.model} {args.image_size}px batch {args.batch_size}, {args.images} images x {args.epochs} "
+        f"epochs, {args.threads} threads, augment={args.augment}, workers={args.workers}"
+    )
     print(f"train throughput ({setting})")
     print(f"  plain timm + torch loop : {plain:8.1f} images/s")
     print(f"  covidct training loop   : {ours:8.1f} images/s")

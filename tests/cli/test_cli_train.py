@@ -25,8 +25,12 @@ def disc_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for p in range(4):
             (root / cls / f"p{ci}{p}").mkdir(parents=True)
             for k in range(3):
-                img = rng.normal(60, 12, (32, 32)) + 140 * (ci == 0) * (((yy - 16) ** 2 + (xx - 16) ** 2) < 20)
-                Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / cls / f"p{ci}{p}" / f"{k}.png")
+                img = rng.normal(60, 12, (32, 32)) + 140 * (ci == 0) * (
+                    ((yy - 16) ** 2 + (xx - 16) ** 2) < 20
+                )
+                Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
+                    root / cls / f"p{ci}{p}" / f"{k}.png"
+                )
     return root
 
 
@@ -35,16 +39,34 @@ TINY = ["--epochs", "1", "--batch-size", "4", "--image-size", "32", "--no-pretra
 
 def test_train_writes_best_checkpoint_and_replayable_config(disc_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = runner.invoke(app, ["train", str(disc_data), "--model", "resnet10t", "--out", str(out), *TINY,
-                                 "--seed", "3", "--no-augment"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(disc_data),
+            "--model",
+            "resnet10t",
+            "--out",
+            str(out),
+            *TINY,
+            "--seed",
+            "3",
+            "--no-augment",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (out / "best.pt").is_file() and (out / "train_log.csv").is_file()
     config = json.loads((out / "config.json").read_text())
-    assert config["train"]["seed"] == 3 and config["train"]["augment"] is False and config["model"] == "resnet10t"
+    assert (
+        config["train"]["seed"] == 3
+        and config["train"]["augment"] is False
+        and config["model"] == "resnet10t"
+    )
     assert config["train"]["pretrained"] is False and config["train"]["lr"] == 1e-4  # default kept
     # --config replays; a flag overrides the file
-    again = runner.invoke(app, ["train", "--config", str(out / "config.json"), "--out", str(tmp_path / "r2"),
-                                "--epochs", "2"])
+    again = runner.invoke(
+        app, ["train", "--config", str(out / "config.json"), "--out", str(tmp_path / "r2"), "--epochs", "2"]
+    )
     assert again.exit_code == 0, again.output
     replay = json.loads((tmp_path / "r2" / "config.json").read_text())
     assert replay["train"]["epochs"] == 2 and replay["train"]["seed"] == 3
@@ -52,13 +74,41 @@ def test_train_writes_best_checkpoint_and_replayable_config(disc_data: Path, tmp
 
 def test_cv_cli_runs_and_reports(disc_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "cv"
-    result = runner.invoke(app, ["cv", str(disc_data), "--model", "resnet10t", "--out", str(out), "--folds", "2",
-                                 "--repeats", "1", *TINY])
+    result = runner.invoke(
+        app,
+        [
+            "cv",
+            str(disc_data),
+            "--model",
+            "resnet10t",
+            "--out",
+            str(out),
+            "--folds",
+            "2",
+            "--repeats",
+            "1",
+            *TINY,
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "2 fold(s) trained" in result.output
     assert (out / "predictions.csv").is_file() and (out / "metrics.json").is_file()
-    rerun = runner.invoke(app, ["cv", str(disc_data), "--model", "resnet10t", "--out", str(out), "--folds", "2",
-                                "--repeats", "1", *TINY])
+    rerun = runner.invoke(
+        app,
+        [
+            "cv",
+            str(disc_data),
+            "--model",
+            "resnet10t",
+            "--out",
+            str(out),
+            "--folds",
+            "2",
+            "--repeats",
+            "1",
+            *TINY,
+        ],
+    )
     assert rerun.exit_code == 0 and "0 fold(s) trained, 2 already done" in rerun.output
 
 
@@ -66,7 +116,16 @@ def test_user_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     cases = [
         ["train", str(tmp_path / "missing"), "--model", "resnet10t", "--out", str(tmp_path / "o"), *TINY],
         ["cv", str(tmp_path), "--model", "resnet10t", "--out", str(tmp_path / "o"), "--folds", "1"],
-        ["train", str(tmp_path), "--model", "resnet10t", "--out", str(tmp_path / "o"), "--class-weighting", "x"],
+        [
+            "train",
+            str(tmp_path),
+            "--model",
+            "resnet10t",
+            "--out",
+            str(tmp_path / "o"),
+            "--class-weighting",
+            "x",
+        ],
         ["cv", str(tmp_path), "--model", "no_such_model_xyz", "--out", str(tmp_path / "o"), *TINY],
     ]
     for args in cases:

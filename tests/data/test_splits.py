@@ -43,7 +43,9 @@ def test_folds_never_share_a_patient_and_cover_every_slice() -> None:
     assert len(folds) == 12
     for r in range(3):
         tests = [f.test_idx for f in folds if f.repeat == r]
-        assert np.array_equal(np.sort(np.concatenate(tests)), np.arange(len(samples)))  # each slice tested once
+        assert np.array_equal(
+            np.sort(np.concatenate(tests)), np.arange(len(samples))
+        )  # each slice tested once
     for f in folds:
         assert np.intersect1d(patients[f.train_idx], patients[f.test_idx]).size == 0
         assert np.intersect1d(f.train_idx, f.test_idx).size == 0

@@ -15,12 +15,25 @@ def test_defaults_follow_the_paper() -> None:
     assert (cfg.lr, cfg.label_smoothing, cfg.augment, cfg.pretrained) == (1e-4, 0.1, True, True)
 
 
-@pytest.mark.parametrize("bad", [
-    {"epochs": 0}, {"batch_size": 0}, {"lr": 0.0}, {"label_smoothing": 1.0}, {"dropout": 1.0},
-    {"class_weighting": "inverse"}, {"sampler": "weird"}, {"device": "tpu"}, {"patience": 0}, {"workers": -1},
-    {"class_weighting": "balanced", "sampler": "balanced"}, {"pretrained": False, "weights": "w.pth"},
-    {"image_size": 4}, {"val_fraction": 1.0},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"epochs": 0},
+        {"batch_size": 0},
+        {"lr": 0.0},
+        {"label_smoothing": 1.0},
+        {"dropout": 1.0},
+        {"class_weighting": "inverse"},
+        {"sampler": "weird"},
+        {"device": "tpu"},
+        {"patience": 0},
+        {"workers": -1},
+        {"class_weighting": "balanced", "sampler": "balanced"},
+        {"pretrained": False, "weights": "w.pth"},
+        {"image_size": 4},
+        {"val_fraction": 1.0},
+    ],
+)
 def test_invalid_values_raise_config_error(bad: dict) -> None:
     with pytest.raises(ConfigError):
         TrainConfig(**bad)

@@ -21,8 +21,15 @@ TINY = TrainConfig(epochs=1, batch_size=4, image_size=32, pretrained=False, lr=1
 
 
 def _cfg(data: Path, out: Path, **kw) -> CVConfig:
-    return CVConfig(data=str(data), model=kw.pop("model", "resnet10t"), out=str(out), folds=kw.pop("folds", 2),
-                    repeats=kw.pop("repeats", 1), seed=0, train=kw.pop("train", TINY))
+    return CVConfig(
+        data=str(data),
+        model=kw.pop("model", "resnet10t"),
+        out=str(out),
+        folds=kw.pop("folds", 2),
+        repeats=kw.pop("repeats", 1),
+        seed=0,
+        train=kw.pop("train", TINY),
+    )
 
 
 def test_plan_records_grouped_folds_independent_of_the_model(disc_data: Path, tmp_path: Path) -> None:
@@ -42,7 +49,9 @@ def test_plan_records_grouped_folds_independent_of_the_model(disc_data: Path, tm
         assert np.intersect1d(test, rest).size == 0 and len(part) == len(plan.samples)
     for name in ("config.json", "env.json", "manifest.csv", "warnings.json"):
         assert (tmp_path / "run" / name).is_file()
-    other = plan_cv(_cfg(disc_data, tmp_path / "other", folds=2, repeats=2, model="efficientnet_b0"), write=False)
+    other = plan_cv(
+        _cfg(disc_data, tmp_path / "other", folds=2, repeats=2, model="efficientnet_b0"), write=False
+    )
     for key, (train, val, test) in plan.splits.items():
         assert all(np.array_equal(a, b) for a, b in zip((train, val, test), other.splits[key], strict=True))
 
@@ -50,7 +59,9 @@ def test_plan_records_grouped_folds_independent_of_the_model(disc_data: Path, tm
 def test_rerun_into_a_run_with_other_options_is_refused(disc_data: Path, tmp_path: Path) -> None:
     plan_cv(_cfg(disc_data, tmp_path / "run"))
     with pytest.raises(ConfigError, match="other options"):
-        plan_cv(_cfg(disc_data, tmp_path / "run", train=TrainConfig(epochs=5, image_size=32, pretrained=False)))
+        plan_cv(
+            _cfg(disc_data, tmp_path / "run", train=TrainConfig(epochs=5, image_size=32, pretrained=False))
+        )
 
 
 def test_slice_level_folds_warn_and_record_it(disc_data: Path, tmp_path: Path) -> None:
@@ -74,8 +85,17 @@ def test_cv_writes_fold_predictions_resumes_and_is_deterministic(disc_data: Path
     files = sorted((tmp_path / "a" / "folds").glob("r*_f*/predictions.csv"))
     assert [f.parent.name for f in files] == ["r0_f0", "r0_f1"]
     table = read_predictions(tmp_path / "a" / "predictions.csv")
-    assert list(table.columns) == ["path", "patient_id", "label", "prob_COVID-19", "prob_Healthy", "fold",
-                                   "repeat", "model", "run_id"]
+    assert list(table.columns) == [
+        "path",
+        "patient_id",
+        "label",
+        "prob_COVID-19",
+        "prob_Healthy",
+        "fold",
+        "repeat",
+        "model",
+        "run_id",
+    ]
     assert len(table) == 24 and table["path"].is_unique  # each slice tested once per repeat
     assert (table["model"] == "resnet10t").all() and (tmp_path / "a" / "metrics.json").is_file()
     assert not (files[0].parent / "last.pt").exists() and (files[0].parent / "best.pt").is_file()

@@ -17,8 +17,15 @@ from covidct.training.cv import cross_validate
 @pytest.mark.slow
 def test_cv_on_phantoms_reaches_090_accuracy(phantoms, tmp_path: Path) -> None:
     train = TrainConfig(epochs=12, batch_size=8, image_size=64, pretrained=False, lr=1e-3, device="cpu")
-    cfg = CVConfig(data=str(phantoms.images_dir), model="resnet10t", out=str(tmp_path / "run"), folds=3, repeats=1,
-                   seed=0, train=train)
+    cfg = CVConfig(
+        data=str(phantoms.images_dir),
+        model="resnet10t",
+        out=str(tmp_path / "run"),
+        folds=3,
+        repeats=1,
+        seed=0,
+        train=train,
+    )
     result = cross_validate(cfg)
     assert result.trained == 3
     accuracy = result.metrics["overall"]["accuracy"]["mean"]
@@ -33,8 +40,15 @@ def test_cv_smoke_on_real_sarscov2_subset(shared_data: Path, tmp_path: Path) -> 
         (subset / folder).mkdir(parents=True)
         for png in sorted(source.joinpath(folder).glob("*.png"))[:30]:
             (subset / folder / png.name).symlink_to(png)  # never copy the real data
-    cfg = CVConfig(data=str(subset), model="resnet10t", out=str(tmp_path / "run"), folds=2, repeats=1, seed=0,
-                   train=TrainConfig(epochs=1, batch_size=8, image_size=32, pretrained=False, device="cpu"))
+    cfg = CVConfig(
+        data=str(subset),
+        model="resnet10t",
+        out=str(tmp_path / "run"),
+        folds=2,
+        repeats=1,
+        seed=0,
+        train=TrainConfig(epochs=1, batch_size=8, image_size=32, pretrained=False, device="cpu"),
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = cross_validate(cfg)

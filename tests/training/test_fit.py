@@ -21,8 +21,10 @@ TINY = dict(batch_size=4, image_size=32, pretrained=False, lr=1e-3, device="cpu"
 
 def _split(samples: list[Sample]) -> tuple[list[Sample], list[Sample]]:
     val_patients = {"cov3", "hea3"}
-    return ([s for s in samples if s.patient_id not in val_patients],
-            [s for s in samples if s.patient_id in val_patients])
+    return (
+        [s for s in samples if s.patient_id not in val_patients],
+        [s for s in samples if s.patient_id in val_patients],
+    )
 
 
 def test_fit_writes_a_self_describing_best_checkpoint(disc_samples: list[Sample], tmp_path: Path) -> None:
@@ -31,7 +33,11 @@ def test_fit_writes_a_self_describing_best_checkpoint(disc_samples: list[Sample]
     assert result.best_path == tmp_path / "run" / "best.pt"
     loaded = load_checkpoint(result.best_path)
     meta = loaded.meta
-    assert meta.classes == CLASSES and meta.image_size == 32 and meta.cam_layer == get_spec("resnet10t").cam_layer
+    assert (
+        meta.classes == CLASSES
+        and meta.image_size == 32
+        and meta.cam_layer == get_spec("resnet10t").cam_layer
+    )
     assert len(meta.mean) == 3 and meta.config["epochs"] == 2 and meta.window["name"] == "lung"
     log = pd.read_csv(result.log_path)
     assert list(log.columns) == list(LOG_COLUMNS) and list(log["epoch"]) == [1, 2]
@@ -64,8 +70,14 @@ def test_same_seed_same_weights_and_resume_matches(disc_samples: list[Sample], t
 
 def test_freeze_backbone_trains_only_the_head(disc_samples: list[Sample], tmp_path: Path) -> None:
     train, val = _split(disc_samples)
-    result = fit(train, val, CLASSES, "resnet10t", TrainConfig(epochs=1, freeze_backbone=True, augment=False,
-                                                               **TINY), tmp_path / "frozen")
+    result = fit(
+        train,
+        val,
+        CLASSES,
+        "resnet10t",
+        TrainConfig(epochs=1, freeze_backbone=True, augment=False, **TINY),
+        tmp_path / "frozen",
+    )
     torch.manual_seed(0)
     initial = create_model("resnet10t", 2, pretrained=False).state_dict()
     trained = result.model.state_dict()
@@ -73,8 +85,14 @@ def test_freeze_backbone_trains_only_the_head(disc_samples: list[Sample], tmp_pa
     assert not torch.equal(initial["fc.weight"], trained["fc.weight"])
 
 
-@pytest.mark.parametrize("options", [{"class_weighting": "balanced"}, {"sampler": "balanced", "workers": 1},
-                                     {"patience": 1, "epochs": 3, "cache": False}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"class_weighting": "balanced"},
+        {"sampler": "balanced", "workers": 1},
+        {"patience": 1, "epochs": 3, "cache": False},
+    ],
+)
 def test_training_options_run(disc_samples: list[Sample], tmp_path: Path, options: dict) -> None:
     train, val = _split(disc_samples)
     train = train[:-3]  # unbalanced classes

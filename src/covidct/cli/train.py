@@ -12,40 +12,79 @@ from typing import Annotated, Any
 import typer
 
 _T = "Training"
-Model = Annotated[str | None, typer.Option("--model", "-m", help="Paper name (EfficientNetB0) or any timm name.")]
+Model = Annotated[
+    str | None, typer.Option("--model", "-m", help="Paper name (EfficientNetB0) or any timm name.")
+]
 Out = Annotated[Path | None, typer.Option("--out", "-o", help="Run folder.")]
 Epochs = Annotated[int | None, typer.Option(help="Epochs [default: 30].", rich_help_panel=_T)]
-BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Batch size [default: 32].", rich_help_panel=_T)]
-ImageSize = Annotated[int | None, typer.Option("--image-size", help="Input size [default: the model's].",
-                                               rich_help_panel=_T)]
+BatchSize = Annotated[
+    int | None, typer.Option("--batch-size", help="Batch size [default: 32].", rich_help_panel=_T)
+]
+ImageSize = Annotated[
+    int | None, typer.Option("--image-size", help="Input size [default: the model's].", rich_help_panel=_T)
+]
 Lr = Annotated[float | None, typer.Option(help="Adam learning rate [default: 1e-4].", rich_help_panel=_T)]
-Pretrained = Annotated[bool | None, typer.Option("--pretrained/--no-pretrained",
-                                                 help="Start from pretrained weights [default: yes].",
-                                                 rich_help_panel=_T)]
-Weights = Annotated[Path | None, typer.Option(help="Pretrained weights file (safetensors/.pth).", rich_help_panel=_T)]
-WeightsDir = Annotated[Path | None, typer.Option("--weights-dir", help="Folder of <timm_name>.safetensors files.",
-                                                 rich_help_panel=_T)]
+Pretrained = Annotated[
+    bool | None,
+    typer.Option(
+        "--pretrained/--no-pretrained",
+        help="Start from pretrained weights [default: yes].",
+        rich_help_panel=_T,
+    ),
+]
+Weights = Annotated[
+    Path | None, typer.Option(help="Pretrained weights file (safetensors/.pth).", rich_help_panel=_T)
+]
+WeightsDir = Annotated[
+    Path | None,
+    typer.Option("--weights-dir", help="Folder of <timm_name>.safetensors files.", rich_help_panel=_T),
+]
 Seed = Annotated[int | None, typer.Option(help="Random seed [default: 0].", rich_help_panel=_T)]
-Dropout = Annotated[float | None, typer.Option(help="Dropout before the head [default: 0].", rich_help_panel=_T)]
-Freeze = Annotated[bool | None, typer.Option("--freeze-backbone/--no-freeze-backbone",
-                                             help="Train only the classifier head.", rich_help_panel=_T)]
-ClassWeighting = Annotated[str | None, typer.Option("--class-weighting", help="none | balanced (loss weights).",
-                                                    rich_help_panel=_T)]
-Sampler = Annotated[str | None, typer.Option(help="random | balanced (class-balanced sampling).",
-                                             rich_help_panel=_T)]
-Patience = Annotated[int | None, typer.Option(help="Early stopping after N epochs without improvement.",
-                                              rich_help_panel=_T)]
-Augment = Annotated[bool | None, typer.Option("--augment/--no-augment", help="Flips, rotation, zoom/shift/shear.",
-                                              rich_help_panel=_T)]
-ValFraction = Annotated[float | None, typer.Option("--val-fraction", help="Validation share of training patients "
-                                                   "[default: 0.2].", rich_help_panel=_T)]
-Workers = Annotated[int | None, typer.Option(help="DataLoader worker processes [default: 0].", rich_help_panel=_T)]
-Cache = Annotated[bool | None, typer.Option("--cache/--no-cache", help="Decode + resize each image once "
-                                            "[default: yes].", rich_help_panel=_T)]
+Dropout = Annotated[
+    float | None, typer.Option(help="Dropout before the head [default: 0].", rich_help_panel=_T)
+]
+Freeze = Annotated[
+    bool | None,
+    typer.Option(
+        "--freeze-backbone/--no-freeze-backbone", help="Train only the classifier head.", rich_help_panel=_T
+    ),
+]
+ClassWeighting = Annotated[
+    str | None, typer.Option("--class-weighting", help="none | balanced (loss weights).", rich_help_panel=_T)
+]
+Sampler = Annotated[
+    str | None, typer.Option(help="random | balanced (class-balanced sampling).", rich_help_panel=_T)
+]
+Patience = Annotated[
+    int | None, typer.Option(help="Early stopping after N epochs without improvement.", rich_help_panel=_T)
+]
+Augment = Annotated[
+    bool | None,
+    typer.Option("--augment/--no-augment", help="Flips, rotation, zoom/shift/shear.", rich_help_panel=_T),
+]
+ValFraction = Annotated[
+    float | None,
+    typer.Option(
+        "--val-fraction", help="Validation share of training patients [default: 0.2].", rich_help_panel=_T
+    ),
+]
+Workers = Annotated[
+    int | None, typer.Option(help="DataLoader worker processes [default: 0].", rich_help_panel=_T)
+]
+Cache = Annotated[
+    bool | None,
+    typer.Option(
+        "--cache/--no-cache", help="Decode + resize each image once [default: yes].", rich_help_panel=_T
+    ),
+]
 Device = Annotated[str | None, typer.Option(help="auto | cpu | cuda.", rich_help_panel=_T)]
-Amp = Annotated[bool | None, typer.Option("--amp/--no-amp", help="Mixed precision [default: on CUDA only].",
-                                          rich_help_panel=_T)]
-ConfigFile = Annotated[Path | None, typer.Option("--config", help="A run's config.json to replay; flags override.")]
+Amp = Annotated[
+    bool | None,
+    typer.Option("--amp/--no-amp", help="Mixed precision [default: on CUDA only].", rich_help_panel=_T),
+]
+ConfigFile = Annotated[
+    Path | None, typer.Option("--config", help="A run's config.json to replay; flags override.")
+]
 
 
 def train_overrides(**options: Any) -> dict[str, Any]:
@@ -54,7 +93,14 @@ def train_overrides(**options: Any) -> dict[str, Any]:
 
 
 def _progress() -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
     from rich.text import Text
 
     class FieldsColumn(ProgressColumn):
@@ -63,8 +109,15 @@ def _progress() -> Any:
 
     from covidct.cli._common import err_console
 
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), FieldsColumn(), console=err_console, transient=False)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        FieldsColumn(),
+        console=err_console,
+        transient=False,
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -73,12 +126,27 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def train(
         data: Annotated[Path | None, typer.Argument(help="Data folder or manifest CSV.")] = None,
-        model: Model = None, out: Out = None, epochs: Epochs = None, batch_size: BatchSize = None,
-        image_size: ImageSize = None, lr: Lr = None, pretrained: Pretrained = None, weights: Weights = None,
-        weights_dir: WeightsDir = None, seed: Seed = None, dropout: Dropout = None, freeze_backbone: Freeze = None,
-        class_weighting: ClassWeighting = None, sampler: Sampler = None, patience: Patience = None,
-        augment: Augment = None, val_fraction: ValFraction = None, workers: Workers = None, cache: Cache = None,
-        device: Device = None, amp: Amp = None,
+        model: Model = None,
+        out: Out = None,
+        epochs: Epochs = None,
+        batch_size: BatchSize = None,
+        image_size: ImageSize = None,
+        lr: Lr = None,
+        pretrained: Pretrained = None,
+        weights: Weights = None,
+        weights_dir: WeightsDir = None,
+        seed: Seed = None,
+        dropout: Dropout = None,
+        freeze_backbone: Freeze = None,
+        class_weighting: ClassWeighting = None,
+        sampler: Sampler = None,
+        patience: Patience = None,
+        augment: Augment = None,
+        val_fraction: ValFraction = None,
+        workers: Workers = None,
+        cache: Cache = None,
+        device: Device = None,
+        amp: Amp = None,
         resume: Annotated[bool | None, typer.Option("--resume", help="Continue from RUN/last.pt.")] = None,
         config: ConfigFile = None,
     ) -> None:
@@ -89,18 +157,43 @@ def register(app: typer.Typer) -> None:
         from covidct.training.fit import train as train_api
 
         overrides = train_overrides(
-            epochs=epochs, batch_size=batch_size, image_size=image_size, lr=lr, pretrained=pretrained,
-            weights=weights, weights_dir=weights_dir, seed=seed, dropout=dropout, freeze_backbone=freeze_backbone,
-            class_weighting=class_weighting, sampler=sampler, patience=patience, augment=augment,
-            val_fraction=val_fraction, workers=workers, cache=cache, device=device, amp=amp)
-        cfg = load_config(TrainRunConfig, config, data=train_overrides(x=data).get("x"), model=model,
-                          out=train_overrides(x=out).get("x"), resume=resume, train=overrides)
+            epochs=epochs,
+            batch_size=batch_size,
+            image_size=image_size,
+            lr=lr,
+            pretrained=pretrained,
+            weights=weights,
+            weights_dir=weights_dir,
+            seed=seed,
+            dropout=dropout,
+            freeze_backbone=freeze_backbone,
+            class_weighting=class_weighting,
+            sampler=sampler,
+            patience=patience,
+            augment=augment,
+            val_fraction=val_fraction,
+            workers=workers,
+            cache=cache,
+            device=device,
+            amp=amp,
+        )
+        cfg = load_config(
+            TrainRunConfig,
+            config,
+            data=train_overrides(x=data).get("x"),
+            model=model,
+            out=train_overrides(x=out).get("x"),
+            resume=resume,
+            train=overrides,
+        )
         with _progress() as progress:
             result = train_api(cfg, progress=progress)
         last = result.history[-1] if result.history else {}
-        console.print(f"best epoch {result.best_epoch}/{result.epochs_run}"
-                      f"{' (stopped early)' if result.stopped_early else ''}: "
-                      f"val accuracy {last.get('val_accuracy', float('nan')):.3f} (last epoch)")
+        console.print(
+            f"best epoch {result.best_epoch}/{result.epochs_run}"
+            f"{' (stopped early)' if result.stopped_early else ''}: "
+            f"val accuracy {last.get('val_accuracy', float('nan')):.3f} (last epoch)"
+        )
         console.print(f"checkpoint: {result.best_path}\nlog: {result.log_path}")
         if result.skipped:
             console.print(f"[yellow]{len(result.skipped)} unreadable file(s) skipped[/yellow]")
@@ -108,15 +201,31 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def cv(
         data: Annotated[Path | None, typer.Argument(help="Data folder or manifest CSV.")] = None,
-        model: Model = None, out: Out = None,
+        model: Model = None,
+        out: Out = None,
         folds: Annotated[int | None, typer.Option(help="Folds per repeat [default: 5].")] = None,
         repeats: Annotated[int | None, typer.Option(help="Repeats [default: 5].")] = None,
-        seed: Annotated[int | None, typer.Option(help="Seed of the folds and of training [default: 0].")] = None,
-        epochs: Epochs = None, batch_size: BatchSize = None, image_size: ImageSize = None, lr: Lr = None,
-        pretrained: Pretrained = None, weights: Weights = None, weights_dir: WeightsDir = None,
-        dropout: Dropout = None, freeze_backbone: Freeze = None, class_weighting: ClassWeighting = None,
-        sampler: Sampler = None, patience: Patience = None, augment: Augment = None, val_fraction: ValFraction = None,
-        workers: Workers = None, cache: Cache = None, device: Device = None, amp: Amp = None,
+        seed: Annotated[
+            int | None, typer.Option(help="Seed of the folds and of training [default: 0].")
+        ] = None,
+        epochs: Epochs = None,
+        batch_size: BatchSize = None,
+        image_size: ImageSize = None,
+        lr: Lr = None,
+        pretrained: Pretrained = None,
+        weights: Weights = None,
+        weights_dir: WeightsDir = None,
+        dropout: Dropout = None,
+        freeze_backbone: Freeze = None,
+        class_weighting: ClassWeighting = None,
+        sampler: Sampler = None,
+        patience: Patience = None,
+        augment: Augment = None,
+        val_fraction: ValFraction = None,
+        workers: Workers = None,
+        cache: Cache = None,
+        device: Device = None,
+        amp: Amp = None,
         config: ConfigFile = None,
     ) -> None:
         """Patient-grouped, class-stratified repeated k-fold CV. A rerun skips finished folds."""
@@ -127,18 +236,44 @@ def register(app: typer.Typer) -> None:
         from covidct.training.cv import cross_validate
 
         overrides = train_overrides(
-            epochs=epochs, batch_size=batch_size, image_size=image_size, lr=lr, pretrained=pretrained,
-            weights=weights, weights_dir=weights_dir, seed=seed, dropout=dropout, freeze_backbone=freeze_backbone,
-            class_weighting=class_weighting, sampler=sampler, patience=patience, augment=augment,
-            val_fraction=val_fraction, workers=workers, cache=cache, device=device, amp=amp)
-        cfg = load_config(CVConfig, config, data=train_overrides(x=data).get("x"), model=model,
-                          out=train_overrides(x=out).get("x"), folds=folds, repeats=repeats, seed=seed,
-                          train=overrides)
+            epochs=epochs,
+            batch_size=batch_size,
+            image_size=image_size,
+            lr=lr,
+            pretrained=pretrained,
+            weights=weights,
+            weights_dir=weights_dir,
+            seed=seed,
+            dropout=dropout,
+            freeze_backbone=freeze_backbone,
+            class_weighting=class_weighting,
+            sampler=sampler,
+            patience=patience,
+            augment=augment,
+            val_fraction=val_fraction,
+            workers=workers,
+            cache=cache,
+            device=device,
+            amp=amp,
+        )
+        cfg = load_config(
+            CVConfig,
+            config,
+            data=train_overrides(x=data).get("x"),
+            model=model,
+            out=train_overrides(x=out).get("x"),
+            folds=folds,
+            repeats=repeats,
+            seed=seed,
+            train=overrides,
+        )
         with _progress() as progress:
             result = cross_validate(cfg, progress=progress)
         for renderable in render_summary(result.metrics, "both"):
             console.print(renderable)
         for note in result.warnings:
             console.print(f"[yellow]warning:[/yellow] {note}", highlight=False)
-        console.print(f"{result.trained} fold(s) trained, {result.skipped_jobs} already done; "
-                      f"{result.seconds:.0f} s. Results in {result.run_dir}")
+        console.print(
+            f"{result.trained} fold(s) trained, {result.skipped_jobs} already done; "
+            f"{result.seconds:.0f} s. Results in {result.run_dir}"
+        )

@@ -83,7 +83,9 @@ class PatientStratifiedKFold:
         self.seed = int(seed)
 
     def __repr__(self) -> str:
-        return f"PatientStratifiedKFold(n_splits={self.n_splits}, n_repeats={self.n_repeats}, seed={self.seed})"
+        return (
+            f"PatientStratifiedKFold(n_splits={self.n_splits}, n_repeats={self.n_repeats}, seed={self.seed})"
+        )
 
     def get_n_splits(self) -> int:
         return self.n_splits * self.n_repeats
@@ -99,7 +101,9 @@ class PatientStratifiedKFold:
                     f"or more data",
                 )
 
-    def split(self, y: Sequence[object], groups: Sequence[object] | None = None) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    def split(
+        self, y: Sequence[object], groups: Sequence[object] | None = None
+    ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
         """Yield ``(repeat, fold, train_idx, test_idx)``. ``groups=None`` means slice-level folds."""
         y_arr = np.asarray(y)
         grouped = groups is not None
@@ -112,7 +116,9 @@ class PatientStratifiedKFold:
                 splitter = StratifiedGroupKFold(n_splits=self.n_splits, shuffle=True, random_state=seed)
                 parts = splitter.split(x, y_arr, g_arr)
             else:
-                parts = StratifiedKFold(n_splits=self.n_splits, shuffle=True, random_state=seed).split(x, y_arr)
+                parts = StratifiedKFold(n_splits=self.n_splits, shuffle=True, random_state=seed).split(
+                    x, y_arr
+                )
             for fold, (train, test) in enumerate(parts):
                 if grouped:
                     shared = np.intersect1d(g_arr[train], g_arr[test])

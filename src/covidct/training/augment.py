@@ -17,15 +17,17 @@ ROTATION_DEGREES = 15.0
 def build_augment(strength: float = AUG_RANGE, rotation: float = ROTATION_DEGREES) -> v2.Compose:
     """Random flips + affine (rotation, zoom, shift, shear) for ``(C, S, S)`` float tensors."""
     shear_degrees = math.degrees(math.atan(strength))  # Keras shear is an intensity; as an angle ~8.5 deg
-    return v2.Compose([
-        v2.RandomHorizontalFlip(),
-        v2.RandomVerticalFlip(),
-        v2.RandomAffine(
-            degrees=rotation,
-            translate=(strength, strength),
-            scale=(1.0 - strength, 1.0 + strength),
-            shear=shear_degrees,
-            interpolation=v2.InterpolationMode.BILINEAR,
-            fill=0.0,
-        ),
-    ])
+    return v2.Compose(
+        [
+            v2.RandomHorizontalFlip(),
+            v2.RandomVerticalFlip(),
+            v2.RandomAffine(
+                degrees=rotation,
+                translate=(strength, strength),
+                scale=(1.0 - strength, 1.0 + strength),
+                shear=shear_degrees,
+                interpolation=v2.InterpolationMode.BILINEAR,
+                fill=0.0,
+            ),
+        ]
+    )

@@ -83,7 +83,9 @@ class TrainConfig:
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"patience must be >= 1 (or unset), got {self.patience}")
         if self.lr_patience < 0 or not 0.0 < self.lr_factor < 1.0:
-            raise ConfigError(f"lr_patience must be >= 0 and lr_factor in (0, 1), got {self.lr_patience}, {self.lr_factor}")
+            raise ConfigError(
+                f"lr_patience must be >= 0 and lr_factor in (0, 1), got {self.lr_patience}, {self.lr_factor}"
+            )
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
         _choice("class_weighting", self.class_weighting, CLASS_WEIGHTING)
@@ -91,9 +93,13 @@ class TrainConfig:
         _choice("device", self.device, DEVICES)
         _choice("monitor", self.monitor, MONITORS)
         if self.class_weighting == "balanced" and self.sampler == "balanced":
-            raise ConfigError("use class_weighting=balanced or sampler=balanced, not both (it would double-correct)")
+            raise ConfigError(
+                "use class_weighting=balanced or sampler=balanced, not both (it would double-correct)"
+            )
         if self.weights is not None and not self.pretrained:
-            raise ConfigError("--weights loads pretrained weights; it cannot be combined with --no-pretrained")
+            raise ConfigError(
+                "--weights loads pretrained weights; it cannot be combined with --no-pretrained"
+            )
 
     def resolve(self, spec: ModelSpec) -> TrainConfig:
         """A copy with no ``None`` left: image size from ``spec``, device/AMP/channels-last from the hardware."""
@@ -108,7 +114,11 @@ class TrainConfig:
         amp = cuda if self.amp is None else self.amp and cuda
         channels_last = cuda if self.channels_last is None else self.channels_last
         return replace(
-            self, image_size=self.image_size or spec.input_size, device=device, amp=amp, channels_last=channels_last
+            self,
+            image_size=self.image_size or spec.input_size,
+            device=device,
+            amp=amp,
+            channels_last=channels_last,
         )
 
 

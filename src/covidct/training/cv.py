@@ -25,7 +25,14 @@ import pandas as pd
 
 from covidct.config import config_to_dict
 from covidct.data.dataset import SliceCache, SliceDataset
-from covidct.data.splits import SLICE_LEVEL_WARNING, Fold, SampleLike, make_folds, patient_groups, validation_split
+from covidct.data.splits import (
+    SLICE_LEVEL_WARNING,
+    Fold,
+    SampleLike,
+    make_folds,
+    patient_groups,
+    validation_split,
+)
 from covidct.errors import ConfigError, CovidCTWarning, DataError
 from covidct.models.registry import get_spec
 from covidct.training.config import CVConfig, TrainConfig
@@ -66,8 +73,13 @@ class CVPlan:
         """Every sample decoded once per (size, window), shared by all folds of this plan."""
         key = (image_size, window)
         if key not in self._caches:
-            self._caches[key] = build_cache(self.samples, image_size, window, progress=progress,
-                                            description=f"decode {len(self.samples)} images at {image_size} px")
+            self._caches[key] = build_cache(
+                self.samples,
+                image_size,
+                window,
+                progress=progress,
+                description=f"decode {len(self.samples)} images at {image_size} px",
+            )
         return self._caches[key]
 
 
@@ -94,8 +106,18 @@ def _folds_table(plan: CVPlan) -> pd.DataFrame:
     parts = []
     for (repeat, fold), (train, val, test) in plan.splits.items():
         for split, idx in (("train", train), ("val", val), ("test", test)):
-            parts.append(pd.DataFrame({"path": paths[idx], "patient_id": pids[idx], "label": labels[idx],
-                                       "repeat": repeat, "fold": fold, "split": split}))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "path": paths[idx],
+                        "patient_id": pids[idx],
+                        "label": labels[idx],
+                        "repeat": repeat,
+                        "fold": fold,
+                        "split": split,
+                    }
+                )
+            )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -124,13 +146,23 @@ def plan_cv(cfg: CVConfig, *, write: bool = True) -> CVPlan:
     splits: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for f in folds:
         train_samples = [samples[i] for i in f.train_idx]
-        tr, va = validation_split(train_samples, classes, cfg.train.val_fraction,
-                                  seed=cfg.seed + 1000 * f.repeat + f.fold)
+        tr, va = validation_split(
+            train_samples, classes, cfg.train.val_fraction, seed=cfg.seed + 1000 * f.repeat + f.fold
+        )
         splits[(f.repeat, f.fold)] = (f.train_idx[tr], f.train_idx[va], f.test_idx)
     run = Path(cfg.out)
     resolved = replace(cfg, train=cfg.train.resolve(get_spec(cfg.model)))
-    plan = CVPlan(cfg=resolved, run_dir=run, samples=samples, classes=classes, folds=folds, splits=splits,
-                  grouped=grouped, warnings=notes, run_id=run.resolve().name)
+    plan = CVPlan(
+        cfg=resolved,
+        run_dir=run,
+        samples=samples,
+        classes=classes,
+        folds=folds,
+        splits=splits,
+        grouped=grouped,
+        warnings=notes,
+        run_id=run.resolve().name,
+    )
     if write:
         _write_plan(plan, scan)
     return plan
@@ -152,8 +184,10 @@ def _write_plan(plan: CVPlan, scan: Any) -> None:
         except ValueError:
             previous = None
         if previous is not None and _comparable(previous) != _comparable(config):
-            raise ConfigError(f"{run}: holds a run with other options; use another --out (or --config "
-                              f"{old_config} to resume it)")
+            raise ConfigError(
+                f"{run}: holds a run with other options; use another --out (or --config "
+                f"{old_config} to resume it)"
+            )
     if old_folds.is_file():
         before = pd.read_csv(old_folds, dtype=str, keep_default_na=False)
         if not before.equals(table.astype(str)):
@@ -163,10 +197,19 @@ def _write_plan(plan: CVPlan, scan: Any) -> None:
     save_manifest(scan, run / "manifest.csv")
     with atomic_path(old_folds) as tmp:
         table.to_csv(tmp, index=False)
-    write_json_atomic(run / "env.json", environment_record(
-        plan.cfg.seed, data=str(plan.cfg.data), manifest_sha256=sha256_file(run / "manifest.csv"),
-        folds_sha256=sha256_file(old_folds), n_samples=len(plan.samples), classes=list(plan.classes),
-        grouped=plan.grouped, run_id=plan.run_id))
+    write_json_atomic(
+        run / "env.json",
+        environment_record(
+            plan.cfg.seed,
+            data=str(plan.cfg.data),
+            manifest_sha256=sha256_file(run / "manifest.csv"),
+            folds_sha256=sha256_file(old_folds),
+            n_samples=len(plan.samples),
+            classes=list(plan.classes),
+            grouped=plan.grouped,
+            run_id=plan.run_id,
+        ),
+    )
 
 
 def run_fold(
@@ -196,24 +239,46 @@ def run_fold(
     pick = lambda idx: [plan.samples[i] for i in idx]  # noqa: E731
     cache = plan.cache_for(cfg.image_size, cfg.window, progress) if cfg.cache else None
     run_id = Path(run_dir).resolve().name if run_dir else plan.run_id
-    result = fit(pick(train_idx), pick(val_idx), plan.classes, spec, cfg, target.parent, resume=True, cache=cache,
-                 progress=progress, env={"repeat": repeat, "fold": fold, "run_id": run_id})
+    result = fit(
+        pick(train_idx),
+        pick(val_idx),
+        plan.classes,
+        spec,
+        cfg,
+        target.parent,
+        resume=True,
+        cache=cache,
+        progress=progress,
+        env={"repeat": repeat, "fold": fold, "run_id": run_id},
+    )
     test_ds = SliceDataset(pick(test_idx), plan.classes, result.preprocess, cache=cache)
     if len(test_ds) == 0:
         raise DataError(target.parent, "no readable test images in this fold")
-    probs, _ = predict_proba(result.model, make_loader(test_ds, cfg, train=False), _device_of(result.model),
-                             amp=bool(cfg.amp), channels_last=bool(cfg.channels_last))
-    table = pd.DataFrame({
-        "path": [s.path for s in test_ds.samples],
-        "patient_id": [s.patient_id for s in test_ds.samples],
-        "label": [s.label for s in test_ds.samples],
-        **{f"prob_{c}": probs[:, i] for i, c in enumerate(plan.classes)},
-        "fold": fold, "repeat": repeat, "model": spec.name, "run_id": run_id,
-    })
+    probs, _ = predict_proba(
+        result.model,
+        make_loader(test_ds, cfg, train=False),
+        _device_of(result.model),
+        amp=bool(cfg.amp),
+        channels_last=bool(cfg.channels_last),
+    )
+    table = pd.DataFrame(
+        {
+            "path": [s.path for s in test_ds.samples],
+            "patient_id": [s.patient_id for s in test_ds.samples],
+            "label": [s.label for s in test_ds.samples],
+            **{f"prob_{c}": probs[:, i] for i, c in enumerate(plan.classes)},
+            "fold": fold,
+            "repeat": repeat,
+            "model": spec.name,
+            "run_id": run_id,
+        }
+    )
     from covidct.evaluation.predictions import write_predictions
 
     write_predictions(table, target)
-    (target.parent / "last.pt").unlink(missing_ok=True)  # training state is only needed until the fold is done
+    (target.parent / "last.pt").unlink(
+        missing_ok=True
+    )  # training state is only needed until the fold is done
     return target
 
 
@@ -240,12 +305,23 @@ def cross_validate(cfg: CVConfig, *, progress: ProgressLike | None = None) -> CV
     combined = plan.run_dir / "predictions.csv"
     write_predictions(read_predictions(files), combined)
     metrics = compute_run_metrics(plan.run_dir)
-    return CVResult(run_dir=plan.run_dir, predictions=combined, metrics=metrics, trained=trained,
-                    skipped_jobs=skipped, warnings=plan.warnings, seconds=time.perf_counter() - began)
+    return CVResult(
+        run_dir=plan.run_dir,
+        predictions=combined,
+        metrics=metrics,
+        trained=trained,
+        skipped_jobs=skipped,
+        warnings=plan.warnings,
+        seconds=time.perf_counter() - began,
+    )
 
 
 def fold_patients(plan: CVPlan, repeat: int, fold: int) -> dict[str, Sequence[str]]:
     """Patient (group) ids per split of one job, for checks and reports."""
     groups, _ = patient_groups(plan.samples)
     train, val, test = plan.splits[(repeat, fold)]
-    return {"train": sorted(set(groups[train])), "val": sorted(set(groups[val])), "test": sorted(set(groups[test]))}
+    return {
+        "train": sorted(set(groups[train])),
+        "val": sorted(set(groups[val])),
+        "test": sorted(set(groups[test])),
+    }

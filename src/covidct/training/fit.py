@@ -95,22 +95,38 @@ def make_loader(
         if "fork" in multiprocessing.get_all_start_methods():  # workers share the cache copy-on-write
             kwargs["multiprocessing_context"] = "fork"
     return DataLoader(
-        dataset, batch_size=cfg.batch_size, shuffle=shuffle, sampler=sampler, generator=generator,
-        num_workers=cfg.workers, collate_fn=collate_skip_none, pin_memory=cfg.device == "cuda",
+        dataset,
+        batch_size=cfg.batch_size,
+        shuffle=shuffle,
+        sampler=sampler,
+        generator=generator,
+        num_workers=cfg.workers,
+        collate_fn=collate_skip_none,
+        pin_memory=cfg.device == "cuda",
         drop_last=train and len(dataset) > cfg.batch_size and len(dataset) % cfg.batch_size == 1,  # BatchNorm
         **kwargs,
     )
 
 
 def build_cache(
-    samples: Sequence[SampleLike], image_size: int, window: str, *, workers: int = 2,
-    progress: ProgressLike | None = None, description: str = "decode",
+    samples: Sequence[SampleLike],
+    image_size: int,
+    window: str,
+    *,
+    workers: int = 2,
+    progress: ProgressLike | None = None,
+    description: str = "decode",
 ) -> SliceCache:
     """Decode and resize every sample once (with a progress task)."""
     paths = list(dict.fromkeys(s.path for s in samples))
     with progress_task(progress, description, len(paths)) as update:
-        return SliceCache(paths, image_size, loader=default_loader(window), workers=workers,
-                          progress=lambda done, total: update(completed=done))
+        return SliceCache(
+            paths,
+            image_size,
+            loader=default_loader(window),
+            workers=workers,
+            progress=lambda done, total: update(completed=done),
+        )
 
 
 def _freeze_backbone(model: nn.Module) -> None:
@@ -175,28 +191,61 @@ def fit(
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
     try:
-        model = create_model(spec.name, len(classes), pretrained=cfg.pretrained, weights=cfg.weights,
-                             weights_dir=cfg.weights_dir, dropout=cfg.dropout)
+        model = create_model(
+            spec.name,
+            len(classes),
+            pretrained=cfg.pretrained,
+            weights=cfg.weights,
+            weights_dir=cfg.weights_dir,
+            dropout=cfg.dropout,
+        )
         mean, std = model_normalization(model)
         preprocess = Preprocess(image_size=cfg.image_size, mean=mean, std=std)  # type: ignore[arg-type]
         if cache is None and cfg.cache:
-            cache = build_cache([*train_samples, *val_samples], cfg.image_size, cfg.window,
-                                workers=max(2, cfg.workers), progress=progress)
+            cache = build_cache(
+                [*train_samples, *val_samples],
+                cfg.image_size,
+                cfg.window,
+                workers=max(2, cfg.workers),
+                progress=progress,
+            )
         loader_fn = default_loader(cfg.window)
-        train_ds = SliceDataset(train_samples, classes, preprocess, cache=cache, loader=loader_fn,
-                                augment=build_augment() if cfg.augment else None)
+        train_ds = SliceDataset(
+            train_samples,
+            classes,
+            preprocess,
+            cache=cache,
+            loader=loader_fn,
+            augment=build_augment() if cfg.augment else None,
+        )
         val_ds = SliceDataset(val_samples, classes, preprocess, cache=cache, loader=loader_fn)
         if len(train_ds) == 0:
             raise DataError(out, "none of the training images could be read")
         meta = CheckpointMeta(
-            model_name=spec.name, timm_name=spec.timm_name, classes=classes, image_size=cfg.image_size,
-            mean=mean, std=std, window=_window_record(cfg.window), cam_layer=spec.cam_layer, dropout=cfg.dropout,  # type: ignore[arg-type]
+            model_name=spec.name,
+            timm_name=spec.timm_name,
+            classes=classes,
+            image_size=cfg.image_size,
+            mean=mean,
+            std=std,
+            window=_window_record(cfg.window),
+            cam_layer=spec.cam_layer,
+            dropout=cfg.dropout,  # type: ignore[arg-type]
             config=config_to_dict(cfg),
         )
-        write_json_atomic(out / "config.json", {**(record or {}), "model": spec.name, "train": config_to_dict(cfg)})
-        write_json_atomic(out / "env.json", environment_record(
-            cfg.seed, data_hash=samples_hash([*train_samples, *val_samples]), n_train=len(train_ds),
-            n_val=len(val_ds), **(env or {})))
+        write_json_atomic(
+            out / "config.json", {**(record or {}), "model": spec.name, "train": config_to_dict(cfg)}
+        )
+        write_json_atomic(
+            out / "env.json",
+            environment_record(
+                cfg.seed,
+                data_hash=samples_hash([*train_samples, *val_samples]),
+                n_train=len(train_ds),
+                n_val=len(val_ds),
+                **(env or {}),
+            ),
+        )
         return _train(model, train_ds, val_ds, cfg, meta, out, device, resume=resume, progress=progress)
     finally:
         torch.use_deterministic_algorithms(previous_det)
@@ -210,8 +259,16 @@ def _window_record(window: str) -> dict[str, Any]:
 
 
 def _train(
-    model: nn.Module, train_ds: SliceDataset, val_ds: SliceDataset, cfg: TrainConfig, meta: CheckpointMeta,
-    out: Path, device: torch.device, *, resume: bool, progress: ProgressLike | None,
+    model: nn.Module,
+    train_ds: SliceDataset,
+    val_ds: SliceDataset,
+    cfg: TrainConfig,
+    meta: CheckpointMeta,
+    out: Path,
+    device: torch.device,
+    *,
+    resume: bool,
+    progress: ProgressLike | None,
 ) -> FitResult:
     if cfg.freeze_backbone:
         _freeze_backbone(model)
@@ -221,12 +278,15 @@ def _train(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     mode = "max" if cfg.monitor == "val_accuracy" else "min"
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=cfg.lr_factor,
-                                                           patience=cfg.lr_patience)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode=mode, factor=cfg.lr_factor, patience=cfg.lr_patience
+    )
     weight = None
     if cfg.class_weighting == "balanced":
         counts = np.bincount(train_ds.labels, minlength=len(meta.classes)).astype(float)
-        weight = torch.tensor(len(train_ds) / (len(meta.classes) * np.maximum(counts, 1)), dtype=torch.float32)
+        weight = torch.tensor(
+            len(train_ds) / (len(meta.classes) * np.maximum(counts, 1)), dtype=torch.float32
+        )
     criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing).to(device)
     scaler = torch.amp.GradScaler("cuda") if cfg.amp and device.type == "cuda" else None
 
@@ -236,11 +296,17 @@ def _train(
     if resume and last_path.is_file():
         state = read_checkpoint(last_path)["extra"]
         if _resumable(state.get("config") or {}) != _resumable(meta.config):
-            raise CheckpointError(f"{last_path}: saved with different options; remove it or use another --out")
+            raise CheckpointError(
+                f"{last_path}: saved with different options; remove it or use another --out"
+            )
         model.load_state_dict(read_checkpoint(last_path)["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        history, best_score, best_epoch = list(state["history"]), float(state["best_score"]), int(state["best_epoch"])
+        history, best_score, best_epoch = (
+            list(state["history"]),
+            float(state["best_score"]),
+            int(state["best_epoch"]),
+        )
         start = int(state["epoch"]) + 1
     stopped_early = bool(history) and _patience_exceeded(history, best_epoch, cfg)
     generator = torch.Generator()
@@ -254,14 +320,31 @@ def _train(
             seed_everything(cfg.seed + epoch)
             torch.manual_seed(cfg.seed + epoch)
             generator.manual_seed(cfg.seed + epoch)
-            stats = train_one_epoch(model, train_loader, optimizer, criterion, device, amp=bool(cfg.amp),
-                                    channels_last=bool(cfg.channels_last), scaler=scaler, progress=progress,
-                                    description=f"epoch {epoch}/{cfg.epochs}")
-            val = evaluate(model, val_loader, criterion, device, amp=bool(cfg.amp),
-                           channels_last=bool(cfg.channels_last))
-            row = {"epoch": epoch, "train_loss": stats.loss, "train_accuracy": stats.accuracy,
-                   "val_loss": val.loss, "val_accuracy": val.accuracy, "lr": optimizer.param_groups[0]["lr"],
-                   "seconds": round(time.perf_counter() - began, 3), "best": 0}
+            stats = train_one_epoch(
+                model,
+                train_loader,
+                optimizer,
+                criterion,
+                device,
+                amp=bool(cfg.amp),
+                channels_last=bool(cfg.channels_last),
+                scaler=scaler,
+                progress=progress,
+                description=f"epoch {epoch}/{cfg.epochs}",
+            )
+            val = evaluate(
+                model, val_loader, criterion, device, amp=bool(cfg.amp), channels_last=bool(cfg.channels_last)
+            )
+            row = {
+                "epoch": epoch,
+                "train_loss": stats.loss,
+                "train_accuracy": stats.accuracy,
+                "val_loss": val.loss,
+                "val_accuracy": val.accuracy,
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": round(time.perf_counter() - began, 3),
+                "best": 0,
+            }
             score = _score(row, cfg.monitor)
             scheduler.step(score if mode == "max" else -score)
             if score > best_score:
@@ -269,20 +352,41 @@ def _train(
                 save_checkpoint(best_path, model, meta, epoch=epoch, score=score, monitor=cfg.monitor)
             history.append(row)
             _write_log(log_path, history)
-            save_checkpoint(last_path, model, meta, optimizer=optimizer.state_dict(),
-                            scheduler=scheduler.state_dict(), epoch=epoch, history=history, best_score=best_score,
-                            best_epoch=best_epoch, config=meta.config)
+            save_checkpoint(
+                last_path,
+                model,
+                meta,
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                epoch=epoch,
+                history=history,
+                best_score=best_score,
+                best_epoch=best_epoch,
+                config=meta.config,
+            )
             stopped_early = _patience_exceeded(history, best_epoch, cfg)
-            update_epochs(advance=1, loss=f"{stats.loss:.4f}", acc=f"{stats.accuracy:.3f}",
-                          val_acc=f"{val.accuracy:.3f}")
+            update_epochs(
+                advance=1,
+                loss=f"{stats.loss:.4f}",
+                acc=f"{stats.accuracy:.3f}",
+                val_acc=f"{val.accuracy:.3f}",
+            )
     if not best_path.is_file():
         raise CheckpointError(f"{best_path}: missing although training finished (was the folder edited?)")
     model.load_state_dict(read_checkpoint(best_path)["state_dict"])
     model.eval()
     return FitResult(
-        out_dir=out, best_path=best_path, log_path=log_path, best_epoch=best_epoch, best_score=best_score,
-        epochs_run=len(history), stopped_early=stopped_early and len(history) < cfg.epochs, history=history,
-        skipped=list(train_ds.skipped) + list(val_ds.skipped), meta=meta, model=model,
+        out_dir=out,
+        best_path=best_path,
+        log_path=log_path,
+        best_epoch=best_epoch,
+        best_score=best_score,
+        epochs_run=len(history),
+        stopped_early=stopped_early and len(history) < cfg.epochs,
+        history=history,
+        skipped=list(train_ds.skipped) + list(val_ds.skipped),
+        meta=meta,
+        model=model,
     )
 
 
@@ -318,6 +422,15 @@ def train(cfg: TrainRunConfig, *, progress: ProgressLike | None = None) -> FitRe
     """``covidct train``: all data, a validation split from the training patients, results in ``cfg.out``."""
     samples, classes, _ = load_samples(cfg.data)
     train_idx, val_idx = validation_split(samples, classes, cfg.train.val_fraction, seed=cfg.train.seed)
-    return fit([samples[i] for i in train_idx], [samples[i] for i in val_idx], classes, cfg.model, cfg.train,
-               cfg.out, resume=cfg.resume, progress=progress, env={"data": str(cfg.data)},
-               record={"data": cfg.data, "out": cfg.out})
+    return fit(
+        [samples[i] for i in train_idx],
+        [samples[i] for i in val_idx],
+        classes,
+        cfg.model,
+        cfg.train,
+        cfg.out,
+        resume=cfg.resume,
+        progress=progress,
+        env={"data": str(cfg.data)},
+        record={"data": cfg.data, "out": cfg.out},
+    )

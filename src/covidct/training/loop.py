@@ -146,7 +146,9 @@ def evaluate(
         return EpochStats(float("nan"), float("nan"), 0)
     logp = torch.log(torch.from_numpy(probs).clamp_min(1e-12))
     target = torch.from_numpy(labels).long()
-    smoothing = float(getattr(criterion, "label_smoothing", 0.0))  # same smoothing as training, no class weights
+    smoothing = float(
+        getattr(criterion, "label_smoothing", 0.0)
+    )  # same smoothing as training, no class weights
     loss = float(nn.functional.cross_entropy(logp, target, label_smoothing=smoothing))
     accuracy = float((probs.argmax(1) == labels).mean())
     return EpochStats(loss, accuracy, len(labels))
