@@ -18,7 +18,7 @@ from covidct.training.cv import cross_validate
 @pytest.mark.xfail(
     strict=False,
     reason="issue 3: from scratch, 6 phantom patients per class do not generalise to new patients at 64 px "
-    "(measured 0.58 slice accuracy at 10-20 epochs, with and without augmentation); the bar stays 0.9, the lead "
+    "(measured 0.58 slice accuracy at 10-20 epochs, with and without augmentation); bar stays 0.9, the lead "
     "decides on more phantom patients or stronger lesions",
 )
 def test_cv_on_phantoms_reaches_090_accuracy(phantoms, tmp_path: Path) -> None:
