@@ -375,10 +375,10 @@ def save_study_figures(tables: StudyTables, out_dir: PathLike | None = None) -> 
     figs: dict[str, Path] = {}
     s = tables.summaries
     figs["accuracy"] = plot_metric_bars(
-        s, "accuracy", out / "bars_accuracy.png", title="Multi-class accuracy, mean ± std over folds"
+        s, "accuracy", out / "bars_accuracy.png", title="Accuracy (mean ± std)"
     )
     figs["macro_f1"] = plot_metric_bars(
-        s, "macro_f1", out / "bars_macro_f1.png", title="Macro F1, mean ± std over folds"
+        s, "macro_f1", out / "bars_macro_f1.png", title="Macro F1 (mean ± std)"
     )
     for i, cls in enumerate(tables.classes):
         figs[f"f1_{cls}"] = plot_metric_bars(
@@ -386,7 +386,7 @@ def save_study_figures(tables: StudyTables, out_dir: PathLike | None = None) -> 
             "f1",
             out / f"bars_f1_class{i}.png",
             cls=cls,
-            title=f"F1 of {cls} (one-vs-rest), mean ± std over folds",
+            title=f"F1, {cls} vs rest",
         )
     info = tables.model_info
     if info["latency_ms"].notna().any():
@@ -403,7 +403,7 @@ def save_study_figures(tables: StudyTables, out_dir: PathLike | None = None) -> 
             s[model]["confusion_matrix"],
             tables.classes,
             out / f"confusion_{model_dirname(model)}.png",
-            title=f"{model}: confusion matrix (slice level, all folds)",
+            title=f"{model} (all folds)",
         )
     return figs
 
