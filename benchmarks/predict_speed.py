@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         out = Path(args.out) / f"round{r}"
         result = run_bench(cfg, out, on_case=lambda m, b, r=r: sys.stderr.write(f"  round {r}: {m} / {b} ...\n"))
-        tables.append(result.table.sort_values(KEYS[:3], key=lambda c: c.map(_ORDER).fillna(c)).reset_index(drop=True))
+        table = result.table.assign(_rank=result.table["backend"].map(_ORDER))
+        tables.append(table.sort_values(["model", "_rank", "batch_size"]).drop(columns="_rank").reset_index(drop=True))
     table = best_of(tables)
     table.to_csv(Path(args.out) / "best.csv", index=False, float_format="%.4g")
     print(f"end-to-end inputs: {len(images) or 'generated'} {'DICOM slices' if images else 'PNGs'}; "
