@@ -28,7 +28,7 @@ def test_round_trip_gives_identical_outputs(tmp_path) -> None:
     assert not list(tmp_path.glob(".*tmp"))  # the atomic write left no temp file
 
 
-@pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"PK\x03\x04truncated"])
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"PK\x03\x04truncated", b"\x80\x02", b"xy"])
 def test_corrupt_files_raise_checkpoint_error(tmp_path, content) -> None:
     path = tmp_path / "bad.pt"
     path.write_bytes(content)

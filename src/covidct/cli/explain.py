@@ -38,12 +38,17 @@ def explain(
     window: str = typer.Option(
         "lung", "--window", help="CT window for DICOM: lung, mediastinal or WIDTH,LEVEL."
     ),
+    tolerance: int = typer.Option(
+        0, "--tolerance", min=0, help="Pointing game: a maximum within N pixels of the lesion is a hit."
+    ),
 ) -> None:
     """Class activation maps (Grad-CAM by default) per slice, plus localisation or faithfulness scores."""
     from covidct.explain.api import ExplainConfig
     from covidct.explain.api import explain as run_explain
 
-    cfg = ExplainConfig(method=method, target=target, layer=layer, batch_size=batch_size, window=window)
+    cfg = ExplainConfig(
+        method=method, target=target, layer=layer, batch_size=batch_size, window=window, tolerance=tolerance
+    )
     with console.status(f"{cfg.method}: explaining {len(inputs)} input(s)..."):
         result = run_explain(checkpoint, inputs, out, masks=masks, config=cfg)
     console.print(f"{result.method} @ {result.layer}: {result.n_slices} slice(s) -> {result.out}")
@@ -59,7 +64,8 @@ def explain(
             f"{result.masks_missing} without a mask file):"
         )
         console.print(
-            f"  pointing game: {_fmt(loc.pointing_game)} (random baseline {_fmt(loc.random_pointing_game)})"
+            f"  pointing game: {_fmt(loc.pointing_game)} (random baseline {_fmt(loc.random_pointing_game)}"
+            f"{f'; tolerance {cfg.tolerance} px' if cfg.tolerance else ''})"
         )
         console.print(
             f"  energy inside mask: {_fmt(loc.energy_inside)} "

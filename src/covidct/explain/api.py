@@ -39,9 +39,12 @@ class ExplainConfig:
     window: str = "lung"
     fraction: float = 0.2  # share of pixels removed for the faithfulness score
     seed: int = 0
+    tolerance: int = 0  # pointing game: a hit within this many pixels of the lesion counts (Zhang et al. 2016)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", check_method(self.method))
+        if self.tolerance < 0:
+            raise ConfigError(f"tolerance must be >= 0 pixels, got {self.tolerance}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if not 0.0 < self.fraction < 1.0:
@@ -140,7 +143,9 @@ def explain(
         if masks_dir is not None:
             from covidct.explain.scores import localization_scores
 
-            localization = localization_scores(cams_for_scores, masks_for_scores, seed=cfg.seed)
+            localization = localization_scores(
+                cams_for_scores, masks_for_scores, seed=cfg.seed, tolerance=cfg.tolerance
+            )
         faithfulness = _combine(faith) if faith else None
         extra = {
             "checkpoint": str(checkpoint),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -100,7 +101,9 @@ def read_checkpoint(path: str | os.PathLike[str], *, map_location: str = "cpu") 
         raise CheckpointError(f"{path}: empty file, not a checkpoint")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+    except (
+        RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError, struct.error
+    ) as exc:
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         if "Weights only load failed" in reason or isinstance(exc, pickle.UnpicklingError):
             reason = "not a torch checkpoint file, or truncated"
