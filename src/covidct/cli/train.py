@@ -16,19 +16,19 @@ Model = Annotated[
     str | None, typer.Option("--model", "-m", help="Paper name (EfficientNetB0) or any timm name.")
 ]
 Out = Annotated[Path | None, typer.Option("--out", "-o", help="Run folder.")]
-Epochs = Annotated[int | None, typer.Option(help="Epochs [default: 30].", rich_help_panel=_T)]
+Epochs = Annotated[int | None, typer.Option(help="Epochs (default: 30).", rich_help_panel=_T)]
 BatchSize = Annotated[
-    int | None, typer.Option("--batch-size", help="Batch size [default: 32].", rich_help_panel=_T)
+    int | None, typer.Option("--batch-size", help="Batch size (default: 32).", rich_help_panel=_T)
 ]
 ImageSize = Annotated[
-    int | None, typer.Option("--image-size", help="Input size [default: the model's].", rich_help_panel=_T)
+    int | None, typer.Option("--image-size", help="Input size (default: the model's).", rich_help_panel=_T)
 ]
-Lr = Annotated[float | None, typer.Option(help="Adam learning rate [default: 1e-4].", rich_help_panel=_T)]
+Lr = Annotated[float | None, typer.Option(help="Adam learning rate (default: 1e-4).", rich_help_panel=_T)]
 Pretrained = Annotated[
     bool | None,
     typer.Option(
         "--pretrained/--no-pretrained",
-        help="Start from pretrained weights [default: yes].",
+        help="Start from pretrained weights (default: yes).",
         rich_help_panel=_T,
     ),
 ]
@@ -39,9 +39,9 @@ WeightsDir = Annotated[
     Path | None,
     typer.Option("--weights-dir", help="Folder of <timm_name>.safetensors files.", rich_help_panel=_T),
 ]
-Seed = Annotated[int | None, typer.Option(help="Random seed [default: 0].", rich_help_panel=_T)]
+Seed = Annotated[int | None, typer.Option(help="Random seed (default: 0).", rich_help_panel=_T)]
 Dropout = Annotated[
-    float | None, typer.Option(help="Dropout before the head [default: 0].", rich_help_panel=_T)
+    float | None, typer.Option(help="Dropout before the head (default: 0).", rich_help_panel=_T)
 ]
 Freeze = Annotated[
     bool | None,
@@ -65,22 +65,22 @@ Augment = Annotated[
 ValFraction = Annotated[
     float | None,
     typer.Option(
-        "--val-fraction", help="Validation share of training patients [default: 0.2].", rich_help_panel=_T
+        "--val-fraction", help="Validation share of training patients (default: 0.2).", rich_help_panel=_T
     ),
 ]
 Workers = Annotated[
-    int | None, typer.Option(help="DataLoader worker processes [default: 0].", rich_help_panel=_T)
+    int | None, typer.Option(help="DataLoader worker processes (default: 0).", rich_help_panel=_T)
 ]
 Cache = Annotated[
     bool | None,
     typer.Option(
-        "--cache/--no-cache", help="Decode + resize each image once [default: yes].", rich_help_panel=_T
+        "--cache/--no-cache", help="Decode + resize each image once (default: yes).", rich_help_panel=_T
     ),
 ]
 Device = Annotated[str | None, typer.Option(help="auto | cpu | cuda.", rich_help_panel=_T)]
 Amp = Annotated[
     bool | None,
-    typer.Option("--amp/--no-amp", help="Mixed precision [default: on CUDA only].", rich_help_panel=_T),
+    typer.Option("--amp/--no-amp", help="Mixed precision (default: on CUDA only).", rich_help_panel=_T),
 ]
 ConfigFile = Annotated[
     Path | None, typer.Option("--config", help="A run's config.json to replay; flags override.")
@@ -203,10 +203,10 @@ def register(app: typer.Typer) -> None:
         data: Annotated[Path | None, typer.Argument(help="Data folder or manifest CSV.")] = None,
         model: Model = None,
         out: Out = None,
-        folds: Annotated[int | None, typer.Option(help="Folds per repeat [default: 5].")] = None,
-        repeats: Annotated[int | None, typer.Option(help="Repeats [default: 5].")] = None,
+        folds: Annotated[int | None, typer.Option(help="Folds per repeat (default: 5).")] = None,
+        repeats: Annotated[int | None, typer.Option(help="Repeats (default: 5).")] = None,
         seed: Annotated[
-            int | None, typer.Option(help="Seed of the folds and of training [default: 0].")
+            int | None, typer.Option(help="Seed of the folds and of training (default: 0).")
         ] = None,
         epochs: Epochs = None,
         batch_size: BatchSize = None,
