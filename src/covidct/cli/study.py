@@ -267,7 +267,7 @@ def demo(
         "demo_out"
     ),
     models: Annotated[
-        str | None, typer.Option("--models", help="Models (default: resnet10t,mobilenetv3_small_100).")
+        str | None, typer.Option("--models", help="Models (default: resnet10t,resnet14t).")
     ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs per job (default: 12).")] = None,
     folds: Annotated[int | None, typer.Option("--folds", help="Folds (default: 3).")] = None,
