@@ -5,7 +5,7 @@ air outside a body ellipse (fat rim, soft tissue), two dark lungs with vessels (
 airways (dark lumen, bright wall), a vertebra, the scanner table and noise. Lesions by class:
 
 - ``COVID-19``: bilateral, peripheral (subpleural) ground-glass opacities: several faint, hazy patches
-  (+300..+500 HU over lung, i.e. about -560..-360 HU) touching the pleura in both lungs;
+  (+400..+600 HU over lung, i.e. about -460..-260 HU) touching the pleura in both lungs;
 - ``Pneumonia``: dense lobar consolidation (close to soft tissue), usually in one lung, larger and brighter;
 - ``Healthy``: none.
 
@@ -174,11 +174,11 @@ def _lesions(
                 inside = lung & (((x - cx) * dx + (y - cy) * dy) > 0)
                 dist = (x - cx) * dx + (y - cy) * dy
                 edge = float(dist[inside].max()) if inside.any() else 0.1
-                r = rng.uniform(0.10, 0.15 + 0.08 * sev)
+                r = rng.uniform(0.12, 0.18 + 0.08 * sev)
                 centre_x, centre_y = cx + dx * (edge - 0.3 * r), cy + dy * (edge - 0.3 * r)
                 blob = np.exp(-_ellipse(x, y, centre_x, centre_y, r * rng.uniform(0.8, 1.4), r) * 1.5)
                 haze = 1 + 0.35 * gaussian_filter(rng.normal(0, 1, x.shape).astype(np.float32), px * r * 0.4)
-                amp = rng.uniform(300, 380 + 120 * sev)
+                amp = rng.uniform(400, 480 + 120 * sev)
                 field = blob * np.clip(haze, 0.3, 1.7) * lung
                 extra += (amp * field).astype(np.float32)
                 mask |= field > 0.4

@@ -58,6 +58,7 @@ class TrainConfig:
     cache: bool = True  # decode + resize every image once
     device: str = "auto"
     window: str = "lung"  # DICOM window (ignored for PNG/JPEG)
+    recalibrate_bn: bool = True  # precise BN: re-estimate BatchNorm statistics before each validation
 
     def __post_init__(self) -> None:
         for name in ("weights", "weights_dir"):

@@ -33,7 +33,13 @@ from covidct.models.checkpoint import CheckpointMeta, read_checkpoint, save_chec
 from covidct.models.registry import ModelSpec, create_model, get_spec, model_normalization
 from covidct.training.augment import build_augment
 from covidct.training.config import TrainConfig, TrainRunConfig
-from covidct.training.loop import ProgressLike, evaluate, progress_task, train_one_epoch
+from covidct.training.loop import (
+    ProgressLike,
+    evaluate,
+    progress_task,
+    recalibrate_batchnorm,
+    train_one_epoch,
+)
 from covidct.utils import atomic_path, environment_record, seed_everything, write_json_atomic
 
 BEST = "best.pt"
@@ -332,6 +338,8 @@ def _train(
                 progress=progress,
                 description=f"epoch {epoch}/{cfg.epochs}",
             )
+            if cfg.recalibrate_bn:
+                recalibrate_batchnorm(model, train_loader, device, channels_last=bool(cfg.channels_last))
             val = evaluate(
                 model, val_loader, criterion, device, amp=bool(cfg.amp), channels_last=bool(cfg.channels_last)
             )
