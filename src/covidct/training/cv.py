@@ -139,7 +139,8 @@ def plan_cv(cfg: CVConfig, *, write: bool = True) -> CVPlan:
         folds = make_folds(samples, classes, cfg.folds, cfg.repeats, cfg.seed)
     if not grouped:
         warnings.warn(SLICE_LEVEL_WARNING, CovidCTWarning, stacklevel=2)
-    notes.extend(str(w) for w in getattr(scan, "warnings", ()) or ())
+    # the scan says "no patient ids" too; the fold warning above already does, once is enough
+    notes.extend(str(w) for w in getattr(scan, "warnings", ()) or () if grouped or "no patient ids" not in str(w))
     skipped = list(getattr(scan, "skipped", []) or [])
     if skipped:
         notes.append(f"{len(skipped)} unreadable file(s) left out (see manifest.csv)")
