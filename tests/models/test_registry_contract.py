@@ -71,3 +71,17 @@ def test_weights_errors_are_clear(tmp_path) -> None:
         create_model("resnet10t", 3, weights_dir=tmp_path)
     with pytest.raises(ConfigError):
         create_model("resnet10t", 1, pretrained=False)
+
+
+def test_unreachable_hub_fails_at_once_with_a_clear_message(monkeypatch) -> None:
+    from huggingface_hub import constants
+
+    import covidct.models.registry as registry
+
+    probes: list[bool] = []
+    monkeypatch.setattr(registry, "hub_reachable", lambda timeout=3.0: probes.append(True) or False)
+    before = constants.HF_HUB_OFFLINE
+    with pytest.raises(CheckpointError, match="--weights FILE, --weights-dir DIR, or --no-pretrained"):
+        create_model("EfficientNetB0", 3, pretrained=True)
+    assert probes == [True]  # one probe, then cache-only: no minute of download retries
+    assert constants.HF_HUB_OFFLINE == before

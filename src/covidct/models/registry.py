@@ -6,8 +6,11 @@ pooling, optional dropout, a linear layer for the dataset's classes. Grayscale s
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
+import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -122,6 +125,35 @@ def _find_local_weights(spec: ModelSpec, weights_dir: Path) -> Path | None:
     return None
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the model hub's host accepts a TCP connection (one quick probe, no retries)."""
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _hub_offline_if_unreachable() -> Iterator[None]:
+    """Cache-only hub access when the hub cannot be reached: a missing download then fails at once instead of
+    retrying for about a minute; weights already in the local hub cache still load."""
+    from huggingface_hub import constants
+
+    previous = constants.HF_HUB_OFFLINE
+    if not previous and not hub_reachable():
+        constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = previous
+
+
 def create_model(
     name: str,
     num_classes: int,
@@ -164,7 +196,8 @@ def create_model(
     if not pretrained:
         return timm.create_model(spec.timm_name, pretrained=False, **kwargs)
     try:
-        return timm.create_model(spec.timm_name, pretrained=True, **kwargs)
+        with _hub_offline_if_unreachable():
+            return timm.create_model(spec.timm_name, pretrained=True, **kwargs)
     except Exception as exc:  # hub errors come in many types (OSError, requests, huggingface_hub)
         raise CheckpointError(
             f"{spec.name}: could not get pretrained weights {spec.timm_name} from the model hub "
