@@ -26,7 +26,7 @@ from covidct.cli.train import (  # the training options of `covidct train`/`cv`,
     ValFraction,
     WeightsDir,
     Workers,
-    train_overrides,
+    train_options,
 )
 
 
@@ -190,26 +190,7 @@ def compare(
     from covidct.study.compare import compare as run_compare
     from covidct.study.config import StudyConfig
 
-    train = train_overrides(
-        epochs=epochs,
-        batch_size=batch_size,
-        image_size=image_size,
-        lr=lr,
-        pretrained=pretrained,
-        weights_dir=weights_dir,
-        seed=seed,
-        dropout=dropout,
-        freeze_backbone=freeze_backbone,
-        class_weighting=class_weighting,
-        sampler=sampler,
-        patience=patience,
-        augment=augment,
-        val_fraction=val_fraction,
-        workers=workers,
-        cache=cache,
-        device=device,
-        amp=amp,
-    )
+    train = train_options(locals())
     cfg = load_config(
         StudyConfig,
         config,

@@ -87,9 +87,22 @@ ConfigFile = Annotated[
 ]
 
 
+#: The command parameters that are ``TrainConfig`` fields (shared by train, cv and compare).
+TRAIN_OPTIONS = (
+    "epochs", "batch_size", "image_size", "lr", "pretrained", "weights", "weights_dir", "seed", "dropout",
+    "freeze_backbone", "class_weighting", "sampler", "patience", "augment", "val_fraction", "workers", "cache",
+    "device", "amp",
+)
+
+
 def train_overrides(**options: Any) -> dict[str, Any]:
     """CLI option values -> ``TrainConfig`` overrides (``None`` = not given; paths as strings)."""
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items() if v is not None}
+
+
+def train_options(values: dict[str, Any]) -> dict[str, Any]:
+    """The ``TrainConfig`` overrides among a command's parameter values (pass ``locals()``)."""
+    return train_overrides(**{k: v for k, v in values.items() if k in TRAIN_OPTIONS})
 
 
 def _progress() -> Any:
@@ -156,33 +169,13 @@ def register(app: typer.Typer) -> None:
         from covidct.training.config import TrainRunConfig
         from covidct.training.fit import train as train_api
 
-        overrides = train_overrides(
-            epochs=epochs,
-            batch_size=batch_size,
-            image_size=image_size,
-            lr=lr,
-            pretrained=pretrained,
-            weights=weights,
-            weights_dir=weights_dir,
-            seed=seed,
-            dropout=dropout,
-            freeze_backbone=freeze_backbone,
-            class_weighting=class_weighting,
-            sampler=sampler,
-            patience=patience,
-            augment=augment,
-            val_fraction=val_fraction,
-            workers=workers,
-            cache=cache,
-            device=device,
-            amp=amp,
-        )
+        overrides = train_options(locals())
         cfg = load_config(
             TrainRunConfig,
             config,
-            data=train_overrides(x=data).get("x"),
+            data=None if data is None else str(data),
             model=model,
-            out=train_overrides(x=out).get("x"),
+            out=None if out is None else str(out),
             resume=resume,
             train=overrides,
         )
@@ -235,33 +228,13 @@ def register(app: typer.Typer) -> None:
         from covidct.training.config import CVConfig
         from covidct.training.cv import cross_validate
 
-        overrides = train_overrides(
-            epochs=epochs,
-            batch_size=batch_size,
-            image_size=image_size,
-            lr=lr,
-            pretrained=pretrained,
-            weights=weights,
-            weights_dir=weights_dir,
-            seed=seed,
-            dropout=dropout,
-            freeze_backbone=freeze_backbone,
-            class_weighting=class_weighting,
-            sampler=sampler,
-            patience=patience,
-            augment=augment,
-            val_fraction=val_fraction,
-            workers=workers,
-            cache=cache,
-            device=device,
-            amp=amp,
-        )
+        overrides = train_options(locals())
         cfg = load_config(
             CVConfig,
             config,
-            data=train_overrides(x=data).get("x"),
+            data=None if data is None else str(data),
             model=model,
-            out=train_overrides(x=out).get("x"),
+            out=None if out is None else str(out),
             folds=folds,
             repeats=repeats,
             seed=seed,

@@ -123,6 +123,16 @@ class TrainConfig:
         )
 
 
+def _check_run_paths_and_model(cfg: TrainRunConfig | CVConfig) -> None:
+    """``data``/``out`` stored as strings (JSON-ready); a model name is required."""
+    for name in ("data", "out"):
+        value = getattr(cfg, name)
+        if isinstance(value, Path):
+            object.__setattr__(cfg, name, str(value))
+    if not cfg.model:
+        raise ConfigError("--model is required")
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainRunConfig:
     """``covidct train DATA --model NAME --out RUN``: one model on all data (validation from its patients)."""
@@ -134,12 +144,7 @@ class TrainRunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        for name in ("data", "out"):
-            value = getattr(self, name)
-            if isinstance(value, Path):
-                object.__setattr__(self, name, str(value))
-        if not self.model:
-            raise ConfigError("--model is required")
+        _check_run_paths_and_model(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,12 +160,7 @@ class CVConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        for name in ("data", "out"):
-            value = getattr(self, name)
-            if isinstance(value, Path):
-                object.__setattr__(self, name, str(value))
-        if not self.model:
-            raise ConfigError("--model is required")
+        _check_run_paths_and_model(self)
         if self.folds < 2:
             raise ConfigError(f"folds must be >= 2, got {self.folds}")
         if self.repeats < 1:
