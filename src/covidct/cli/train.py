@@ -49,6 +49,41 @@ Freeze = Annotated[
         "--freeze-backbone/--no-freeze-backbone", help="Train only the classifier head.", rich_help_panel=_T
     ),
 ]
+FeatureCache = Annotated[
+    bool | None,
+    typer.Option(
+        "--feature-cache/--no-feature-cache",
+        help="With --freeze-backbone: compute backbone features once per image, cached on disk "
+        "($COVIDCT_FEATURE_CACHE or ~/.cache/covidct/features), and train the head on them (default: yes; "
+        "no augmentation on this path).",
+        rich_help_panel=_T,
+    ),
+]
+BackboneLrScale = Annotated[
+    float | None,
+    typer.Option(
+        "--backbone-lr-scale",
+        help="Discriminative learning rate: backbone lr = lr x SCALE, head lr = lr (default: 1).",
+        rich_help_panel=_T,
+    ),
+]
+HeadWarmup = Annotated[
+    int | None,
+    typer.Option(
+        "--head-warmup",
+        help="Train only the head for the first N epochs, backbone and its BatchNorm statistics frozen "
+        "(default: 0).",
+        rich_help_panel=_T,
+    ),
+]
+PreciseBn = Annotated[
+    bool | None,
+    typer.Option(
+        "--precise-bn/--no-precise-bn",
+        help="Re-estimate BatchNorm statistics on the training data before each validation (default: yes).",
+        rich_help_panel=_T,
+    ),
+]
 ClassWeighting = Annotated[
     str | None, typer.Option("--class-weighting", help="none | balanced (loss weights).", rich_help_panel=_T)
 ]
@@ -91,7 +126,7 @@ ConfigFile = Annotated[
 TRAIN_OPTIONS = (
     "epochs", "batch_size", "image_size", "lr", "pretrained", "weights", "weights_dir", "seed", "dropout",
     "freeze_backbone", "class_weighting", "sampler", "patience", "augment", "val_fraction", "workers", "cache",
-    "device", "amp",
+    "device", "amp", "feature_cache", "backbone_lr_scale", "head_warmup", "recalibrate_bn",
 )
 
 
@@ -151,6 +186,10 @@ def register(app: typer.Typer) -> None:
         seed: Seed = None,
         dropout: Dropout = None,
         freeze_backbone: Freeze = None,
+        feature_cache: FeatureCache = None,
+        backbone_lr_scale: BackboneLrScale = None,
+        head_warmup: HeadWarmup = None,
+        recalibrate_bn: PreciseBn = None,
         class_weighting: ClassWeighting = None,
         sampler: Sampler = None,
         patience: Patience = None,
@@ -187,6 +226,11 @@ def register(app: typer.Typer) -> None:
             f"{' (stopped early)' if result.stopped_early else ''}: "
             f"val accuracy {last.get('val_accuracy', float('nan')):.3f} (last epoch)"
         )
+        if result.weights is not None:
+            console.print(result.weights.describe(), markup=False, highlight=False)
+        if result.feature_stats is not None:
+            stats = result.feature_stats
+            console.print(f"features: {stats.hits} from the cache, {stats.computed} computed", highlight=False)
         console.print(f"checkpoint: {result.best_path}\nlog: {result.log_path}")
         if result.skipped:
             console.print(f"[yellow]{len(result.skipped)} unreadable file(s) skipped[/yellow]")
@@ -210,6 +254,10 @@ def register(app: typer.Typer) -> None:
         weights_dir: WeightsDir = None,
         dropout: Dropout = None,
         freeze_backbone: Freeze = None,
+        feature_cache: FeatureCache = None,
+        backbone_lr_scale: BackboneLrScale = None,
+        head_warmup: HeadWarmup = None,
+        recalibrate_bn: PreciseBn = None,
         class_weighting: ClassWeighting = None,
         sampler: Sampler = None,
         patience: Patience = None,

@@ -6,19 +6,18 @@ pooling, optional dropout, a linear layer for the dataset's classes. Grayscale s
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import os
-import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from covidct.errors import CheckpointError, ConfigError, UnknownModelError
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from covidct.models.weights import WeightsReport
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,6 +31,7 @@ class ModelSpec:
     family: str = "other"
     pretrained_weights: str = "ImageNet"  # description of the pretrained tag
     note: str = ""
+    paper: bool = True  # one of the paper's 20 (False: an extra covidct adds, e.g. offline-installable weights)
 
     @property
     def arch(self) -> str:
@@ -52,13 +52,13 @@ def register(spec: ModelSpec) -> ModelSpec:
 
 
 def list_models() -> list[ModelSpec]:
-    """The registered (paper) models, in registration order."""
+    """The registered models (the paper's 20, then the extras), in registration order."""
     _ensure_zoo()
     return list(_REGISTRY.values())
 
 
 def _ensure_zoo() -> None:
-    from covidct.models import zoo  # noqa: F401  (registers the paper's 20 on import)
+    from covidct.models import zoo  # noqa: F401  (registers the paper's 20 and the extras on import)
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -116,44 +116,6 @@ def count_parameters(name: str, num_classes: int = 3) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _find_local_weights(spec: ModelSpec, weights_dir: Path) -> Path | None:
-    for stem in (spec.timm_name, spec.arch, spec.name):
-        for suffix in (".safetensors", ".pth", ".pt", ".bin"):
-            candidate = weights_dir / f"{stem}{suffix}"
-            if candidate.is_file():
-                return candidate
-    return None
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the model hub's host accepts a TCP connection (one quick probe, no retries)."""
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def _hub_offline_if_unreachable() -> Iterator[None]:
-    """Cache-only hub access when the hub cannot be reached: a missing download then fails at once instead of
-    retrying for about a minute; weights already in the local hub cache still load."""
-    from huggingface_hub import constants
-
-    previous = constants.HF_HUB_OFFLINE
-    if not previous and not hub_reachable():
-        constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        constants.HF_HUB_OFFLINE = previous
-
-
 def create_model(
     name: str,
     num_classes: int,
@@ -163,46 +125,96 @@ def create_model(
     weights_dir: str | os.PathLike[str] | None = None,
     dropout: float = 0.0,
 ) -> nn.Module:
-    """Build a backbone with a fresh ``num_classes`` head.
+    """Build a backbone with a fresh ``num_classes`` head (see :func:`create_model_with_report`)."""
+    return create_model_with_report(
+        name, num_classes, pretrained=pretrained, weights=weights, weights_dir=weights_dir, dropout=dropout
+    )[0]
 
-    Pretrained weights come from, in order: ``weights`` (a safetensors/.pth state dict file, e.g. ImageNet
-    weights saved by timm), ``weights_dir`` (``<timm_name|arch|paper name>.<safetensors|pth|pt|bin>``), or the
-    model hub (timm's cache first). ``pretrained=False`` trains from scratch.
+
+def create_model_with_report(
+    name: str,
+    num_classes: int,
+    *,
+    pretrained: bool = True,
+    weights: str | os.PathLike[str] | None = None,
+    weights_dir: str | os.PathLike[str] | None = None,
+    dropout: float = 0.0,
+) -> tuple[nn.Module, WeightsReport]:
+    """Build a backbone with a fresh ``num_classes`` head, and say where its weights came from.
+
+    Pretrained weights come from, in order (:mod:`covidct.models.weights`): ``weights`` (a state-dict file),
+    ``weights_dir`` (``<timm_name|arch|paper name>.<safetensors|pth|pt|bin>``), an installed weight package,
+    or the model hub (timm's cache first; cache-only when the hub is unreachable). ``pretrained=False`` trains
+    from scratch. Every backbone tensor must be matched, else :class:`CheckpointError`.
     """
     import timm
+
+    from covidct.models import weights as ws
 
     if num_classes < 2:
         raise ConfigError(f"need at least 2 classes, got {num_classes}")
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
     spec = get_spec(name)
-    kwargs = dict(num_classes=num_classes, drop_rate=dropout)
+    kwargs: dict[str, Any] = dict(num_classes=num_classes, drop_rate=dropout)
+    source = "file"
     if weights is None and weights_dir is not None and pretrained:
-        weights = _find_local_weights(spec, Path(weights_dir))
+        weights = ws.find_in_dir(spec, weights_dir)
         if weights is None:
             raise CheckpointError(
                 f"{weights_dir}: no weights file for {spec.name} (looked for {spec.timm_name}.safetensors/.pth)"
             )
+        source = "dir"
     if weights is not None:
         path = Path(weights)
-        if not path.is_file():
-            raise CheckpointError(f"{path}: weights file not found")
-        try:
-            return timm.create_model(
-                spec.timm_name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs
-            )
-        except (RuntimeError, KeyError, ValueError, OSError) as exc:
-            raise CheckpointError(f"{path}: cannot load weights for {spec.name} ({exc})") from None
+        state = ws.read_state_dict(path)  # errors name the file before any model is built
+        model = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
+        return model, ws.load_state_into(model, state, source=source, location=str(path))
     if not pretrained:
-        return timm.create_model(spec.timm_name, pretrained=False, **kwargs)
+        model = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
+        count = ws.backbone_tensor_count(model)
+        return model, ws.WeightsReport(source="none", location="", matched=0, total=count)
+    package = ws.package_for(spec.arch)
+    package_file = package.path() if package is not None else None
+    if package is not None and package_file is not None:
+        model = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
+        report = ws.load_state_into(
+            model,
+            ws.read_state_dict(package_file),
+            source="package",
+            location=f"{package.package}=={package.version()}",
+            key_map=package.key_map,
+            licence=package.licence,
+        )
+        model.pretrained_cfg = {**model.pretrained_cfg, "mean": package.mean, "std": package.std}
+        return model, report
+    from covidct.models import _hub
+
+    cached = _hub.hub_status(spec.timm_name) == "cached"
     try:
-        with _hub_offline_if_unreachable():
-            return timm.create_model(spec.timm_name, pretrained=True, **kwargs)
+        with _hub.hub_offline_if_unreachable():
+            model = timm.create_model(spec.timm_name, pretrained=True, **kwargs)
     except Exception as exc:  # hub errors come in many types (OSError, requests, huggingface_hub)
+        hint = f"; pip install {package.package}" if package is not None else ""
         raise CheckpointError(
             f"{spec.name}: could not get pretrained weights {spec.timm_name} from the model hub "
-            f"({type(exc).__name__}); offline? Use --weights FILE, --weights-dir DIR, or --no-pretrained"
+            f"({type(exc).__name__}); offline? Use --weights FILE, --weights-dir DIR, or --no-pretrained{hint}"
         ) from None
+    count = ws.backbone_tensor_count(model)  # timm loads the backbone strictly
+    return model, ws.WeightsReport(
+        source="cache" if cached else "hub", location=spec.timm_name, matched=count, total=count
+    )
+
+
+def init_head(model: nn.Module) -> None:
+    """Zero the classifier: every class starts equally likely, so the first loss is log(K) however large the
+    (pretrained) features are (timm's default init over ImageNet features started Lite0 at loss 2.1 for K=2)."""
+    import torch
+
+    head = model.get_classifier()  # type: ignore[operator]
+    with torch.no_grad():
+        for p in head.parameters():
+            p.zero_()
 
 
 def model_normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -45,6 +45,10 @@ class TrainConfig:
     seed: int = 0
     dropout: float = 0.0
     freeze_backbone: bool = False  # transfer learning: train only the classifier head
+    feature_cache: bool = True  # with freeze_backbone: backbone features once per image, cached on disk
+    feature_cache_dir: str | None = None  # None -> $COVIDCT_FEATURE_CACHE or ~/.cache/covidct/features
+    backbone_lr_scale: float = 1.0  # discriminative LR: backbone lr = lr * scale (head: lr)
+    head_warmup: int = 0  # first N epochs train the head only (backbone and its BatchNorm statistics frozen)
     class_weighting: str = "none"  # "none" | "balanced" (loss weights)
     sampler: str = "random"  # "random" | "balanced" (WeightedRandomSampler)
     patience: int | None = None  # early stopping after this many epochs without improvement; None = off
@@ -61,7 +65,7 @@ class TrainConfig:
     recalibrate_bn: bool = True  # precise BN: re-estimate BatchNorm statistics before each validation
 
     def __post_init__(self) -> None:
-        for name in ("weights", "weights_dir"):
+        for name in ("weights", "weights_dir", "feature_cache_dir"):
             value = getattr(self, name)
             if isinstance(value, os.PathLike):
                 object.__setattr__(self, name, str(value))
@@ -87,6 +91,12 @@ class TrainConfig:
             raise ConfigError(
                 f"lr_patience must be >= 0 and lr_factor in (0, 1), got {self.lr_patience}, {self.lr_factor}"
             )
+        if not self.backbone_lr_scale > 0:
+            raise ConfigError(
+                f"backbone_lr_scale must be > 0, got {self.backbone_lr_scale} (use --freeze-backbone for 0)"
+            )
+        if self.head_warmup < 0:
+            raise ConfigError(f"head_warmup must be >= 0, got {self.head_warmup}")
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
         _choice("class_weighting", self.class_weighting, CLASS_WEIGHTING)

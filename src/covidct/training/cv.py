@@ -36,12 +36,19 @@ from covidct.data.splits import (
 from covidct.errors import ConfigError, CovidCTWarning, DataError
 from covidct.models.registry import get_spec
 from covidct.training.config import CVConfig, TrainConfig
-from covidct.training.fit import build_cache, fit, load_samples, make_loader
+from covidct.training.fit import (
+    build_cache,
+    feature_cache_dir,
+    fit,
+    load_samples,
+    make_loader,
+    uses_feature_cache,
+)
 from covidct.training.loop import ProgressLike, predict_proba, progress_task
 from covidct.utils import atomic_path, environment_record, sha256_file, write_json_atomic
 
 #: Options that may differ between a run and its resumption (hardware, speed), unlike everything else.
-RUNTIME_KEYS = ("device", "amp", "channels_last", "workers", "cache")
+RUNTIME_KEYS = ("device", "amp", "channels_last", "workers", "cache", "feature_cache_dir")
 
 
 @dataclass
@@ -238,7 +245,8 @@ def run_fold(
     assert cfg.image_size is not None
     train_idx, val_idx, test_idx = plan.splits[(repeat, fold)]
     pick = lambda idx: [plan.samples[i] for i in idx]  # noqa: E731
-    cache = plan.cache_for(cfg.image_size, cfg.window, progress) if cfg.cache else None
+    on_features = uses_feature_cache(cfg)  # features come from the disk cache: no decoded-image cache needed
+    cache = plan.cache_for(cfg.image_size, cfg.window, progress) if cfg.cache and not on_features else None
     run_id = Path(run_dir).resolve().name if run_dir else plan.run_id
     result = fit(
         pick(train_idx),
@@ -252,15 +260,32 @@ def run_fold(
         progress=progress,
         env={"repeat": repeat, "fold": fold, "run_id": run_id},
     )
-    test_ds = SliceDataset(pick(test_idx), plan.classes, result.preprocess, cache=cache)
+    if on_features:
+        from covidct.training.features import extract_features, head_network
+
+        test_ds: Any = extract_features(
+            result.model,
+            pick(test_idx),
+            plan.classes,
+            result.preprocess,
+            cache_dir=feature_cache_dir(cfg),
+            window=cfg.window,
+            device=_device_of(result.model),
+            batch_size=cfg.batch_size,
+            progress=progress,
+        )
+        net, channels_last = head_network(result.model), False
+    else:
+        test_ds = SliceDataset(pick(test_idx), plan.classes, result.preprocess, cache=cache)
+        net, channels_last = result.model, bool(cfg.channels_last)
     if len(test_ds) == 0:
         raise DataError(target.parent, "no readable test images in this fold")
     probs, _ = predict_proba(
-        result.model,
+        net,
         make_loader(test_ds, cfg, train=False),
         _device_of(result.model),
         amp=bool(cfg.amp),
-        channels_last=bool(cfg.channels_last),
+        channels_last=channels_last,
     )
     table = pd.DataFrame(
         {

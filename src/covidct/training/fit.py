@@ -14,7 +14,7 @@ import multiprocessing
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,14 @@ from covidct.data.preprocess import Preprocess
 from covidct.data.splits import SampleLike, label_indices, validation_split
 from covidct.errors import CheckpointError, DataError
 from covidct.models.checkpoint import CheckpointMeta, read_checkpoint, save_checkpoint
-from covidct.models.registry import ModelSpec, create_model, get_spec, model_normalization
+from covidct.models.registry import (
+    ModelSpec,
+    create_model_with_report,
+    get_spec,
+    init_head,
+    model_normalization,
+)
+from covidct.models.weights import WeightsReport
 from covidct.training.augment import build_augment
 from covidct.training.config import TrainConfig, TrainRunConfig
 from covidct.training.loop import (
@@ -63,6 +70,8 @@ class FitResult:
     skipped: list[tuple[str, str]]
     meta: CheckpointMeta
     model: nn.Module = field(repr=False, compare=False)
+    weights: WeightsReport | None = None
+    feature_stats: Any = None  # FeatureStats of the fast linear probe (hits / computed), else None
 
     @property
     def preprocess(self) -> Preprocess:
@@ -135,10 +144,20 @@ def build_cache(
         )
 
 
-def _freeze_backbone(model: nn.Module) -> None:
-    head = {id(p) for p in model.get_classifier().parameters()}  # timm models
-    for p in model.parameters():
-        p.requires_grad = id(p) in head
+def _set_trainable(params: Sequence[nn.Parameter], trainable: bool) -> None:
+    for p in params:
+        p.requires_grad_(trainable)
+
+
+def uses_feature_cache(cfg: TrainConfig) -> bool:
+    """The fast linear probe: a frozen backbone's features computed once per image (see ``features``)."""
+    return cfg.freeze_backbone and cfg.feature_cache
+
+
+def feature_cache_dir(cfg: TrainConfig) -> Path:
+    from covidct.training.features import default_cache_dir
+
+    return Path(cfg.feature_cache_dir) if cfg.feature_cache_dir else default_cache_dir()
 
 
 def _score(row: dict[str, float], monitor: str) -> float:
@@ -197,7 +216,7 @@ def fit(
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
     try:
-        model = create_model(
+        model, weights_report = create_model_with_report(
             spec.name,
             len(classes),
             pretrained=cfg.pretrained,
@@ -205,26 +224,52 @@ def fit(
             weights_dir=cfg.weights_dir,
             dropout=cfg.dropout,
         )
+        init_head(model)
         mean, std = model_normalization(model)
         preprocess = Preprocess(image_size=cfg.image_size, mean=mean, std=std)  # type: ignore[arg-type]
-        if cache is None and cfg.cache:
-            cache = build_cache(
-                [*train_samples, *val_samples],
-                cfg.image_size,
-                cfg.window,
-                workers=max(2, cfg.workers),
-                progress=progress,
-            )
         loader_fn = default_loader(cfg.window)
-        train_ds = SliceDataset(
-            train_samples,
-            classes,
-            preprocess,
-            cache=cache,
-            loader=loader_fn,
-            augment=build_augment() if cfg.augment else None,
-        )
-        val_ds = SliceDataset(val_samples, classes, preprocess, cache=cache, loader=loader_fn)
+        net: nn.Module | None = None
+        feature_stats = None
+        if uses_feature_cache(cfg):
+            from covidct.training.features import FeatureStats, extract_features, head_network
+
+            feature_stats = FeatureStats()
+            train_ds, val_ds = (
+                extract_features(
+                    model,
+                    part,
+                    classes,
+                    preprocess,
+                    cache_dir=feature_cache_dir(cfg),
+                    window=cfg.window,
+                    image_cache=cache,
+                    loader=loader_fn,
+                    device=device,
+                    batch_size=cfg.batch_size,
+                    progress=progress,
+                    stats=feature_stats,
+                )
+                for part in (train_samples, val_samples)
+            )
+            net = head_network(model, cfg.dropout)
+        else:
+            if cache is None and cfg.cache:
+                cache = build_cache(
+                    [*train_samples, *val_samples],
+                    cfg.image_size,
+                    cfg.window,
+                    workers=max(2, cfg.workers),
+                    progress=progress,
+                )
+            train_ds = SliceDataset(
+                train_samples,
+                classes,
+                preprocess,
+                cache=cache,
+                loader=loader_fn,
+                augment=build_augment() if cfg.augment else None,
+            )
+            val_ds = SliceDataset(val_samples, classes, preprocess, cache=cache, loader=loader_fn)
         if len(train_ds) == 0:
             raise DataError(out, "none of the training images could be read")
         meta = CheckpointMeta(
@@ -240,7 +285,13 @@ def fit(
             config=config_to_dict(cfg),
         )
         write_json_atomic(
-            out / "config.json", {**(record or {}), "model": spec.name, "train": config_to_dict(cfg)}
+            out / "config.json",
+            {
+                **(record or {}),
+                "model": spec.name,
+                "train": config_to_dict(cfg),
+                "weights_source": weights_report.to_dict(),
+            },
         )
         write_json_atomic(
             out / "env.json",
@@ -249,10 +300,15 @@ def fit(
                 data_hash=samples_hash([*train_samples, *val_samples]),
                 n_train=len(train_ds),
                 n_val=len(val_ds),
+                weights_source=weights_report.to_dict(),
+                **({"feature_cache": vars(feature_stats)} if feature_stats is not None else {}),
                 **(env or {}),
             ),
         )
-        return _train(model, train_ds, val_ds, cfg, meta, out, device, resume=resume, progress=progress)
+        result = _train(
+            model, train_ds, val_ds, cfg, meta, out, device, resume=resume, progress=progress, net=net
+        )
+        return replace(result, weights=weights_report, feature_stats=feature_stats)
     finally:
         torch.use_deterministic_algorithms(previous_det)
 
@@ -266,8 +322,8 @@ def _window_record(window: str) -> dict[str, Any]:
 
 def _train(
     model: nn.Module,
-    train_ds: SliceDataset,
-    val_ds: SliceDataset,
+    train_ds: Any,
+    val_ds: Any,
     cfg: TrainConfig,
     meta: CheckpointMeta,
     out: Path,
@@ -275,14 +331,23 @@ def _train(
     *,
     resume: bool,
     progress: ProgressLike | None,
+    net: nn.Module | None = None,
 ) -> FitResult:
-    if cfg.freeze_backbone:
-        _freeze_backbone(model)
+    """The epoch loop. ``net`` is what is trained and evaluated when it is not ``model`` itself (the head on
+    cached features); checkpoints always hold the whole ``model``."""
+    on_features = net is not None
+    net = net if net is not None else model
     model.to(device)
-    if cfg.channels_last:
+    channels_last = bool(cfg.channels_last) and not on_features
+    if channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    head_ids = {id(p) for p in model.get_classifier().parameters()}  # type: ignore[operator]
+    head = [p for p in model.parameters() if id(p) in head_ids]
+    backbone = [p for p in model.parameters() if id(p) not in head_ids]
+    groups: list[dict[str, Any]] = [{"params": head, "lr": cfg.lr}]
+    if not cfg.freeze_backbone and not on_features:
+        groups.append({"params": backbone, "lr": cfg.lr * cfg.backbone_lr_scale})
+    optimizer = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     mode = "max" if cfg.monitor == "val_accuracy" else "min"
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode=mode, factor=cfg.lr_factor, patience=cfg.lr_patience
@@ -326,23 +391,24 @@ def _train(
             seed_everything(cfg.seed + epoch)
             torch.manual_seed(cfg.seed + epoch)
             generator.manual_seed(cfg.seed + epoch)
+            frozen = cfg.freeze_backbone or epoch <= cfg.head_warmup
+            _set_trainable(backbone, not frozen)
             stats = train_one_epoch(
-                model,
+                net,
                 train_loader,
                 optimizer,
                 criterion,
                 device,
                 amp=bool(cfg.amp),
-                channels_last=bool(cfg.channels_last),
+                channels_last=channels_last,
                 scaler=scaler,
                 progress=progress,
-                description=f"epoch {epoch}/{cfg.epochs}",
+                description=f"epoch {epoch}/{cfg.epochs}" + (" (head only)" if frozen else ""),
+                bn_eval=frozen,  # a frozen backbone keeps its (pretrained) BatchNorm statistics too
             )
-            if cfg.recalibrate_bn:
-                recalibrate_batchnorm(model, train_loader, device, channels_last=bool(cfg.channels_last))
-            val = evaluate(
-                model, val_loader, criterion, device, amp=bool(cfg.amp), channels_last=bool(cfg.channels_last)
-            )
+            if cfg.recalibrate_bn and not frozen:
+                recalibrate_batchnorm(model, train_loader, device, channels_last=channels_last)
+            val = evaluate(net, val_loader, criterion, device, amp=bool(cfg.amp), channels_last=channels_last)
             row = {
                 "epoch": epoch,
                 "train_loss": stats.loss,
@@ -399,7 +465,9 @@ def _train(
 
 
 #: Options that may change when a run is resumed (more epochs, other hardware).
-RESUMABLE_CHANGES = ("epochs", "patience", "device", "amp", "channels_last", "workers", "cache")
+RESUMABLE_CHANGES = (
+    "epochs", "patience", "device", "amp", "channels_last", "workers", "cache", "feature_cache_dir",
+)
 
 
 def _resumable(config: dict[str, Any]) -> dict[str, Any]:

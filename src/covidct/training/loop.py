@@ -97,9 +97,18 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler | None = None,
     progress: ProgressLike | None = None,
     description: str = "train",
+    bn_eval: bool = False,
 ) -> EpochStats:
-    """Train for one pass over ``loader`` (batches of ``(x, y)``; ``None`` batches are skipped)."""
+    """Train for one pass over ``loader`` (batches of ``(x, y)``; ``None`` batches are skipped).
+
+    ``bn_eval`` keeps BatchNorm layers in eval mode (running statistics neither used from the batch nor updated),
+    for a frozen backbone.
+    """
     model.train()
+    if bn_eval:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
     total_loss = torch.zeros((), dtype=torch.float64)
     correct = 0
     seen = 0
