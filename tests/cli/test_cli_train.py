@@ -132,3 +132,34 @@ def test_user_errors_exit_2_without_traceback(tmp_path: Path) -> None:
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
         assert "Traceback" not in result.output and "error:" in result.output
+
+
+def test_weights_that_do_not_fit_are_one_line_errors(disc_data: Path, tmp_path: Path) -> None:
+    """Issue 11: an empty or foreign --weights file must not abort or silently train from random weights."""
+    import timm
+    import torch
+
+    (tmp_path / "empty.pt").write_bytes(b"")
+    torch.save(timm.create_model("resnet14t", pretrained=False).state_dict(), tmp_path / "other.pt")
+    base = ["train", str(disc_data), "--model", "resnet10t", "--out", str(tmp_path / "o"), "--epochs", "1",
+            "--batch-size", "4", "--image-size", "32", "--device", "cpu"]
+    for name, reason in (("empty.pt", "weights file is empty"), ("other.pt", "weights do not fit")):
+        result = runner.invoke(app, [*base, "--weights", str(tmp_path / name)])
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output and reason in result.output
+        assert not (tmp_path / "o" / "best.pt").exists()
+
+
+def test_train_reports_weights_source_and_feature_cache(disc_data: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("COVIDCT_FEATURE_CACHE", str(tmp_path / "features"))
+    args = ["train", str(disc_data), "--model", "resnet10t", "--out", str(tmp_path / "o"), *TINY,
+            "--freeze-backbone", "--backbone-lr-scale", "0.5", "--head-warmup", "1", "--no-precise-bn"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "weights: none (trained from scratch" in result.output
+    assert "features: 0 from the cache, 24 computed" in result.output
+    saved = json.loads((tmp_path / "o" / "config.json").read_text())
+    assert saved["train"]["backbone_lr_scale"] == 0.5 and saved["train"]["head_warmup"] == 1
+    assert saved["train"]["recalibrate_bn"] is False and saved["weights_source"]["source"] == "none"
+    again = runner.invoke(app, [*args[:5], str(tmp_path / "o2"), *args[6:]])
+    assert "features: 24 from the cache, 0 computed" in again.output

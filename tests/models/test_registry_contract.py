@@ -18,8 +18,13 @@ PAPER_SIZES = {
 }
 
 
-def test_registry_holds_the_papers_20_models() -> None:
-    assert {spec.name: spec.input_size for spec in list_models()} == PAPER_SIZES
+def test_registry_holds_the_papers_20_models_then_the_extras() -> None:
+    assert {spec.name: spec.input_size for spec in list_models() if spec.paper} == PAPER_SIZES
+    extras = {spec.name: spec.input_size for spec in list_models() if not spec.paper}
+    assert extras == {"EfficientNetLite0": 224, "EfficientNetLite1": 240, "EfficientNetLite2": 260}
+    from covidct.models.zoo import PAPER_MODELS
+
+    assert [s.name for s in PAPER_MODELS] == list(PAPER_SIZES)  # `--models paper` stays the paper's 20
 
 
 @pytest.mark.parametrize("spec", list_models(), ids=lambda s: s.name)
@@ -76,10 +81,10 @@ def test_weights_errors_are_clear(tmp_path) -> None:
 def test_unreachable_hub_fails_at_once_with_a_clear_message(monkeypatch) -> None:
     from huggingface_hub import constants
 
-    import covidct.models.registry as registry
+    import covidct.models._hub as hub
 
     probes: list[bool] = []
-    monkeypatch.setattr(registry, "hub_reachable", lambda timeout=3.0: probes.append(True) or False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: probes.append(True) or False)
     before = constants.HF_HUB_OFFLINE
     with pytest.raises(CheckpointError, match="--weights FILE, --weights-dir DIR, or --no-pretrained"):
         create_model("EfficientNetB0", 3, pretrained=True)
