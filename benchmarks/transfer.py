@@ -35,17 +35,28 @@ def _train_config(arm: str, args: argparse.Namespace) -> tuple[str, Any]:
     common = dict(epochs=args.epochs, batch_size=args.batch_size, seed=0, image_size=args.image_size)
     if arm == "lite0_pretrained":
         return "EfficientNetLite0", TrainConfig(
-            **common, lr=args.lr, backbone_lr_scale=args.backbone_lr_scale, head_warmup=args.head_warmup,
-            recalibrate_bn=args.precise_bn, augment=args.augment,
+            **common,
+            lr=args.lr,
+            backbone_lr_scale=args.backbone_lr_scale,
+            head_warmup=args.head_warmup,
+            recalibrate_bn=args.precise_bn,
+            augment=args.augment,
         )
     if arm == "lite0_scratch":
         return "EfficientNetLite0", TrainConfig(
-            **common, lr=args.scratch_lr, pretrained=False, recalibrate_bn=args.precise_bn, augment=args.augment
+            **common,
+            lr=args.scratch_lr,
+            pretrained=False,
+            recalibrate_bn=args.precise_bn,
+            augment=args.augment,
         )
     if arm == "lite0_linear":
         return "EfficientNetLite0", TrainConfig(
-            **{**common, "epochs": args.linear_epochs}, lr=args.linear_lr, freeze_backbone=True,
-            feature_cache_dir=str(Path(args.out) / "features_linear"), label_smoothing=0.0,
+            **{**common, "epochs": args.linear_epochs},
+            lr=args.linear_lr,
+            freeze_backbone=True,
+            feature_cache_dir=str(Path(args.out) / "features_linear"),
+            label_smoothing=0.0,
         )
     if arm == "resnet10t_scratch":
         return "resnet10t", TrainConfig(
@@ -60,7 +71,7 @@ def _fold_scores(predictions: Any, positive: str) -> tuple[list[float], list[flo
     accs, aucs = [], []
     for _, part in predictions.groupby(["repeat", "fold"]):
         probs = part[[c for c in part.columns if c.startswith("prob_")]].to_numpy()
-        classes = [c[len("prob_"):] for c in part.columns if c.startswith("prob_")]
+        classes = [c[len("prob_") :] for c in part.columns if c.startswith("prob_")]
         predicted = np.asarray(classes, dtype=object)[probs.argmax(1)]
         accs.append(float((predicted == part["label"].to_numpy()).mean()))
         aucs.append(float(roc_auc_score(part["label"] == positive, part[f"prob_{positive}"])))
@@ -73,20 +84,34 @@ def run_cv_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
     from covidct.training.cv import cross_validate
 
     model, train = _train_config(arm, args)
-    cfg = CVConfig(data=args.data, model=model, out=str(Path(args.out) / arm / "run"), folds=args.folds,
-                   repeats=1, seed=0, train=train)
+    cfg = CVConfig(
+        data=args.data,
+        model=model,
+        out=str(Path(args.out) / arm / "run"),
+        folds=args.folds,
+        repeats=1,
+        seed=0,
+        train=train,
+    )
     began = time.perf_counter()
     result = cross_validate(cfg)
     seconds = time.perf_counter() - began
     accs, aucs = _fold_scores(read_predictions(result.predictions), args.positive)
     from covidct.config import config_to_dict
 
-    return {"arm": arm, "model": model, "train": config_to_dict(train), "accuracy": accs, "roc_auc": aucs,
-            "seconds": seconds, "trained_folds": result.trained}
+    return {
+        "arm": arm,
+        "model": model,
+        "train": config_to_dict(train),
+        "accuracy": accs,
+        "roc_auc": aucs,
+        "seconds": seconds,
+        "trained_folds": result.trained,
+    }
 
 
 def run_reference(args: argparse.Namespace) -> dict[str, Any]:
-    """Frozen ImageNet Lite0 features (fresh feature cache, so the time counts the extraction) + sklearn LR."""
+    """Frozen ImageNet Lite0 features (a fresh feature cache: the time counts extraction) + sklearn LR."""
     import torch
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
@@ -101,28 +126,54 @@ def run_reference(args: argparse.Namespace) -> dict[str, Any]:
 
     began = time.perf_counter()
     size = args.image_size
-    plan = plan_cv(CVConfig(data=args.data, model="EfficientNetLite0", out=str(Path(args.out) / "reference" / "run"),
-                            folds=args.folds, repeats=1, seed=0, train=TrainConfig(image_size=size)))
+    plan = plan_cv(
+        CVConfig(
+            data=args.data,
+            model="EfficientNetLite0",
+            out=str(Path(args.out) / "reference" / "run"),
+            folds=args.folds,
+            repeats=1,
+            seed=0,
+            train=TrainConfig(image_size=size),
+        )
+    )
     model, report = create_model_with_report("EfficientNetLite0", len(plan.classes))
     mean, std = model_normalization(model)
     stats = FeatureStats()
     with tempfile.TemporaryDirectory() as cache:
-        ds = extract_features(model, plan.samples, plan.classes, Preprocess(image_size=size, mean=mean, std=std),
-                              cache_dir=cache, batch_size=32, stats=stats, device=torch.device("cpu"))
+        ds = extract_features(
+            model,
+            plan.samples,
+            plan.classes,
+            Preprocess(image_size=size, mean=mean, std=std),
+            cache_dir=cache,
+            batch_size=32,
+            stats=stats,
+            device=torch.device("cpu"),
+        )
     by_path = {s.path: i for i, s in enumerate(ds.samples)}
     x, y = ds.features.numpy(), ds.labels
     positive = plan.classes.index(args.positive)
     accs, aucs = [], []
     for train_idx, val_idx, test_idx in plan.splits.values():
-        tr = [by_path[plan.samples[i].path] for i in (*train_idx, *val_idx) if plan.samples[i].path in by_path]
+        tr = [
+            by_path[plan.samples[i].path] for i in (*train_idx, *val_idx) if plan.samples[i].path in by_path
+        ]
         te = [by_path[plan.samples[i].path] for i in test_idx if plan.samples[i].path in by_path]
         clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=args.ref_c))
         clf.fit(x[tr], y[tr])
         accs.append(float((clf.predict(x[te]) == y[te]).mean()))
         aucs.append(float(roc_auc_score(y[te] == positive, clf.predict_proba(x[te])[:, positive])))
-    return {"arm": "reference", "model": "EfficientNetLite0 features + LogisticRegression", "accuracy": accs,
-            "roc_auc": aucs, "seconds": time.perf_counter() - began, "weights": report.describe(),
-            "features_computed": stats.computed, "image_size": size}
+    return {
+        "arm": "reference",
+        "model": "EfficientNetLite0 features + LogisticRegression",
+        "accuracy": accs,
+        "roc_auc": aucs,
+        "seconds": time.perf_counter() - began,
+        "weights": report.describe(),
+        "features_computed": stats.computed,
+        "image_size": size,
+    }
 
 
 def summary(out: Path) -> str:
@@ -131,22 +182,28 @@ def summary(out: Path) -> str:
         arm = path.parent.name
         r = json.loads(path.read_text())
         t = r.get("train", {})
-        settings = (f"{r['model']}, {t.get('image_size', r.get('image_size'))} px, "
-                    + (f"{t['epochs']} ep, lr {t['lr']:g}" if t else "")
-                    + (f", backbone x{t['backbone_lr_scale']:g}" if t.get("backbone_lr_scale", 1) != 1 else "")
-                    + (f", head warm-up {t['head_warmup']}" if t.get("head_warmup") else "")
-                    + ("" if t.get("recalibrate_bn", True) else ", no precise BN")
-                    + (", pretrained" if t.get("pretrained") and not t.get("freeze_backbone") else "")
-                    + (", frozen + cached features" if t.get("freeze_backbone") else "")
-                    + ("" if not t or t.get("pretrained") else ", from scratch"))
+        settings = (
+            f"{r['model']}, {t.get('image_size', r.get('image_size'))} px, "
+            + (f"{t['epochs']} ep, lr {t['lr']:g}" if t else "")
+            + (f", backbone x{t['backbone_lr_scale']:g}" if t.get("backbone_lr_scale", 1) != 1 else "")
+            + (f", head warm-up {t['head_warmup']}" if t.get("head_warmup") else "")
+            + ("" if t.get("recalibrate_bn", True) else ", no precise BN")
+            + (", pretrained" if t.get("pretrained") and not t.get("freeze_backbone") else "")
+            + (", frozen + cached features" if t.get("freeze_backbone") else "")
+            + ("" if not t or t.get("pretrained") else ", from scratch")
+        )
         acc, auc = np.asarray(r["accuracy"]), np.asarray(r["roc_auc"])
-        rows.append(f"| {arm} | {acc.mean():.3f} ± {acc.std(ddof=1):.3f} | {auc.mean():.3f} ± {auc.std(ddof=1):.3f} "
-                    f"| {r['seconds']:.0f} s | {settings} ({len(acc)} folds) |")
+        rows.append(
+            f"| {arm} | {acc.mean():.3f} ± {acc.std(ddof=1):.3f} | {auc.mean():.3f} ± {auc.std(ddof=1):.3f} "
+            f"| {r['seconds']:.0f} s | {settings} ({len(acc)} folds) |"
+        )
     return "\n".join(rows)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--arm", choices=ARMS)
     parser.add_argument("--summary", action="store_true")
     parser.add_argument("--data", default="../shared/data/sarscov2-ct")
@@ -171,7 +228,7 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     if args.summary:
-        print(summary(out))
+        print(summary(out))  # noqa: T201
         return
     if not args.arm:
         parser.error("give --arm or --summary")
@@ -184,8 +241,10 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "bench.json").write_text(json.dumps(result, indent=2))
     acc, auc = np.asarray(result["accuracy"]), np.asarray(result["roc_auc"])
-    print(f"{args.arm}: accuracy {acc.mean():.3f} ± {acc.std(ddof=1):.3f}, ROC AUC {auc.mean():.3f} ± "
-          f"{auc.std(ddof=1):.3f}, {result['seconds']:.0f} s")
+    print(  # noqa: T201
+        f"{args.arm}: accuracy {acc.mean():.3f} ± {acc.std(ddof=1):.3f}, ROC AUC {auc.mean():.3f} ± "
+        f"{auc.std(ddof=1):.3f}, {result['seconds']:.0f} s"
+    )
 
 
 if __name__ == "__main__":

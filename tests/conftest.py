@@ -32,6 +32,12 @@ def phantoms(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _feature_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Linear-probe features go to a temporary folder, never the user's ~/.cache."""
+    os.environ["COVIDCT_FEATURE_CACHE"] = str(tmp_path_factory.mktemp("feature_cache"))
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _few_threads() -> None:
     """Tests share 2 cores; keep torch from oversubscribing them."""
     try:

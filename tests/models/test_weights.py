@@ -1,5 +1,5 @@
-"""Weight sources: installed weight packages map exactly onto timm, classify a real photo, load offline; files and
-folders report what matched; weights that do not fit are refused with a clear error."""
+"""Weight sources: installed weight packages map exactly onto timm, classify a real photo, load offline; files
+and folders report what matched; weights that do not fit are refused with a clear error."""
 
 from __future__ import annotations
 
@@ -39,7 +39,9 @@ def test_package_keys_map_one_to_one_onto_timm(package: ws.WeightPackage) -> Non
 @pytest.mark.parametrize("package", LITE)
 def test_registry_model_loads_package_with_report(package: ws.WeightPackage) -> None:
     path = _installed(package)
-    name = next(s.name for s in (get_spec(f"EfficientNetLite{i}") for i in range(3)) if s.arch == package.arch)
+    name = next(
+        s.name for s in (get_spec(f"EfficientNetLite{i}") for i in range(3)) if s.arch == package.arch
+    )
     model, report = create_model_with_report(name, 2)
     assert report.source == "package" and report.location.startswith(package.package)
     assert report.matched == report.total == len(model.state_dict()) - 2  # all but the fresh 2-class head
@@ -66,9 +68,9 @@ def test_imagenet_sanity_on_bundled_photo(package: ws.WeightPackage) -> None:
     size = timm.get_pretrained_cfg(package.arch).input_size[-1]
     with Image.open(cbook.get_sample_data("grace_hopper.jpg")) as image:
         rgb = np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32) / 255
-    x = (torch.from_numpy(rgb).permute(2, 0, 1)[None] - torch.tensor(package.mean).view(1, 3, 1, 1)) / torch.tensor(
-        package.std
-    ).view(1, 3, 1, 1)
+    x = (
+        torch.from_numpy(rgb).permute(2, 0, 1)[None] - torch.tensor(package.mean).view(1, 3, 1, 1)
+    ) / torch.tensor(package.std).view(1, 3, 1, 1)
     with torch.no_grad():
         probs = model(x).softmax(1)[0]
     top5 = probs.topk(5).indices.tolist()
@@ -95,7 +97,9 @@ def test_explicit_file_and_dir_come_before_the_package(tmp_path) -> None:
 
     other = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     save_file(other.state_dict(), tmp_path / "tf_efficientnet_lite0.safetensors")
-    model, report = create_model_with_report("EfficientNetLite0", 2, weights=tmp_path / "tf_efficientnet_lite0.safetensors")
+    model, report = create_model_with_report(
+        "EfficientNetLite0", 2, weights=tmp_path / "tf_efficientnet_lite0.safetensors"
+    )
     assert report.source == "file" and report.matched == report.total
     assert torch.equal(model.conv_stem.weight, other.conv_stem.weight)
     model, report = create_model_with_report("EfficientNetLite0", 2, weights_dir=tmp_path)
@@ -108,7 +112,9 @@ def test_weights_that_do_not_fit_are_refused(tmp_path) -> None:
     state = timm.create_model("resnet10t", pretrained=False).state_dict()
     renamed = {("stem." + k if k.startswith("conv1.") else k): v for k, v in state.items()}
     torch.save(renamed, tmp_path / "renamed.pt")
-    with pytest.raises(CheckpointError, match=r"renamed.pt: weights do not fit .* backbone tensors matched; \d+ missing"):
+    with pytest.raises(
+        CheckpointError, match=r"renamed.pt: weights do not fit .* backbone tensors matched; \d+ missing"
+    ):
         create_model_with_report("resnet10t", 2, weights=tmp_path / "renamed.pt")
     with pytest.raises(CheckpointError, match="of another shape"):  # another architecture's tensors
         state18 = timm.create_model("resnet14t", pretrained=False).state_dict()

