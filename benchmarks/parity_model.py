@@ -3,10 +3,10 @@
     PYTHONPATH=src .venv/bin/python benchmarks/parity_model.py [--model efficientnet_b0] [--image-size 128]
         [--epochs 2] [--out benchmarks/results/parity_model]
 
-Trains fold r0_f0 of a 5-fold slice-level plan (the set has no patient ids, so the split is slice-level and the
-accuracy optimistic; parity does not depend on that) from scratch, and prints the held-out fold's files:
-``RUN/folds/r0_f0/best.pt`` (the model) and ``RUN/folds/r0_f0/predictions.csv`` (its held-out slices with labels),
-which ``covidct bench --parity`` takes.
+Trains fold r0_f0 of a 5-fold slice-level plan (the set has no patient ids, so the split is slice-level
+and the accuracy optimistic; parity does not depend on that) from scratch, and prints its files:
+``RUN/folds/r0_f0/best.pt`` (the model) and ``RUN/folds/r0_f0/predictions.csv`` (its held-out slices with
+labels), which ``covidct bench --parity`` takes.
 """
 
 from __future__ import annotations
@@ -30,15 +30,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--out", default="benchmarks/results/parity_model")
     args = parser.parse_args(argv)
-    train = TrainConfig(epochs=args.epochs, image_size=args.image_size, lr=args.lr, pretrained=False,
-                        batch_size=32, seed=0)
+    train = TrainConfig(
+        epochs=args.epochs, image_size=args.image_size, lr=args.lr, pretrained=False, batch_size=32, seed=0
+    )
     cfg = CVConfig(data=str(DATA), model=args.model, out=args.out, folds=5, repeats=1, seed=0, train=train)
     start = time.perf_counter()
     plan = plan_cv(cfg)
     predictions = run_fold(plan, 0, 0)
-    print(f"trained {args.model} @ {args.image_size} px, {args.epochs} epoch(s) in {time.perf_counter() - start:.0f} s")
-    print(f"model: {predictions.parent / 'best.pt'}")
-    print(f"held-out fold: {predictions}")
+    took = time.perf_counter() - start
+    print(f"trained {args.model} @ {args.image_size} px, {args.epochs} epoch(s) in {took:.0f} s")  # noqa: T201
+    print(f"model: {predictions.parent / 'best.pt'}")  # noqa: T201
+    print(f"held-out fold: {predictions}")  # noqa: T201
     return 0
 
 

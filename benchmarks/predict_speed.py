@@ -1,4 +1,4 @@
-"""Prediction speed: eager PyTorch (the baseline, default settings) vs covidct's torch, onnx and openvino paths.
+"""Prediction speed: eager PyTorch (the baseline, default settings) vs covidct's torch, onnx, openvino paths.
 
     .venv/bin/python benchmarks/predict_speed.py [--out benchmarks/results/predict_speed] [--repeats 3] [--rounds 2]
         [--backends eager,torch,onnx,openvino:fp32,openvino:bf16] [--no-series]
@@ -6,9 +6,9 @@
 Runs EfficientNet-B0 @ 224 and EfficientNet-B5 @ 456 (random weights: speed does not depend on them) at batch 1
 and 8, each (model, backend) in a fresh process (see covidct.inference.bench), then prints the table and the
 speed-ups over the baseline. End-to-end inputs: the first 16 JPEG-Lossless DICOM slices of
-../shared/data/covid-ct-md/COVID-19/P001 when present, else generated 512 x 512 PNGs. The whole-series case: all
-74 slices of that series predicted end-to-end (``Predictor.predict(folder)``: ordering, parallel decode, network)
-in slices/s, printed against the model-only throughput of the same backend and batch size.
+../shared/data/covid-ct-md/COVID-19/P001 when present, else generated 512 x 512 PNGs. The whole-series case:
+all 74 slices of that series predicted end-to-end (``Predictor.predict(folder)``: ordering, parallel decode,
+network) in slices/s, printed against the model-only throughput of the same backend and batch size.
 
 On a shared machine, ``--rounds R`` repeats the whole set R times, alternating the backend order, and keeps each
 number's best round (min latency, max throughput), so a burst of someone else's load hurts neither side more.
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if series:
         print()
-        print(f"whole series ({DICOM.name}, DICOM on disk -> probabilities) vs model-only, same backend and batch:")
+        print(f"whole series ({DICOM.name}, DICOM -> probabilities) vs model-only, same backend and batch:")
         for row in table.itertuples(index=False):
             print(f"  {row.model:15s} {row.backend + ' ' + row.precision:14s} batch {row.batch_size}: "
                   f"{row.series_img_s:6.1f} slices/s end-to-end ({row.series_slices} slices) vs "

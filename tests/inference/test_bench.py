@@ -32,7 +32,8 @@ def test_bench_in_process_all_backends(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kwargs", [
-    {"backends": ("tensorrt",)}, {"backends": ("onnx:bf16",)}, {"backends": ("openvino:int3",)}, {"batch_sizes": (0,)}, {"repeats": 0}, {"models": ()}, {"device": "tpu"},
+    {"backends": ("tensorrt",)}, {"backends": ("onnx:bf16",)}, {"backends": ("openvino:int3",)},
+    {"batch_sizes": (0,)}, {"repeats": 0}, {"models": ()}, {"device": "tpu"},
     {"image_size": 4},
 ])
 def test_bench_config_validation(kwargs: dict) -> None:

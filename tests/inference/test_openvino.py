@@ -126,7 +126,9 @@ def test_auto_refuses_bf16_for_a_model_that_disagrees(
         predictor = load_predictor(model_copy, backend="openvino")
     assert predictor.precision == "fp32" and "agreement" in predictor.precision_note
     assert set(predictor.predict(png_patients).slices["precision"]) == {"fp32"}
-    assert load_predictor(model_copy, backend="openvino", precision="bf16").precision == "bf16"  # explicit: kept
+    assert (
+        load_predictor(model_copy, backend="openvino", precision="bf16").precision == "bf16"
+    )  # explicit: kept
 
 
 def test_auto_keeps_bf16_when_parity_passes_and_ignores_stale_records(
@@ -140,7 +142,9 @@ def test_auto_keeps_bf16_when_parity_passes_and_ignores_stale_records(
     failing = ParityReport(**{**report.__dict__, "agreement": 0.5})
     assert load_predictor(model_copy, backend="openvino", parity=failing).precision == "fp32"
     record = json.loads(parity_record_path(model_copy).read_text())
-    parity_record_path(model_copy).write_text(json.dumps({**record, "agreement": 0.5, "model_sha256": "0" * 64}))
+    parity_record_path(model_copy).write_text(
+        json.dumps({**record, "agreement": 0.5, "model_sha256": "0" * 64})
+    )
     with pytest.warns(CovidCTWarning, match="another version"):
         assert load_parity_record(model_copy) is None
 
@@ -150,8 +154,18 @@ def test_bench_parity_cli(model_copy: Path, png_patients: Path, tmp_path: Path, 
 
     from covidct.cli.main import app
 
-    result = CliRunner().invoke(app, ["bench", "--parity", str(_labelled_csv(png_patients, tmp_path)),
-                                      "--model", str(model_copy), "--threads", "1"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "--parity",
+            str(_labelled_csv(png_patients, tmp_path)),
+            "--model",
+            str(model_copy),
+            "--threads",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "top-1 agreement: 100.00%" in result.output and "ROC AUC: fp32" in result.output
     assert "allowed" in result.output and parity_record_path(model_copy).is_file()

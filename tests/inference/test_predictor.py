@@ -21,7 +21,8 @@ PROB_COLS = [f"prob_{c}" for c in CLASSES]
 
 def test_predict_arrays_gives_one_row_per_slice_and_group(tiny_checkpoint: Path, arrays: list[np.ndarray]) -> None:
     result = Predictor.from_checkpoint(tiny_checkpoint).predict(arrays)
-    assert list(result.slices.columns) == ["path", "patient_id", *PROB_COLS, "predicted", "model", "backend", "precision"]
+    assert list(result.slices.columns) == [
+        "path", "patient_id", *PROB_COLS, "predicted", "model", "backend", "precision"]
     assert set(result.slices["backend"]) == {"torch"} and set(result.slices["precision"]) == {"fp32"}
     assert len(result.slices) == len(arrays) and len(result.groups) == len(arrays)
     probs = result.probabilities
@@ -199,7 +200,7 @@ def test_parallel_decoding_keeps_order_and_skip_reports(
     assert reference.skipped == sequential_skipped
 
 
-def test_predict_slices_decodes_lazy_loaders_in_order(tiny_checkpoint: Path, arrays: list[np.ndarray]) -> None:
+def test_predict_slices_decodes_lazy_loaders_in_order(tiny_checkpoint: Path, arrays: list) -> None:
     slices = [(f"s{i}", (lambda a=a: a), "g") for i, a in enumerate(arrays)]
     result = Predictor.from_checkpoint(tiny_checkpoint).predict_slices(slices, batch_size=2,
                                                                         skipped=[("x.png", "bad")])

@@ -49,8 +49,9 @@ def predict(
         raise ConfigError(f"{out}: --out must end in .csv or .json")
     if explain and model.suffix.lower() == ".onnx":
         raise ConfigError("--explain needs a torch checkpoint (Grad-CAM uses gradients); got an .onnx model")
-    predictor = Predictor.from_path(model, backend=backend, precision=precision, device=device, threads=threads,
-                                    batch_size=batch_size)
+    predictor = Predictor.from_path(
+        model, backend=backend, precision=precision, device=device, threads=threads, batch_size=batch_size
+    )
     report_precision(predictor)
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task(f"predicting ({predictor.backend} {predictor.precision})", total=None)
@@ -89,7 +90,7 @@ def _table(frame, title: str):  # type: ignore[no-untyped-def]
         table.add_column(column.removeprefix("prob_").join(("P(", ")")) if column.startswith("prob_") else column,
                          justify="right" if frame[column].dtype.kind in "fiu" else "left", overflow="fold")
     for row in frame.itertuples(index=False):
-        values = [v for c, v in zip(frame.columns, row) if c not in _RUN_COLUMNS]
+        values = [v for c, v in zip(frame.columns, row, strict=True) if c not in _RUN_COLUMNS]
         table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in values))
     return table
 
@@ -127,14 +128,14 @@ def bench(
     image_size: int | None = typer.Option(None, "--image-size", help="Input size (default: each model's)."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: physical cores)."),
     images: list[Path] | None = typer.Option(None, "--images", help="Files for end-to-end timing (repeatable)."),
-    series: Path | None = typer.Option(None, "--series", help="A DICOM series folder timed whole (slices/s)."),
+    series: Path | None = typer.Option(None, "--series", help="A DICOM series folder timed whole."),
     parity: Path | None = typer.Option(
         None, "--parity",
         help="Instead of timing: compare --precision with fp32 on these slices (dataset folder, CSV with "
              "path[,label], or a folder/series) for --model; saves <model>.parity.json, which auto reads.",
     ),
-    model: Path | None = typer.Option(None, "--model", help="With --parity: the trained checkpoint or .onnx."),
-    precision: str = typer.Option("bf16", "--precision", help="With --parity: the precision to check (bf16)."),
+    model: Path | None = typer.Option(None, "--model", help="With --parity: the trained model."),
+    precision: str = typer.Option("bf16", "--precision", help="With --parity: the precision to check."),
     parity_backend: str = typer.Option("openvino", "--parity-backend", help="With --parity: the backend."),
 ) -> None:
     """Latency (median, p90 per image) and throughput per model, backend and batch size; random weights.
@@ -168,8 +169,8 @@ def bench(
     for r in result.table.itertuples(index=False):
         table.add_row(r.model, r.backend, r.precision, str(r.batch_size), str(r.image_size),
                       f"{r.model_ms_median:.1f} / {r.model_ms_p90:.1f}", f"{r.model_img_s:.1f}",
-                      f"{r.e2e_ms_median:.1f} / {r.e2e_ms_p90:.1f}", f"{r.e2e_img_s:.1f}", f"{r.stream_img_s:.1f}",
-                      f"{r.series_img_s:.1f}" if r.series_slices else "-")
+                      f"{r.e2e_ms_median:.1f} / {r.e2e_ms_p90:.1f}", f"{r.e2e_img_s:.1f}",
+                      f"{r.stream_img_s:.1f}", f"{r.series_img_s:.1f}" if r.series_slices else "-")
     console.print(table)
     for path in result.files:
         console.print(f"wrote {path}", markup=False, highlight=False)

@@ -131,10 +131,13 @@ def _load_volume(path: Path, group: str, window: str | Window) -> list[InputSlic
         series = load_series(path, window=window)
     except DataError as exc:
         return [Skipped(str(path), exc.reason)]
-    return [InputSlice(source, image, group) for source, image in zip(series.sources, series.images, strict=True)]
+    pairs = zip(series.sources, series.images, strict=True)
+    return [InputSlice(source, image, group) for source, image in pairs]
 
 
-def _load_file(path: Path, group: str, window: str | Window, normalization: Normalization) -> list[InputSlice | Skipped]:
+def _load_file(
+    path: Path, group: str, window: str | Window, normalization: Normalization
+) -> list[InputSlice | Skipped]:
     try:
         return [InputSlice(str(path), load_slice(path, window=window, normalization=normalization), group)]
     except DataError as exc:
@@ -150,9 +153,9 @@ def input_jobs(
     """The work of :func:`iter_inputs` as independent jobs, in its order, for a thread pool
     (:func:`covidct.data.pipeline.ordered_prefetch`): one job per image file or series slice, one per volume.
 
-    Each job returns the slices it decoded and/or :class:`Skipped` entries (files that failed when planning, e.g.
-    an unknown type or a bad DICOM header, come as jobs returning only ``[Skipped]``, at the point the planner met
-    them). Planning itself (walking folders, reading headers to order a series) happens while iterating.
+    Each job returns the slices it decoded and/or :class:`Skipped` entries (files that failed when planning,
+    e.g. an unknown type or a bad DICOM header, come as jobs returning only ``[Skipped]``, where the planner
+    met them). Planning itself (walking folders, reading headers to order a series) happens while iterating.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]

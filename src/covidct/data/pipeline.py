@@ -1,12 +1,13 @@
-"""Run independent jobs in a thread pool ahead of their consumer, results in order (issue #15: decoding never waits).
+"""Run jobs in a thread pool ahead of their consumer, results in order (#15: decoding never waits).
 
-``ordered_prefetch(jobs, workers=W, depth=D)``: a feeder thread pulls jobs from the (lazy) iterable, so planning
-work done while iterating it (walking folders, reading DICOM headers) also runs ahead; it submits each job to a
-pool of ``W`` threads and puts the future in a bounded queue of ``D`` entries; the consumer takes futures in order
-and waits only for the one it needs next. So at most ``D`` jobs are queued or done-but-unconsumed at any time
-(bounded memory), and the consumer (the network) never waits for decoding unless the pool is slower than it.
+``ordered_prefetch(jobs, workers=W, depth=D)``: a feeder thread pulls jobs from the (lazy) iterable, so
+planning done while iterating it (walking folders, reading DICOM headers) also runs ahead; it submits each job
+to a pool of ``W`` threads and puts the future in a bounded queue of ``D`` entries; the consumer takes the
+futures in order and waits only for the one it needs next. So at most ``D`` jobs are queued or
+done-but-unconsumed at any time (bounded memory), and the consumer (the network) never waits for decoding
+unless the pool is slower than it.
 
-Decoding (pydicom/pylibjpeg, PIL) and resizing (PIL) release the GIL for their heavy parts, so threads are enough.
+Decoding (pydicom/pylibjpeg, PIL) and resizing (PIL) release the GIL for their heavy parts: threads suffice.
 No torch here.
 """
 
@@ -32,7 +33,7 @@ class _Raised:
 def ordered_prefetch(jobs: Iterable[Callable[[], T]], *, workers: int = 2, depth: int = 8) -> Iterator[T]:
     """Yield ``job()`` for every job, in order, computed by ``workers`` threads at most ``depth`` jobs ahead.
 
-    A job's exception is raised at its position; an exception from iterating ``jobs`` after the jobs before it.
+    A job's exception is raised at its position; one from iterating ``jobs`` after the jobs before it.
     Closing the generator early (``break``, an exception in the consumer) stops the feeder and cancels queued
     jobs. ``workers=0`` runs every job inline in the consumer (no threads).
     """

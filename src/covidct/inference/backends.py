@@ -1,12 +1,13 @@
-"""Backend and precision selection: the one loader ``predict``, ``serve``, ``bench`` and ``evaluate`` share (#15).
+"""Backend and precision selection: one loader for ``predict``, ``serve``, ``bench``, ``evaluate`` (#15).
 
 ``load_predictor(path, backend=None, precision="auto", ...)``:
 
 - ``backend=None``: by suffix (``.onnx`` -> onnxruntime, else a torch checkpoint); ``"torch"``, ``"onnx"``
   (a checkpoint is exported to a temporary ONNX file first), ``"openvino"`` (reads the ONNX export directly; a
   checkpoint is exported first).
-- ``precision``: ``"auto"`` (openvino: bf16 where the CPU reports BF16 capability, unless a parity record says the
-  model disagrees with fp32, see :mod:`covidct.inference.parity`; torch: fp16 autocast on CUDA; else fp32),
+- ``precision``: ``"auto"`` (openvino: bf16 where the CPU reports BF16 capability, unless a parity record says
+  the model disagrees with fp32, see :mod:`covidct.inference.parity`; torch: fp16 autocast on CUDA; else
+  fp32),
   ``"fp32"``, ``"bf16"`` (openvino only).
 
 No torch import here (the ONNX/OpenVINO paths never import torch).
@@ -40,8 +41,12 @@ def check_backend(backend: str | None, precision: str = "auto") -> None:
 
 
 def load_predictor(
-    path: str | os.PathLike[str], *, backend: str | None = None, precision: str = "auto",
-    parity: ParityReport | None = None, **kwargs: Any,
+    path: str | os.PathLike[str],
+    *,
+    backend: str | None = None,
+    precision: str = "auto",
+    parity: ParityReport | None = None,
+    **kwargs: Any,
 ) -> Predictor:
     """A predictor for a checkpoint or ONNX file (see the module docstring). ``kwargs``: ``device``,
     ``threads``, ``batch_size``, ``prefetch``. ``parity`` overrides the model's saved parity record."""

@@ -1,8 +1,8 @@
 """Inference speed benchmark: models x backends x batch sizes, model-only and end-to-end (issue #5).
 
 Backends: ``torch`` (covidct's default path: malloc tuning, channels-last, inference mode), ``onnx``
-(onnxruntime, all graph optimisations, intra-op threads = physical cores), ``openvino`` (the ONNX export compiled
-by OpenVINO; ``openvino:fp32`` / ``openvino:bf16`` / ``openvino`` = auto) and ``eager`` (the baseline: a plain
+(onnxruntime, all graph optimisations, intra-op threads = physical cores), ``openvino`` (the ONNX export
+compiled by OpenVINO; ``openvino:fp32`` / ``openvino:bf16`` / ``openvino`` = auto) and ``eager`` (the baseline: a plain
 timm model, default layout and allocator, ``torch.no_grad``). Weights are random (``pretrained=False``): speed does
 not depend on them.
 
@@ -292,7 +292,8 @@ def to_markdown(table: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table.itertuples(index=False):
         lines.append(
-            f"| {r.model} | {r.backend} | {r.precision} | {r.batch_size} | {r.image_size} | {r.model_ms_median:.1f} / "
+            f"| {r.model} | {r.backend} | {r.precision} | {r.batch_size} | {r.image_size} | "
+            f"{r.model_ms_median:.1f} / "
             f"{r.model_ms_p90:.1f} | {r.model_img_s:.1f} | {r.e2e_ms_median:.1f} / {r.e2e_ms_p90:.1f} | "
             f"{r.e2e_img_s:.1f} | {r.stream_img_s:.1f} | "
             + (f"{r.series_img_s:.1f} ({r.series_slices}) |" if r.series_slices else "- |")

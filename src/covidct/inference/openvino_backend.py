@@ -2,9 +2,9 @@
 export directly (``openvino.Core().read_model``), compiles it for the CPU with a precision hint. No torch.
 
 Precision: ``fp32`` (``INFERENCE_PRECISION_HINT=f32``), ``bf16`` (``bf16``; native only where the CPU reports
-``BF16`` in ``OPTIMIZATION_CAPABILITIES`` - AVX512-BF16/AMX; elsewhere OpenVINO emulates it, slowly), ``auto``:
-bf16 where the CPU reports BF16 and the model's parity record (``covidct bench --parity``) does not show it
-disagreeing with fp32, else fp32. ``precision_note`` says why when ``auto`` refused bf16.
+``BF16`` in ``OPTIMIZATION_CAPABILITIES`` - AVX512-BF16/AMX; elsewhere OpenVINO emulates it, slowly),
+``auto``: bf16 where the CPU reports BF16 and the model's parity record (``covidct bench --parity``) does not
+show it disagreeing with fp32, else fp32. ``precision_note`` says why when ``auto`` refused bf16.
 
 Thread safety: one infer request per calling thread (a compiled model may be shared; a request may not).
 """
@@ -50,8 +50,11 @@ def cpu_has_bf16() -> bool:
 def resolve_precision(requested: str, parity: ParityReport | None = None) -> tuple[str, str]:
     """``(precision, note)``: what ``requested`` means on this CPU for a model with this parity record."""
     if requested in ("fp32", "bf16"):
-        note = "" if requested == "fp32" or cpu_has_bf16() else (
-            "bf16 requested on a CPU without native BF16: OpenVINO emulates it (slower than fp32)")
+        note = (
+            ""
+            if requested == "fp32" or cpu_has_bf16()
+            else ("bf16 requested on a CPU without native BF16: OpenVINO emulates it (slower than fp32)")
+        )
         return requested, note
     if requested != "auto":
         raise ConfigError(f"unknown precision {requested!r}: use auto, fp32 or bf16")
@@ -68,8 +71,15 @@ class OpenVinoPredictor(Predictor):
     backend = "openvino"
 
     def __init__(
-        self, path: str | os.PathLike[str], *, precision: str = "auto", threads: int | None = None,
-        device: str = "cpu", batch_size: int = 1, prefetch: bool = True, parity: ParityReport | None = None,
+        self,
+        path: str | os.PathLike[str],
+        *,
+        precision: str = "auto",
+        threads: int | None = None,
+        device: str = "cpu",
+        batch_size: int = 1,
+        prefetch: bool = True,
+        parity: ParityReport | None = None,
         source: str | os.PathLike[str] | None = None,
     ) -> None:
         from covidct.inference.onnx_meta import read_metadata_props, record_info
@@ -77,8 +87,10 @@ class OpenVinoPredictor(Predictor):
         from covidct.inference.runtime import resolve_threads
 
         if device != "cpu":
-            raise ConfigError(f"--backend openvino runs on the CPU (got device {device!r}); "
-                              "for CUDA use --backend torch or onnx")
+            raise ConfigError(
+                f"--backend openvino runs on the CPU (got device {device!r}); "
+                "for CUDA use --backend torch or onnx"
+            )
         self.path = Path(path)
         self.source = Path(source) if source is not None else self.path  # what the user gave (.pt or .onnx)
         self.record = read_metadata_props(self.path)
@@ -96,10 +108,15 @@ class OpenVinoPredictor(Predictor):
             reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise CheckpointError(f"{self.path}: OpenVINO cannot read this model ({reason})") from None
         self.threads = resolve_threads(threads)
-        self.compiled = core.compile_model(model, "CPU", {
-            "INFERENCE_PRECISION_HINT": _HINTS[self.precision], "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_NUM_THREADS": self.threads,
-        })
+        self.compiled = core.compile_model(
+            model,
+            "CPU",
+            {
+                "INFERENCE_PRECISION_HINT": _HINTS[self.precision],
+                "PERFORMANCE_HINT": "LATENCY",
+                "INFERENCE_NUM_THREADS": self.threads,
+            },
+        )
         self._local = threading.local()
 
     def model_record(self) -> dict[str, Any]:

@@ -1,10 +1,10 @@
 """Accuracy parity of a reduced-precision backend against fp32 on real slices (issue #15).
 
 ``run_parity(model, data)`` predicts ``data`` twice with the same backend, fp32 and the candidate precision
-(default OpenVINO bf16), and reports max |Δp| (over slices and classes), top-1 agreement and, where ``data`` has
-labels, the ROC AUC of each and their difference. ``data``: a dataset folder (class folders, as ``covidct train``
-reads it: labels), a CSV with a ``path`` (and optional ``label``) column, e.g. a fold's held-out
-``predictions.csv``, or any folder/series of slices (no labels: no AUC).
+(default OpenVINO bf16), and reports max |dp| (over slices and classes), top-1 agreement and, where ``data``
+has labels, the ROC AUC of each and their difference. ``data``: a dataset folder (class folders, as
+``covidct train`` reads it: labels), a CSV with a ``path`` (and optional ``label``) column, e.g. a fold's
+held-out ``predictions.csv``, or any folder/series of slices (no labels: no AUC).
 
 The result is saved beside the model as ``<model>.parity.json`` (with the model file's SHA-256); precision
 ``auto`` reads it and refuses bf16 (uses fp32, with a message) for a model whose top-1 agreement is under
@@ -40,7 +40,9 @@ class ParityReport:
     n_slices: int
     max_abs_diff: float  # max over slices and classes of |p_candidate - p_fp32|
     agreement: float  # fraction of slices with the same top-1 class
-    auc_fp32: float | None  # ROC AUC (first class vs rest for 2 classes, else macro one-vs-rest); None: no labels
+    auc_fp32: (
+        float | None
+    )  # ROC AUC (first class vs rest for 2 classes, else macro one-vs-rest); None: no labels
     auc_candidate: float | None
     data: str
     model: str
@@ -62,11 +64,17 @@ class ParityReport:
 
     def summary(self) -> str:
         cmp = ">=" if self.passed else "<"
-        auc = "" if self.auc_diff is None else f", ROC AUC {self.auc_candidate:.4f} vs {self.auc_fp32:.4f} " \
-                                               f"(diff {self.auc_diff:+.4f})"
-        return (f"{self.backend} {self.precision} vs {self.reference}: top-1 agreement {self.agreement:.2%} {cmp} "
-                f"{self.min_agreement:.1%} on {self.n_slices} slices of {self.data}; max |dp| "
-                f"{self.max_abs_diff:.4f}{auc}")
+        auc = (
+            ""
+            if self.auc_diff is None
+            else f", ROC AUC {self.auc_candidate:.4f} vs {self.auc_fp32:.4f} (diff {self.auc_diff:+.4f})"
+        )
+        return (
+            f"{self.backend} {self.precision} vs {self.reference}: "
+            f"top-1 agreement {self.agreement:.2%} {cmp} "
+            f"{self.min_agreement:.1%} on {self.n_slices} slices of {self.data}; max |dp| "
+            f"{self.max_abs_diff:.4f}{auc}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "auc_diff": self.auc_diff, "passed": self.passed}
@@ -90,17 +98,22 @@ def roc_auc(probs: np.ndarray, labels: np.ndarray) -> float | None:
     return float(np.mean([roc_auc_score(labels == c, probs[:, c]) for c in present]))
 
 
-def parity_metrics(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | None = None) -> dict[str, Any]:
+def parity_metrics(
+    reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | None = None
+) -> dict[str, Any]:
     """max |Δp|, top-1 agreement and (with labels: class indices, -1 = unknown) both ROC AUCs."""
     reference = np.asarray(reference, dtype=np.float64)
     candidate = np.asarray(candidate, dtype=np.float64)
     if reference.shape != candidate.shape or reference.ndim != 2 or not len(reference):
-        raise ValueError(f"need two equal (N, C) probability arrays, got {reference.shape}, {candidate.shape}")
+        raise ValueError(
+            f"need two equal (N, C) probability arrays, got {reference.shape}, {candidate.shape}"
+        )
     out: dict[str, Any] = {
         "n_slices": len(reference),
         "max_abs_diff": float(np.abs(candidate - reference).max()),
         "agreement": float(np.mean(candidate.argmax(axis=1) == reference.argmax(axis=1))),
-        "auc_fp32": None, "auc_candidate": None,
+        "auc_fp32": None,
+        "auc_candidate": None,
     }
     if labels is not None:
         known = np.asarray(labels) >= 0
@@ -113,7 +126,7 @@ def parity_metrics(reference: np.ndarray, candidate: np.ndarray, labels: np.ndar
 def parity_inputs(data: PathLike, classes: tuple[str, ...] = ()) -> tuple[list[str], dict[str, str] | None]:
     """``(inputs to predict, labels by path or None)`` for a dataset folder, a CSV or a folder of slices.
 
-    A folder counts as a labelled dataset only when its class folders are (aliases of) the model's ``classes``;
+    A folder counts as a labelled dataset only when its class folders are the model's ``classes``;
     otherwise (e.g. patient folders) it is plain slices."""
     data = Path(data)
     if not data.exists():
@@ -124,7 +137,7 @@ def parity_inputs(data: PathLike, classes: tuple[str, ...] = ()) -> tuple[list[s
             raise DataError(data, "a parity CSV needs a 'path' column (and optionally 'label')")
         paths = [p if Path(p).is_absolute() else str(data.parent / p) for p in table["path"]]
         paths = list(dict.fromkeys(paths))  # a CV predictions table may list a slice once per repeat
-        labels = dict(zip(paths, table["label"])) if "label" in table.columns else None
+        labels = dict(zip(paths, table["label"], strict=False)) if "label" in table.columns else None
         return paths, labels
     if data.is_dir():
         from covidct.data.manifest import scan_dataset
@@ -157,15 +170,25 @@ def load_parity_record(model: PathLike) -> ParityReport | None:
         warnings.warn(f"{path}: unreadable parity record ignored ({exc})", CovidCTWarning, stacklevel=2)
         return None
     if report.model_sha256 != sha256_file(model):
-        warnings.warn(f"{path}: parity record is for another version of {Path(model).name}; ignored "
-                      "(rerun covidct bench --parity)", CovidCTWarning, stacklevel=2)
+        warnings.warn(
+            f"{path}: parity record is for another version of {Path(model).name}; ignored "
+            "(rerun covidct bench --parity)",
+            CovidCTWarning,
+            stacklevel=2,
+        )
         return None
     return report
 
 
 def run_parity(
-    model: PathLike, data: PathLike, *, backend: str = "openvino", precision: str = "bf16",
-    threads: int | None = None, batch_size: int = 8, save: bool = True,
+    model: PathLike,
+    data: PathLike,
+    *,
+    backend: str = "openvino",
+    precision: str = "bf16",
+    threads: int | None = None,
+    batch_size: int = 8,
+    save: bool = True,
 ) -> ParityReport:
     """Predict ``data`` with ``backend`` at fp32 and at ``precision``; compare (see the module docstring).
     ``save`` writes ``<model>.parity.json`` (what ``auto`` reads)."""
@@ -190,7 +213,11 @@ def run_parity(
         label_idx = np.array([index.get(labels.get(p, ""), -1) for p in reference.slices["path"]])
     metrics = parity_metrics(reference.probabilities, candidate.probabilities, label_idx)
     report = ParityReport(
-        backend=backend, precision=precision, data=str(data), model=str(model), model_sha256=sha256_file(model),
+        backend=backend,
+        precision=precision,
+        data=str(data),
+        model=str(model),
+        model_sha256=sha256_file(model),
         **metrics,
     )
     if save:

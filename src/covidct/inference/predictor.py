@@ -84,7 +84,7 @@ class PredictionResult:
 
     classes: tuple[str, ...]
     slices: pd.DataFrame  # path, patient_id, prob_<class>..., predicted, model, backend, precision
-    groups: pd.DataFrame  # patient_id, n_slices, prob_<class>... (mean), predicted, votes_<class>..., model, ...
+    groups: pd.DataFrame  # patient_id, n_slices, prob_<class>... (mean), predicted, votes_<class>..., model...
     skipped: list[tuple[str, str]] = field(default_factory=list)
     model: str = ""
     backend: str = ""  # torch | onnx | openvino (also a column of both tables)
@@ -156,11 +156,11 @@ def _check_items(inputs: InputLike | Sequence[InputLike]) -> list[InputLike]:
 def expand_inputs(
     inputs: InputLike | Sequence[InputLike], window: str, skipped: list[tuple[str, str]]
 ) -> Iterator[tuple[str, np.ndarray, str]]:
-    """Inputs -> a lazy, sequential stream of ``(source, image (H, W) in [0, 1], group)``; unreadable files go to
-    ``skipped`` (the same slices, order and skips as :meth:`Predictor.predict`, which decodes them in parallel).
+    """Inputs -> a lazy, sequential stream of ``(source, image (H, W) in [0, 1], group)``; unreadable files go
+    to ``skipped`` (the same slices, order and skips as :meth:`Predictor.predict`, which decodes in parallel).
 
-    Paths (files, folders, series, volumes) are expanded by :mod:`covidct.data.inputs`; arrays are used as they
-    are (``array[i]`` for the i-th, each its own group; a 3-D ``(N, H, W)`` stack is one group). A path that does
+    Paths (files, folders, series, volumes) are expanded by :mod:`covidct.data.inputs`; arrays are used as
+    they are (``array[i]`` for the i-th, each its own group; a 3-D ``(N, H, W)`` stack is one group). A path that does
     not exist is an error straight away (a typo), not a skipped file.
     """
     jobs = input_slice_jobs(inputs, window)
@@ -183,7 +183,7 @@ SliceJob = Callable[[], "list[InputSlice | Skipped | _PathEnd]"]
 
 
 def input_slice_jobs(inputs: InputLike | Sequence[InputLike], window: str) -> Iterator[SliceJob]:
-    """Inputs -> decoding jobs in output order (see :func:`covidct.data.inputs.input_jobs`); validated eagerly."""
+    """Inputs -> decoding jobs in output order (:func:`covidct.data.inputs.input_jobs`); validated eagerly."""
     items = _check_items(inputs)
     return _jobs(items, window)
 
@@ -196,7 +196,9 @@ def _jobs(items: list[InputLike], window: str) -> Iterator[SliceJob]:
             name = f"array[{i}]"
             if item.ndim == 3 and item.shape[-1] not in (3, 4):
                 for k, s in enumerate(item):
-                    yield lambda s=s, k=k, name=name: [InputSlice(f"{name}#{k}", _as_unit_image(s, name), name)]
+                    yield lambda s=s, k=k, name=name: [
+                        InputSlice(f"{name}#{k}", _as_unit_image(s, name), name)
+                    ]
             else:
                 yield lambda item=item, name=name: [InputSlice(name, _as_unit_image(item, name), name)]
             continue
@@ -207,8 +209,9 @@ def _jobs(items: list[InputLike], window: str) -> Iterator[SliceJob]:
 def _collect(
     results: Iterable[list[Any]], skipped: list[tuple[str, str]]
 ) -> Iterator[Any]:
-    """Flatten job results into slices, appending skips to ``skipped`` in order; a path under which nothing was
-    readable (and nothing reported) is reported as skipped, as :func:`covidct.data.inputs.iter_inputs` says."""
+    """Flatten job results into slices, appending skips to ``skipped`` in order; a path under which nothing
+    was readable (and nothing reported) is reported as skipped, as :func:`~covidct.data.inputs.iter_inputs`
+    does."""
     found = reported = 0
     for outs in results:
         for out in outs:
@@ -319,7 +322,7 @@ class Predictor:
 
     @classmethod
     def from_path(cls, path: PathLike, *, backend: str | None = None, **kwargs: Any) -> Predictor:
-        """See :func:`covidct.inference.backends.load_predictor` (backend by suffix unless given; ``precision``)."""
+        """See :func:`covidct.inference.backends.load_predictor` (backend by suffix unless given)."""
         from covidct.inference.backends import load_predictor
 
         return load_predictor(path, backend=backend, **kwargs)
@@ -345,7 +348,8 @@ class Predictor:
 
         Slices are decoded, windowed and resized by a thread pool ahead of the network (see
         :func:`covidct.data.pipeline.ordered_prefetch`); order and skipped-file reports are as in a sequential
-        read. ``window`` overrides the model's CT window for DICOM/NIfTI inputs (``"lung"``, ``"1500,-600"``)."""
+        read. ``window`` overrides the model's CT window for DICOM/NIfTI inputs (``"lung"``, ``"1500,-600"``).
+        """
         jobs = input_slice_jobs(inputs, window or self.info.window_spec)
         return self._run(jobs, [], batch_size, progress)
 
@@ -353,8 +357,8 @@ class Predictor:
         self, slices: Iterable[tuple[str, SliceImage, str]], *, skipped: Sequence[tuple[str, str]] = (),
         batch_size: int | None = None, progress: ProgressFn | None = None,
     ) -> PredictionResult:
-        """Predict ``(source, image or loader, group)`` slices (see :func:`iter_batches`); ``skipped`` (read at
-        the end, so it may be filled while ``slices`` streams) is reported with the result."""
+        """Predict ``(source, image or loader, group)`` slices (see :func:`iter_batches`); ``skipped`` (read
+        at the end, so it may be filled while ``slices`` streams) is reported with the result."""
         jobs = ((lambda s=s: [InputSlice(s[0], s[1]() if callable(s[1]) else s[1], s[2])]) for s in slices)
         return self._run(jobs, skipped, batch_size, progress)
 

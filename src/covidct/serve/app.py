@@ -67,8 +67,8 @@ def load_predictor(
     path: str | os.PathLike[str], *, threads: int | None = None, backend: str | None = None,
     precision: str = "auto",
 ) -> LoadedModel:
-    """A ``.pt`` checkpoint or an ``.onnx`` model as a :class:`LoadedModel`; the backend by suffix unless given
-    (see :func:`covidct.inference.backends.load_predictor`)."""
+    """A ``.pt`` checkpoint or an ``.onnx`` model as a :class:`LoadedModel`; the backend by suffix unless
+    given (see :func:`covidct.inference.backends.load_predictor`)."""
     from covidct.inference.backends import check_backend
     from covidct.inference.backends import load_predictor as load_backend
 
@@ -78,7 +78,8 @@ def load_predictor(
     check_backend(backend, precision)
     version = sha256_file(path)[:12]
     if path.suffix.lower() == ".onnx" or backend not in (None, "torch"):
-        return LoadedModel(load_backend(path, backend=backend, precision=precision, threads=threads), None, version)
+        predictor = load_backend(path, backend=backend, precision=precision, threads=threads)
+        return LoadedModel(predictor, None, version)
     from covidct.inference.torch_backend import TorchPredictor
     from covidct.inference.predictor import ModelInfo
     from covidct.models.checkpoint import load_checkpoint
@@ -361,7 +362,8 @@ def create_app(
         info = served.info
         return {
             "name": info.model_name, "backbone": served.backbone, "version": served.version,
-            "runtime": served.runtime, "precision": served.precision, "classes": list(served.classes), "input_size": int(info.image_size),
+            "runtime": served.runtime, "precision": served.precision,
+            "classes": list(served.classes), "input_size": int(info.image_size),
             "window": {"name": info.window.get("name"), "width": float(info.window["width"]),
                        "level": float(info.window["level"])},
             "mean": list(info.mean), "std": list(info.std), "cam_layer": served.cam_layer,
