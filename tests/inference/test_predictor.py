@@ -201,10 +201,16 @@ def test_parallel_decoding_keeps_order_and_skip_reports(
 
 
 def test_predict_slices_decodes_lazy_loaders_in_order(tiny_checkpoint: Path, arrays: list) -> None:
+    from covidct.errors import DataError as Unreadable
+
+    def broken() -> np.ndarray:
+        raise Unreadable("s-bad", "truncated file")
+
     slices = [(f"s{i}", (lambda a=a: a), "g") for i, a in enumerate(arrays)]
+    slices.insert(2, ("s-bad", broken, "g"))
     result = Predictor.from_checkpoint(tiny_checkpoint).predict_slices(slices, batch_size=2,
                                                                         skipped=[("x.png", "bad")])
     reference = Predictor.from_checkpoint(tiny_checkpoint, prefetch=False).predict(arrays)
     assert result.slices["path"].tolist() == [f"s{i}" for i in range(len(arrays))]
     np.testing.assert_allclose(result.probabilities, reference.probabilities, atol=1e-5)
-    assert result.skipped == [("x.png", "bad")]
+    assert result.skipped == [("x.png", "bad"), ("s-bad", "truncated file")]

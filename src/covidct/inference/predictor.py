@@ -17,6 +17,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -227,6 +228,20 @@ def _collect(
                 yield out
 
 
+def _load_given(item: tuple[str, SliceImage, str]) -> list[InputSlice | Skipped]:
+    """One ``(source, image or loader, group)``: a loader that fails with DataError/OSError is a skipped slice
+    (so callers can hand lazy loaders to the decoding pool and still get unreadable files reported)."""
+    source, image, group = item
+    if callable(image):
+        try:
+            image = image()
+        except DataError as exc:
+            return [Skipped(source, exc.reason)]
+        except OSError as exc:
+            return [Skipped(source, f"cannot read ({exc})")]
+    return [InputSlice(source, image, group)]
+
+
 def decode_workers() -> int:
     """Decoding threads: ``COVIDCT_DECODE_WORKERS`` or the physical cores (at least 2)."""
     from covidct.inference.runtime import physical_cores
@@ -242,10 +257,7 @@ def iter_batches(
     resizes slices ahead of the caller (order kept), so the network never waits for image work.
 
     An image may also be a callable returning the array (e.g. ``partial(load_slice, path)``)."""
-    jobs = (
-        (lambda s=s: [InputSlice(s[0], s[1]() if callable(s[1]) else s[1], s[2])]) for s in slices
-    )
-    yield from _batches(jobs, preprocess, batch_size, [], prefetch=prefetch)
+    yield from _batches((partial(_load_given, s) for s in slices), preprocess, batch_size, [], prefetch=prefetch)
 
 
 def _batches(
@@ -357,10 +369,10 @@ class Predictor:
         self, slices: Iterable[tuple[str, SliceImage, str]], *, skipped: Sequence[tuple[str, str]] = (),
         batch_size: int | None = None, progress: ProgressFn | None = None,
     ) -> PredictionResult:
-        """Predict ``(source, image or loader, group)`` slices (see :func:`iter_batches`); ``skipped`` (read
-        at the end, so it may be filled while ``slices`` streams) is reported with the result."""
-        jobs = ((lambda s=s: [InputSlice(s[0], s[1]() if callable(s[1]) else s[1], s[2])]) for s in slices)
-        return self._run(jobs, skipped, batch_size, progress)
+        """Predict ``(source, image or loader, group)`` slices (see :func:`iter_batches`). Loaders (e.g.
+        ``partial(load_slice, path)``) run in the decoding pool; one raising DataError/OSError is reported as
+        skipped. ``skipped`` (read at the end, so it may be filled while ``slices`` streams) is reported too."""
+        return self._run((partial(_load_given, s) for s in slices), skipped, batch_size, progress)
 
     def _run(
         self, jobs: Iterable[SliceJob], skipped: Sequence[tuple[str, str]], batch_size: int | None,
