@@ -2,9 +2,9 @@
 
 Backends: ``torch`` (covidct's default path: malloc tuning, channels-last, inference mode), ``onnx``
 (onnxruntime, all graph optimisations, intra-op threads = physical cores), ``openvino`` (the ONNX export
-compiled by OpenVINO; ``openvino:fp32`` / ``openvino:bf16`` / ``openvino`` = auto) and ``eager`` (the baseline: a plain
-timm model, default layout and allocator, ``torch.no_grad``). Weights are random (``pretrained=False``): speed does
-not depend on them.
+compiled by OpenVINO; ``openvino:fp32`` / ``openvino:bf16`` / ``openvino`` = auto) and ``eager`` (the
+baseline: a plain timm model, default layout and allocator, ``torch.no_grad``). Weights are random
+(``pretrained=False``): speed does not depend on them.
 
 Each (model, backend) runs in a fresh Python process, so allocator settings, thread pools and caches of one case
 cannot help or hurt another (malloc tuning is process-wide). Per batch size ``B`` it records, per image:

@@ -85,7 +85,7 @@ class PredictionResult:
 
     classes: tuple[str, ...]
     slices: pd.DataFrame  # path, patient_id, prob_<class>..., predicted, model, backend, precision
-    groups: pd.DataFrame  # patient_id, n_slices, prob_<class>... (mean), predicted, votes_<class>..., model...
+    groups: pd.DataFrame  # patient_id, n_slices, prob_<class>... (mean), predicted, votes_<class>..., model..
     skipped: list[tuple[str, str]] = field(default_factory=list)
     model: str = ""
     backend: str = ""  # torch | onnx | openvino (also a column of both tables)
@@ -161,8 +161,8 @@ def expand_inputs(
     to ``skipped`` (the same slices, order and skips as :meth:`Predictor.predict`, which decodes in parallel).
 
     Paths (files, folders, series, volumes) are expanded by :mod:`covidct.data.inputs`; arrays are used as
-    they are (``array[i]`` for the i-th, each its own group; a 3-D ``(N, H, W)`` stack is one group). A path that does
-    not exist is an error straight away (a typo), not a skipped file.
+    they are (``array[i]`` for the i-th, each its own group; a 3-D ``(N, H, W)`` stack is one group). A path
+    that does not exist is an error straight away (a typo), not a skipped file.
     """
     jobs = input_slice_jobs(inputs, window)
 
@@ -257,7 +257,8 @@ def iter_batches(
     resizes slices ahead of the caller (order kept), so the network never waits for image work.
 
     An image may also be a callable returning the array (e.g. ``partial(load_slice, path)``)."""
-    yield from _batches((partial(_load_given, s) for s in slices), preprocess, batch_size, [], prefetch=prefetch)
+    jobs = (partial(_load_given, s) for s in slices)
+    yield from _batches(jobs, preprocess, batch_size, [], prefetch=prefetch)
 
 
 def _batches(
@@ -371,7 +372,8 @@ class Predictor:
     ) -> PredictionResult:
         """Predict ``(source, image or loader, group)`` slices (see :func:`iter_batches`). Loaders (e.g.
         ``partial(load_slice, path)``) run in the decoding pool; one raising DataError/OSError is reported as
-        skipped. ``skipped`` (read at the end, so it may be filled while ``slices`` streams) is reported too."""
+        skipped. ``skipped`` (read at the end, so it may be filled while ``slices`` streams) is reported
+        too."""
         return self._run((partial(_load_given, s) for s in slices), skipped, batch_size, progress)
 
     def _run(
