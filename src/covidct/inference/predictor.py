@@ -1,14 +1,17 @@
-"""Predict COVID-19 / healthy / pneumonia probabilities for CT slices, per slice and per patient/series (issue #5).
+"""Predict COVID-19 / healthy / pneumonia probabilities for CT slices, per slice and per patient/series (#5, #15).
 
-``Predictor.from_path(path)`` picks the backend by suffix: ``.onnx`` -> :class:`OnnxPredictor` (onnxruntime, no
-torch import), anything else -> :class:`TorchPredictor` (a covidct checkpoint). ``predict(inputs)`` takes files,
-folders, DICOM series, NIfTI volumes (expanded by :mod:`covidct.data.inputs`) or 2-D arrays in [0, 1], and returns
-a :class:`PredictionResult`: one row per slice (``path, patient_id, prob_<class>..., predicted, model``) and one
-per group (mean slice probability, predicted class, slice votes per class).
+``Predictor.from_path(path, backend=None, precision="auto")`` (see :mod:`covidct.inference.backends`): by suffix
+``.onnx`` -> :class:`OnnxPredictor` (onnxruntime, no torch import), else ``TorchPredictor`` (a checkpoint);
+``backend="openvino"`` -> ``OpenVinoPredictor``. ``predict(inputs)`` takes files, folders, DICOM series, NIfTI
+volumes (expanded by :mod:`covidct.data.inputs`) or 2-D arrays in [0, 1], and returns a
+:class:`PredictionResult`: one row per slice (``path, patient_id, prob_<class>..., predicted, model, backend,
+precision``) and one per group (mean slice probability, predicted class, slice votes per class, the same run
+columns).
 
-Speed: slices are preprocessed (resize + normalise, numpy/PIL, GIL released) by a background thread one batch
-ahead of the model, so the network never waits for image work after the first batch. The torch backend tunes
-glibc malloc (see :mod:`covidct.inference.runtime`) and runs channels-last under ``inference_mode``.
+Speed: slices are decoded, windowed, resized and normalised by a thread pool ahead of the model
+(:func:`covidct.data.pipeline.ordered_prefetch`, bounded, order kept), so the network does not wait for image
+work unless decoding is slower than it. The torch backend tunes glibc malloc (see
+:mod:`covidct.inference.runtime`) and runs channels-last under ``inference_mode``.
 """
 
 from __future__ import annotations
