@@ -1,8 +1,8 @@
-"""Predict COVID-19 / healthy / pneumonia probabilities for CT slices, per slice and per patient/series (#5, #15).
+"""Predict COVID-19 / healthy / pneumonia probabilities for CT slices, per slice and per patient/series.
 
-``Predictor.from_path(path, backend=None, precision="auto")`` (see :mod:`covidct.inference.backends`): by suffix
-``.onnx`` -> :class:`OnnxPredictor` (onnxruntime, no torch import), else ``TorchPredictor`` (a checkpoint);
-``backend="openvino"`` -> ``OpenVinoPredictor``. ``predict(inputs)`` takes files, folders, DICOM series, NIfTI
+``Predictor.from_path(path, backend=None, precision="auto")`` (see :mod:`covidct.inference.backends`): by
+suffix ``.onnx`` -> :class:`OnnxPredictor` (onnxruntime, no torch import), else ``TorchPredictor`` (a
+checkpoint); ``backend="openvino"`` -> ``OpenVinoPredictor``. ``predict(inputs)`` takes files, folders, DICOM series, NIfTI
 volumes (expanded by :mod:`covidct.data.inputs`) or 2-D arrays in [0, 1], and returns a
 :class:`PredictionResult`: one row per slice (``path, patient_id, prob_<class>..., predicted, model, backend,
 precision``) and one per group (mean slice probability, predicted class, slice votes per class, the same run
