@@ -74,7 +74,7 @@ def explain(
     with console.status(f"{cfg.method}: explaining {len(inputs)} input(s)..."):
         result = run_explain(checkpoint, inputs, out, masks=masks, lungs=lungs, config=cfg)
     console.print(f"{result.method} @ {result.layer}: {result.n_slices} slice(s) -> {result.out}")
-    console.print(f"layer: {result.layer_note}", markup=False, highlight=False)
+    console.print(f"layer: {result.layer_note}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"index: {result.index}  (+ index.csv, one PNG panel and .npy heatmap(s) per slice)")
     if result.skipped:
         console.print(f"skipped {len(result.skipped)} unreadable file(s):", style="yellow")
@@ -135,7 +135,7 @@ def _print_audit(result: object) -> None:
             table.add_section()
         table.add_row(row.group, str(row.n), _fmt(row.lung_share), _fmt(row.lung_fraction), _pct(row.outside))
     console.print(table)
-    console.print(f"per slice: {result.audit_table}", markup=False, highlight=False)  # type: ignore[attr-defined]
+    console.print(f"per slice: {result.audit_table}", markup=False, highlight=False, soft_wrap=True)  # type: ignore[attr-defined]
 
 
 def _pct(value: float) -> str:
