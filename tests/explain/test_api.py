@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from covidct.errors import ConfigError
+from covidct.errors import ConfigError, DataError
 from covidct.explain.api import ExplainConfig, activations, explain
 
 
@@ -60,6 +60,23 @@ def test_audit_with_given_and_computed_lungs(tiny_checkpoint: Path, phantoms, tm
     g = [float(r["lung_fraction"]) for r in csv.DictReader(given.audit_table.open())]
     c = [float(r["lung_fraction"]) for r in csv.DictReader(computed.audit_table.open())]
     assert np.allclose(g, c, atol=0.05)
+
+
+def test_slice_labels_join_the_explained_slices(tiny_checkpoint: Path, phantoms, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    rows = [f"COVID-19/p001/{k}.png,p001,COVID-19,{int(k > 2)}" for k in range(1, 5)]
+    labels.write_text("path,patient,diagnosis,infection_visible\n" + "\n".join(rows) + "\n")
+    inputs = [phantoms.images_dir / "COVID-19" / "p001", phantoms.images_dir / "Healthy" / "p001"]
+    result = explain(tiny_checkpoint, inputs, tmp_path / "out", slice_labels=labels, audit=True)
+    scores = result.slice_labels
+    assert scores is not None and scores.n == 4 and scores.n_infected == 2 and scores.n_patients == 1
+    assert 0.0 <= scores.auc <= 1.0 and 0.0 <= scores.lung_share_infected <= 1.0
+    assert json.loads(result.index.read_text())["slice_labels"]["n"] == 4
+    other = tmp_path / "other.csv"
+    other.write_text("path,patient,diagnosis,infection_visible\nnope.png,x,COVID-19,1\n")
+    with pytest.raises(DataError, match="none of the explained slices"):
+        explain(tiny_checkpoint, inputs, tmp_path / "out2", slice_labels=other)
+    assert not (tmp_path / "out2").exists()
 
 
 def test_audit_of_a_dicom_series_uses_hu(tiny_checkpoint: Path, dicom_series: Path, tmp_path: Path) -> None:

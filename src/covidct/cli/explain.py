@@ -57,6 +57,12 @@ def explain(
         "--lungs",
         help="Lung masks mirroring the inputs (e.g. from 'covidct data lungs'); default: computed per slice.",
     ),
+    slice_labels: Path | None = typer.Option(
+        None,
+        "--slice-labels",
+        help="Radiologists' slice labels CSV (path,patient,diagnosis,infection_visible): disease-probability "
+        "AUC within diseased patients (and, with --audit, in-lung energy on infected vs clean slices).",
+    ),
 ) -> None:
     """Class activation maps (Grad-CAM by default) per slice, plus localisation or faithfulness scores."""
     from covidct.explain.api import ExplainConfig
@@ -72,7 +78,9 @@ def explain(
         audit=audit or lungs is not None,
     )
     with console.status(f"{cfg.method}: explaining {len(inputs)} input(s)..."):
-        result = run_explain(checkpoint, inputs, out, masks=masks, lungs=lungs, config=cfg)
+        result = run_explain(
+            checkpoint, inputs, out, masks=masks, lungs=lungs, slice_labels=slice_labels, config=cfg
+        )
     console.print(f"{result.method} @ {result.layer}: {result.n_slices} slice(s) -> {result.out}")
     console.print(f"layer: {result.layer_note}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"index: {result.index}  (+ index.csv, one PNG panel and .npy heatmap(s) per slice)")
@@ -96,6 +104,22 @@ def explain(
         )
     if result.audit is not None:
         _print_audit(result)
+    labels = result.slice_labels
+    if labels is not None:
+        console.print(
+            f"slice labels: {labels.n} slice(s) of {labels.n_patients} diseased patient(s), "
+            f"{labels.n_infected} with visible infection: disease-probability ROC AUC {_fmt(labels.auc)}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        if result.audit is not None:
+            console.print(
+                f"  in-lung CAM energy: infected slices {_fmt(labels.lung_share_infected)}, clean slices "
+                f"{_fmt(labels.lung_share_clean)}",
+                markup=False,
+                highlight=False,
+            )
     faith = result.faithfulness
     if faith is not None:
         console.print(

@@ -24,6 +24,7 @@ from covidct.explain.scores import AuditSummary, FaithfulnessScores, Localizatio
 if TYPE_CHECKING:
     from torch import nn
 
+    from covidct.evaluation.slice_labels import SliceLabelScores
     from covidct.models.checkpoint import CheckpointMeta
 
 PathLike = str | os.PathLike[str]
@@ -66,6 +67,7 @@ class ExplainResult:
     masks_missing: int = 0
     audit: list[AuditSummary] | None = None  # per explained class, then "all"
     audit_table: Path | None = None
+    slice_labels: SliceLabelScores | None = None  # radiologists' slice labels (--slice-labels)
 
 
 def default_layer(meta: CheckpointMeta) -> str | None:
@@ -89,6 +91,7 @@ def explain(
     *,
     masks: PathLike | None = None,
     lungs: PathLike | None = None,
+    slice_labels: PathLike | None = None,
     config: ExplainConfig | None = None,
     **options: Any,
 ) -> ExplainResult:
@@ -98,7 +101,8 @@ def explain(
     ``window``, ``audit``). With ``audit``, lung masks come from ``lungs`` (a folder mirroring the inputs,
     like ``masks``; e.g. ``covidct data lungs`` output or the phantoms' ``lungs/``) or are computed per slice
     (:func:`covidct.data.lungs.lung_mask_for`); ``audit.csv`` and the index's ``audit`` section are written
-    and flagged slices say so on their panel.
+    and flagged slices say so on their panel. ``slice_labels`` (a radiologists' slice-label CSV, see
+    :mod:`covidct.evaluation.slice_labels`) adds the disease-probability AUC against ``infection_visible``.
     """
     from covidct.data.inputs import collect_inputs
     from covidct.data.preprocess import Preprocess
@@ -121,6 +125,11 @@ def explain(
     masks_dir = Path(masks) if masks is not None else None
     if masks_dir is not None and not masks_dir.is_dir():
         raise DataError(masks_dir, "masks folder not found")
+    labels = None
+    if slice_labels is not None:
+        from covidct.evaluation.slice_labels import read_slice_labels
+
+        labels = read_slice_labels(slice_labels)
     lungs_dir = Path(lungs) if lungs is not None else None
     if lungs_dir is not None and not lungs_dir.is_dir():
         raise DataError(lungs_dir, "lung masks folder not found")
@@ -184,6 +193,7 @@ def explain(
         audit, audit_table = None, None
         if cfg.audit:
             audit, audit_table = _write_audit(out, audit_rows, written)
+        label_scores = _slice_label_scores(labels, items, audit_rows) if labels is not None else None
         extra = {
             "checkpoint": str(checkpoint),
             "target": cfg.target,
@@ -195,6 +205,10 @@ def explain(
             from dataclasses import asdict
 
             extra["audit"] = [asdict(a) for a in audit]
+        if label_scores is not None:
+            from dataclasses import asdict
+
+            extra["slice_labels"] = asdict(label_scores)
         index = write_index(out, items, batch, written=written, extra=extra)
     except BaseException:
         remove_written(out, written, created)
@@ -212,7 +226,35 @@ def explain(
         masks_missing=masks_missing,
         audit=audit,
         audit_table=audit_table,
+        slice_labels=label_scores,
     )
+
+
+def _slice_label_scores(labels: Any, items: list[dict[str, Any]], audit_rows: list[dict[str, Any]]) -> Any:
+    """Join the explained slices to the labels table by path suffix and score them."""
+    import pandas as pd
+
+    from covidct.evaluation.slice_labels import disease_probability, match_labels, slice_label_scores
+
+    matches = match_labels([item["source"] for item in items], labels)
+    shares = {row["index"]: row["lung_share"] for row in audit_rows}
+    rows = []
+    for item, k in zip(items, matches, strict=True):
+        if k is None:
+            continue
+        label = labels.iloc[k]
+        rows.append(
+            {
+                "patient": label["patient"],
+                "diagnosis": label["diagnosis"],
+                "infection_visible": int(label["infection_visible"]),
+                "disease_probability": disease_probability(item["probabilities"]),
+                "lung_share": shares.get(item["index"], float("nan")),
+            }
+        )
+    if not rows:
+        raise DataError("slice labels", "none of the explained slices is in the slice-labels table")
+    return slice_label_scores(pd.DataFrame(rows))
 
 
 def _audit_chunk(
