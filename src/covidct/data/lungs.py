@@ -5,9 +5,9 @@ Two methods, both with scikit-image / scipy.ndimage:
 - :func:`lung_mask_hu` for slices in Hounsfield units (DICOM, NIfTI): the classic threshold (air and lung
   below about -320 HU), connected components, air touching the image border (outside the body) removed, the
   trachea / main bronchi (small compact air components near the midline) and specks removed, then a closing
-  and hole filling so vessels and airway walls count as lung, and each side's lung region replaced by its
-  convex hull when it is mostly convex already (dense lesions at the pleura, which a threshold cuts out, are
-  lung; a crescent around the liver dome is not made convex).
+  and hole filling so vessels and airway walls count as lung, and each lung region replaced by its convex
+  hull when it is mostly convex already (dense lesions at the pleura, which a threshold cuts out, are lung;
+  a crescent around the liver dome, or two lungs joined in front of the heart, are not made convex).
 - :func:`lung_mask_intensity` for 8-bit slices without HU (PNG/JPEG screenshots of viewers): the body is the
   largest bright component by Otsu's threshold (holes filled), the lungs are the dark regions inside it,
   cleaned the same way.
@@ -37,12 +37,10 @@ class LungMaskConfig:
 
     threshold_hu: float = LUNG_HU
     min_area: float = 0.001  # components smaller than this share of the image are specks (bowel gas, noise)
-    trachea_area: float = 0.006  # compact midline components below this share of the image are airways
+    trachea_area: float = 0.02  # compact midline components below this share of the image are airways
     closing: float = 0.02  # closing radius as a share of the short side (vessels, juxtapleural lesions)
-    hull_solidity: float = 0.5  # a lung region at least this convex is replaced by its convex hull (per side)
-    max_side: int = (
-        256  # bigger slices are segmented at this size, the mask resized back
-    )
+    hull_solidity: float = 0.75  # a region at least this convex is replaced by its convex hull
+    max_side: int = 256  # bigger slices are segmented at this size, the mask resized back
 
 
 DEFAULT_CONFIG = LungMaskConfig()
@@ -187,35 +185,36 @@ def _clean(candidates: np.ndarray, body: np.ndarray, config: LungMaskConfig) -> 
     cols = np.flatnonzero(body.any(axis=0))
     mid, half_width = (cols[0] + cols[-1]) / 2, max(1.0, (cols[-1] - cols[0]) / 2)
     keep = np.zeros(n + 1, dtype=bool)
+    airway = np.zeros(n + 1, dtype=bool)
     for region in regionprops(labels):
         share = region.area / area
         if share < config.min_area:
             continue
         central = abs(region.centroid[1] - mid) < 0.2 * half_width
         if share < config.trachea_area and central and region.solidity > 0.85:
-            continue  # the trachea / a main bronchus: round, small, on the midline
+            airway[region.label] = True  # the trachea / a main bronchus: round, small, on the midline
+            continue
         keep[region.label] = True
     mask = keep[labels]
     radius = max(1, int(round(config.closing * min(mask.shape))))
     mask = _fill_holes(_closing(mask, radius) | mask) & body
     if config.hull_solidity < 1.0:
-        mask = _hull_per_side(mask, int(round(mid)), config.hull_solidity)
-    return mask & body
+        mask = _hull_per_region(mask, config.hull_solidity)
+    return mask & body & ~airway[labels]  # closing + filling must not bring an enclosed trachea back
 
 
-def _hull_per_side(mask: np.ndarray, mid: int, min_solidity: float) -> np.ndarray:
-    """Each side's (left/right of the body's midline) regions replaced by their convex hulls when their
-    solidity (area / hull area) is at least ``min_solidity``; sides are hulled apart: the heart stays out."""
+def _hull_per_region(mask: np.ndarray, min_solidity: float) -> np.ndarray:
+    """Each connected region replaced by its convex hull when its solidity (area / hull area) is at least
+    ``min_solidity``: a lung with pleural bites (dense lesions) is filled, two lungs joined in front of the
+    heart (low solidity) are not, so the heart stays out."""
     from skimage.measure import regionprops
 
     out = mask.copy()
-    for side in (np.s_[:, :mid], np.s_[:, mid:]):
-        labels, _ = ndimage.label(mask[side])
-        view = out[side]
-        for region in regionprops(labels):
-            if region.solidity >= min_solidity:
-                r0, c0, r1, c1 = region.bbox
-                view[r0:r1, c0:c1] |= region.image_convex
+    labels, _ = ndimage.label(mask)
+    for region in regionprops(labels):
+        if region.solidity >= min_solidity:
+            r0, c0, r1, c1 = region.bbox
+            out[r0:r1, c0:c1] |= region.image_convex
     return out
 
 
