@@ -59,7 +59,7 @@ def save_cam_panel(
     if caption:
         fig.text(0.01, 0.01, caption[-90:], fontsize=6, color="gray")
     if flag:
-        fig.text(0.01, 0.94, f"! {flag}", fontsize=8, color="red", fontweight="bold")
+        fig.text(0.01, 0.05, f"! {flag}", fontsize=8, color="red", fontweight="bold")
     return _save(fig, path)
 
 
