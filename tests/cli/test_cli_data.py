@@ -1,4 +1,4 @@
-"""covidct data scan | summary | synth | lungs through the CLI: outputs, manifest file, user errors -> exit 2."""
+"""covidct data scan | summary | synth | lungs through the CLI: outputs, manifest, user errors -> exit 2."""
 
 from __future__ import annotations
 
