@@ -42,6 +42,10 @@ class DicomLimits:
             raise ValueError(f"DICOM limits must be >= 1, got {self.max_bytes}, {self.max_frame_pixels}")
 
 
+class DicomTooLarge(DataError):
+    """A DICOM file that announces (or inflates to) more than the limits allow."""
+
+
 def _default_limits() -> DicomLimits:
     text = os.environ.get("COVIDCT_DICOM_MAX_MB", "").strip()
     try:
@@ -127,12 +131,12 @@ def check_size(ds: Any, path: object, limits: DicomLimits = DEFAULT_LIMITS) -> P
     """``pixel_size(ds)``, or DataError when it exceeds ``limits`` (before anything is decoded)."""
     size = pixel_size(ds, path)
     if size.frame_pixels > limits.max_frame_pixels:
-        raise DataError(
+        raise DicomTooLarge(
             path, f"DICOM frame too large ({size.rows} x {size.columns} = {size.frame_pixels} pixels; the limit "
             f"is {limits.max_frame_pixels}), refused before decoding",
         )
     if size.nbytes > limits.max_bytes:
-        raise DataError(
+        raise DicomTooLarge(
             path, f"DICOM pixel data too large ({size.describe()}; the limit is {limits.max_bytes / _MB:g} MiB, "
             "COVIDCT_DICOM_MAX_MB raises it), refused before decoding",
         )
@@ -160,7 +164,7 @@ class _Inflater(io.RawIOBase):
     def _fill(self, upto: int) -> None:
         while len(self._buf) < upto and not self._done:
             if len(self._buf) > self._cap:
-                raise DataError(
+                raise DicomTooLarge(
                     self._path, f"deflated DICOM header inflates beyond {self._cap / _MB:g} MiB before any pixel "
                     "data, refused",
                 )
@@ -260,7 +264,7 @@ def inflated_size(path: str | os.PathLike[str], cap: int) -> int:
             except zlib.error as exc:
                 raise DataError(path, f"corrupt deflated DICOM ({exc})") from None
             if total > cap:
-                raise DataError(
+                raise DicomTooLarge(
                     path, f"deflated DICOM inflates beyond {cap / _MB:.1f} MiB, more than its header announces, "
                     "refused",
                 )
