@@ -1,5 +1,6 @@
-"""DICOM decompression bombs: announced frames x rows x columns x bytes are bounded before any decoding, for
-every transfer syntax, deflated included (issue 11). The hostile files are written by the tests, a few KB each."""
+"""DICOM decompression bombs: announced frames x rows x columns x bytes are bounded before any decoding,
+for every transfer syntax, deflated included (issue 11). The hostile files are written by the tests,
+a few KB each."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ import pytest
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
-    CTImageStorage, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, RLELossless, generate_uid,
+    CTImageStorage,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    RLELossless,
+    generate_uid,
 )
 
 from covidct.data import dicom_limits
@@ -22,8 +27,14 @@ from covidct.errors import DataError
 
 
 def dicom_file(
-    path: Path, *, rows: int = 32, cols: int = 32, frames: int = 1, syntax: str = ExplicitVRLittleEndian,
-    pixel_bytes: int | None = None, trailing: int = 0,
+    path: Path,
+    *,
+    rows: int = 32,
+    cols: int = 32,
+    frames: int = 1,
+    syntax: str = ExplicitVRLittleEndian,
+    pixel_bytes: int | None = None,
+    trailing: int = 0,
 ) -> Path:
     """A CT file announcing ``frames x rows x cols`` 16-bit pixels; ``pixel_bytes`` stores fewer than that (a
     header-only bomb), ``trailing`` adds that many zero bytes of padding after the pixel data."""
@@ -63,8 +74,9 @@ def test_announced_frames_beyond_the_limit_are_refused_before_decoding(tmp_path:
 
 
 def test_one_huge_frame_is_refused(tmp_path: Path) -> None:
-    path = dicom_file(tmp_path / "wide.dcm", rows=20000, cols=20000, syntax=DeflatedExplicitVRLittleEndian,
-                      pixel_bytes=64)
+    path = dicom_file(
+        tmp_path / "wide.dcm", rows=20000, cols=20000, syntax=DeflatedExplicitVRLittleEndian, pixel_bytes=64
+    )
     with pytest.raises(DataError, match="frame too large"):
         load_slice(path)
 
@@ -79,7 +91,8 @@ def test_deflated_header_is_read_without_inflating_the_pixels(tmp_path: Path, mo
 
 
 def test_deflated_stream_longer_than_its_header_announces_is_refused(tmp_path: Path) -> None:
-    """A 32 x 32 header followed by 8 MiB of padding: the inflated length is counted, streaming, and refused."""
+    """A 32 x 32 header followed by 8 MiB of padding: the inflated length is counted (streaming)
+    and refused."""
     path = dicom_file(tmp_path / "long.dcm", syntax=DeflatedExplicitVRLittleEndian, trailing=8 << 20)
     assert path.stat().st_size < 64 * 1024
     with pytest.raises(DataError, match="inflates beyond"):
@@ -88,7 +101,9 @@ def test_deflated_stream_longer_than_its_header_announces_is_refused(tmp_path: P
 
 def test_limits_are_configurable_and_normal_files_still_load(tmp_path: Path) -> None:
     plain = dicom_file(tmp_path / "p.dcm", rows=64, cols=48, frames=3)
-    deflated = dicom_file(tmp_path / "d.dcm", rows=64, cols=48, frames=3, syntax=DeflatedExplicitVRLittleEndian)
+    deflated = dicom_file(
+        tmp_path / "d.dcm", rows=64, cols=48, frames=3, syntax=DeflatedExplicitVRLittleEndian
+    )
     a, b = load_series(plain, window="1500,-600"), load_series(deflated, window="1500,-600")
     assert a.images.shape == (3, 64, 48) and np.array_equal(a.images, b.images)
     ds = pydicom.dcmread(plain, stop_before_pixels=True)

@@ -1,5 +1,5 @@
-"""Panels of huge slices are drawn at display size, in float32 (issue 11: `covidct explain` on a 9000^2 PNG used
-6 GB because matplotlib resampled the full-size slice and maps in float64)."""
+"""Panels of huge slices are drawn at display size, in float32 (issue 11: `covidct explain` on a 9000^2 PNG
+used 6 GB because matplotlib resampled the full-size slice and maps in float64)."""
 
 from __future__ import annotations
 

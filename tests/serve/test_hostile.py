@@ -1,6 +1,7 @@
-"""Bounded memory and CPU under hostile uploads (issue 11): DICOM and ZIP bombs are refused from headers and while
-streaming, requests have a time budget, abandoned requests stop, /explain renders at display size, and upload
-folders of killed services are removed at start. Every hostile file is made here, small, at run time."""
+"""Bounded memory and CPU under hostile uploads (issue 11): DICOM and ZIP bombs are refused from headers and
+while streaming, requests have a time budget, abandoned requests stop, /explain renders at display size, and
+upload folders of killed services are removed at start. Every hostile file is made here, small,
+at run time."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ from covidct.serve.app import DISPLAY_MAX, Budget, _watch_disconnect, colorize, 
 from covidct.serve.uploads import UploadError, UploadLimits, cleanup_stale_uploads, extract_dicom_zip
 from tests.serve.conftest import dicom_bytes, png_bytes, zip_bytes
 
-WIDE = UploadLimits(max_upload_bytes=8 << 20, max_zip_members=50, max_zip_total_bytes=1 << 30,
-                    max_pixels=32 << 20)
+WIDE = UploadLimits(
+    max_upload_bytes=8 << 20, max_zip_members=50, max_zip_total_bytes=1 << 30, max_pixels=32 << 20
+)
 
 
 def _post(client, data: bytes, name: str, route: str = "/predict", **params):
@@ -39,10 +41,17 @@ def _error(res, status: int) -> str:
     return body["error"]
 
 
-def hostile_dicom(*, rows: int = 32, cols: int = 32, frames: int = 1, deflated: bool = False,
-                  pixel_bytes: int | None = None, trailing: int = 0) -> bytes:
-    """A CT file announcing ``frames x rows x cols`` 16-bit pixels, storing ``pixel_bytes`` of them (default: all),
-    then ``trailing`` zero bytes of padding."""
+def hostile_dicom(
+    *,
+    rows: int = 32,
+    cols: int = 32,
+    frames: int = 1,
+    deflated: bool = False,
+    pixel_bytes: int | None = None,
+    trailing: int = 0,
+) -> bytes:
+    """A CT file announcing ``frames x rows x cols`` 16-bit pixels, storing ``pixel_bytes`` of them
+    (default: all), then ``trailing`` zero bytes of padding."""
     import pydicom
     from pydicom.uid import DeflatedExplicitVRLittleEndian
 
@@ -66,7 +75,9 @@ def wide_client(loaded_model, upload_dir: Path):
     """Limits wide enough that only the new bounds (pixels per request, member length, budget) can refuse."""
     from fastapi.testclient import TestClient
 
-    app = create_app(loaded_model.predictor, meta=loaded_model.meta, tmp_dir=upload_dir, limits=WIDE, max_cams=2)
+    app = create_app(
+        loaded_model.predictor, meta=loaded_model.meta, tmp_dir=upload_dir, limits=WIDE, max_cams=2
+    )
     with TestClient(app) as test_client:
         yield test_client
     assert list(upload_dir.iterdir()) == [], "temporary upload files were left behind"
@@ -74,7 +85,8 @@ def wide_client(loaded_model, upload_dir: Path):
 
 # ------------------------------------------------------------------------------------------- DICOM bombs
 def test_deflated_multiframe_bomb_is_refused_from_its_header(wide_client) -> None:
-    """400 frames of 512 x 512 (105 Mpx) announced by a 1 KB deflated file: 413 before inflating or decoding."""
+    """400 frames of 512 x 512 (105 Mpx) announced by a 1 KB deflated file: 413 before inflating or
+    decoding."""
     data = hostile_dicom(rows=512, cols=512, frames=400, deflated=True, pixel_bytes=64)
     assert len(data) < 4096
     message = _error(_post(wide_client, data, "bomb.dcm"), 413)

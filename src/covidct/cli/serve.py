@@ -28,6 +28,9 @@ def serve(
     threads: int | None = typer.Option(
         None, "--threads", help="Intra-op threads of torch/onnxruntime (default: cores)."
     ),
+    timeout_s: float = typer.Option(
+        120.0, "--timeout-s", help="Time budget of one request in seconds (answered 408 when it runs out)."
+    ),
 ) -> None:
     """Serve MODEL over HTTP: POST /predict, POST /explain (Grad-CAM), GET /health, GET /model, the page at /.
 
@@ -41,4 +44,4 @@ def serve(
         )
     console.print(f"covidct serve: loading {model} …  then http://{host}:{port}/ (Ctrl-C to stop)")
     run_service(model, host=host, port=port, max_upload_mb=max_upload_mb, worker_threads=worker_threads,
-                threads=threads)
+                threads=threads, request_timeout_s=timeout_s)

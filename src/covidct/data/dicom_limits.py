@@ -1,16 +1,15 @@
-"""Size bounds for DICOM files, checked from the header before any pixel data is decoded or inflated (issue 11).
+"""Size bounds for DICOM files, checked from the header before any pixel is decoded or inflated (issue 11).
 
 A few hundred bytes of DICOM can announce gigabytes: ``NumberOfFrames x Rows x Columns x SamplesPerPixel x
 BitsAllocated/8`` is only paid when the pixels are decoded, and with the *Deflated* transfer syntax the whole
-dataset is compressed, so pydicom inflates all of it into memory just to read the header. This module reads the
-header without that cost (a lazily inflating stream for deflated files, ``stop_before_pixels`` for the others),
-computes the decoded size, refuses what exceeds :class:`DicomLimits` with a ``DataError``, and for deflated files
-also bounds the inflated length of the whole dataset (counted in a streaming pass, never held) before pydicom
-reads it.
+dataset is compressed, so pydicom inflates all of it into memory just to read the header. This module reads
+the header without that cost (a lazily inflating stream for deflated files, ``stop_before_pixels`` for the
+others), computes the decoded size, refuses what exceeds :class:`DicomLimits` with a ``DataError``, and for
+deflated files also bounds the inflated length of the whole dataset (counted in a streaming pass, never held)
+before pydicom reads it.
 
-The CLI uses :data:`DEFAULT_LIMITS` (``COVIDCT_DICOM_MAX_MB`` raises the byte bound); the service checks its own,
-tighter, per-request limits with the same functions.
-"""
+The CLI uses :data:`DEFAULT_LIMITS` (``COVIDCT_DICOM_MAX_MB`` raises the byte bound); the service checks its
+own, tighter, per-request limits with the same functions."""
 
 from __future__ import annotations
 
@@ -23,7 +22,9 @@ from typing import Any, BinaryIO
 
 from covidct.errors import DataError
 
-PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})  # PixelData, FloatPixelData, DoubleFloatPixelData
+PIXEL_TAGS = frozenset(
+    {0x7FE00010, 0x7FE00008, 0x7FE00009}
+)  # PixelData, FloatPixelData, DoubleFloatPixelData
 DEFLATED_UIDS = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95"})  # deflated dataset (JPIP too)
 MAX_HEADER_BYTES = 64 * 2**20  # inflated bytes before the pixel data (icons, overlays, sequences)
 _CHUNK = 1 << 20
@@ -89,8 +90,9 @@ class PixelSize:
 
 @dataclass(frozen=True)
 class Header:
-    """A DICOM header read without its pixel data. ``pixel_offset``: where the pixel data element starts (in the
-    inflated dataset for deflated files), None when the header was read to the end without finding one."""
+    """A DICOM header read without its pixel data. ``pixel_offset``: where the pixel data element starts
+    (in the inflated dataset for deflated files), None when the header was read to the end without
+    finding one."""
 
     dataset: Any
     pixel_offset: int | None
@@ -132,12 +134,14 @@ def check_size(ds: Any, path: object, limits: DicomLimits = DEFAULT_LIMITS) -> P
     size = pixel_size(ds, path)
     if size.frame_pixels > limits.max_frame_pixels:
         raise DicomTooLarge(
-            path, f"DICOM frame too large ({size.rows} x {size.columns} = {size.frame_pixels} pixels; the limit "
+            path,
+            f"DICOM frame too large ({size.rows} x {size.columns} = {size.frame_pixels} pixels; the limit "
             f"is {limits.max_frame_pixels}), refused before decoding",
         )
     if size.nbytes > limits.max_bytes:
         raise DicomTooLarge(
-            path, f"DICOM pixel data too large ({size.describe()}; the limit is {limits.max_bytes / _MB:g} MiB, "
+            path,
+            f"DICOM pixel data too large ({size.describe()}; the limit is {limits.max_bytes / _MB:g} MiB, "
             "COVIDCT_DICOM_MAX_MB raises it), refused before decoding",
         )
     return size
@@ -165,7 +169,8 @@ class _Inflater(io.RawIOBase):
         while len(self._buf) < upto and not self._done:
             if len(self._buf) > self._cap:
                 raise DicomTooLarge(
-                    self._path, f"deflated DICOM header inflates beyond {self._cap / _MB:g} MiB before any pixel "
+                    self._path,
+                    f"deflated DICOM header inflates beyond {self._cap / _MB:g} MiB before any pixel "
                     "data, refused",
                 )
             data = self._z.unconsumed_tail or self._src.read(_CHUNK)
@@ -238,7 +243,8 @@ def read_header(path: str | os.PathLike[str], *, force: bool = False) -> Header:
 
 
 def _pixel_offset(fp: Any) -> int | None:
-    """``fp``'s position if the next element is pixel data (pydicom rewinds there when it stops), else None."""
+    """``fp``'s position if the next element is pixel data (pydicom rewinds there when it
+    stops), else None."""
     at = fp.tell()
     head = fp.read(4)
     fp.seek(at)
@@ -265,7 +271,8 @@ def inflated_size(path: str | os.PathLike[str], cap: int) -> int:
                 raise DataError(path, f"corrupt deflated DICOM ({exc})") from None
             if total > cap:
                 raise DicomTooLarge(
-                    path, f"deflated DICOM inflates beyond {cap / _MB:.1f} MiB, more than its header announces, "
+                    path,
+                    f"deflated DICOM inflates beyond {cap / _MB:.1f} MiB, more than its header announces, "
                     "refused",
                 )
     return total
@@ -276,10 +283,12 @@ def slack(nbytes: int) -> int:
     return _MB + nbytes // 16
 
 
-def read_bounded(path: str | os.PathLike[str], *, header_only: bool = False,
-                 limits: DicomLimits = DEFAULT_LIMITS) -> Any:
-    """``pydicom.dcmread(path)`` once the header shows the pixel data fits ``limits`` (and, for deflated files,
-    the inflated dataset is no longer than the header implies). ``header_only``: the header, no pixel data."""
+def read_bounded(
+    path: str | os.PathLike[str], *, header_only: bool = False, limits: DicomLimits = DEFAULT_LIMITS
+) -> Any:
+    """``pydicom.dcmread(path)`` once the header shows the pixel data fits ``limits`` (and, for deflated
+    files, the inflated dataset is no longer than the header implies). ``header_only``: the header, no pixel
+    data."""
     import pydicom
 
     header = read_header(path)

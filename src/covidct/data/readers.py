@@ -254,7 +254,7 @@ def _read_dicom(path: Path, *, header_only: bool = False) -> Any:
     from covidct.data.dicom_limits import read_bounded
 
     try:
-        return read_bounded(path, header_only=header_only)  # sizes checked before any pixel is inflated/decoded
+        return read_bounded(path, header_only=header_only)  # sizes bounded before decoding
     except DataError:
         raise
     except InvalidDicomError:

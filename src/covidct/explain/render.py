@@ -52,8 +52,8 @@ def save_cam_panel(
     title: str = "",
     caption: str = "",
 ) -> Path:
-    """The slice, then one heatmap overlay per ``(label, map)``; maps are in [0, 1] at the slice's size (both are
-    drawn at display size, see :func:`display_size`)."""
+    """The slice, then one heatmap overlay per ``(label, map)``; maps are in [0, 1] at the slice's size (both
+    are drawn at display size, see :func:`display_size`)."""
     image = display_size(image)
     overlays = [(label, display_size(heat)) for label, heat in overlays]
     n = 1 + len(overlays)

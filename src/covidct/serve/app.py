@@ -44,7 +44,13 @@ from covidct import __version__
 from covidct.errors import CheckpointError, CovidCTError
 from covidct.serve import schemas
 from covidct.serve.uploads import (
-    MULTIPART_SLACK, BodyLimit, StagedUpload, UploadError, UploadLimits, cleanup_stale_uploads, extract_series,
+    MULTIPART_SLACK,
+    BodyLimit,
+    StagedUpload,
+    UploadError,
+    UploadLimits,
+    cleanup_stale_uploads,
+    extract_series,
     stage_upload,
 )
 from covidct.utils import sha256_file
@@ -129,8 +135,8 @@ def load_predictor(path: str | os.PathLike[str], *, threads: int | None = None) 
     version = sha256_file(path)[:12]
     if path.suffix.lower() == ".onnx":
         return LoadedModel(Predictor.from_path(path, threads=threads), None, version)
-    from covidct.inference.torch_backend import TorchPredictor
     from covidct.inference.predictor import ModelInfo
+    from covidct.inference.torch_backend import TorchPredictor
     from covidct.models.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(path)  # once: TorchPredictor.load would drop the meta (timm name, CAM layer)
