@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import io
 import os
 import threading
@@ -206,6 +207,7 @@ class ServedModel:
         check: Callable[[], None] = lambda: None,
     ) -> list[np.ndarray]:
         """One ``(H, W)`` map in [0, 1] per slice, for class ``target`` (one slice per model turn)."""
+        preload_explain()  # the first import takes seconds: never while holding the model
         from covidct.explain.cam import compute_cams
 
         maps = []
@@ -218,6 +220,17 @@ class ServedModel:
                 )
             maps.append(batch.maps[0][0])
         return maps
+
+
+def preload_explain() -> None:
+    """Import Grad-CAM (pytorch-grad-cam pulls in scikit-learn and scipy: seconds) and build the colour table;
+    ``serve`` calls it at start so the first /explain does not pay for it."""
+    import pytorch_grad_cam  # noqa: F401
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: F401
+
+    import covidct.explain.cam  # noqa: F401
+
+    _jet_lut()
 
 
 # --------------------------------------------------------------------------------------------- encoding
@@ -249,6 +262,7 @@ def display_image(image: np.ndarray, max_side: int = DISPLAY_MAX) -> np.ndarray:
     return np.asarray(pil.resize(size, Image.BILINEAR, reducing_gap=2.0), dtype=np.float32)
 
 
+@functools.cache
 def _jet_lut() -> np.ndarray:
     from matplotlib import colormaps
 
@@ -562,6 +576,8 @@ def serve(
         max_upload_bytes=int(max_upload_mb * 1024 * 1024), worker_threads=worker_threads,
         request_timeout_s=request_timeout_s,
     )
+    if loaded.meta is not None:
+        preload_explain()
     import uvicorn
 
     uvicorn.run(app, host=host, port=port, log_level="info")
