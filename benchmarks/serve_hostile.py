@@ -7,17 +7,19 @@ The service runs in a child process (so its RSS is its own) under uvicorn on 127
 port); it is stopped at the end, whatever happens. Without MODEL, a random-weight checkpoint of ``--model`` is
 written to a temporary folder (memory and speed do not depend on the weights).
 
-1. idle: ``--idle-requests`` normal requests (512 x 512 PNG and DICOM slices, alternating, /predict), 2 at a time.
+1. idle: ``--idle-requests`` normal requests (512 x 512 PNG and DICOM slices, alternating,
+   /predict), 2 at a time.
 2. hostile: the same normal stream, 2 at a time, while two other clients send ``--bomb-rounds`` rounds of: a
    deflated DICOM of 4 frames of 8000 x 8000 (~0.5 MB, inflates to 488 MiB), a deflated 512 x 512 DICOM whose
    stream inflates to 488 MiB of padding, a 1 MB ZIP with one 900 MiB member, a ZIP whose 400 MiB member has a
    512 x 512 DICOM header (the member bound applies, not the 512 MiB archive bound), a ZIP with a 400 MiB
-   non-DICOM member next to a slice, /explain on an 8000 x 8000 16-bit PNG (124 KB), and a legitimate 128-slice
-   512 x 512 DICOM series ZIP.
+   non-DICOM member next to a slice, /explain on an 8000 x 8000 16-bit PNG (124 KB), and a legitimate
+   128-slice 512 x 512 DICOM series ZIP.
 
 RSS of the service is sampled every 50 ms (psutil if installed, else /proc/PID/status). Printed: idle and
 hostile p50/p95 of the normal requests and their ratio, the statuses per kind, the service RSS after warm-up
-(model loaded) and its peak, against the bound (warm-up RSS + 1 GiB). Everything stops after ``--max-seconds``.
+(model loaded) and its peak, against the bound (warm-up RSS + 1 GiB). Everything stops after
+``--max-seconds``.
 """
 
 from __future__ import annotations
@@ -44,8 +46,15 @@ MiB = 1 << 20
 GiB = 1 << 30
 
 
+def say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 # --------------------------------------------------------------------------------------------- payloads
-def _ct_dataset(size: int, frames: int = 1, z: float = 0.0, series: str = "1.2.826.0.1.3680043.8.498.7") -> object:
+def _ct_dataset(
+    size: int, frames: int = 1, z: float = 0.0, series: str = "1.2.826.0.1.3680043.8.498.7"
+) -> object:
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -90,8 +99,9 @@ def dicom_slice(size: int = 512, z: float = 0.0, seed: int = 0) -> bytes:
 
 
 def deflated_dicom(size: int, frames: int, pixel_bytes: int) -> bytes:
-    """A deflated-transfer-syntax DICOM announcing ``frames x size x size`` 16-bit pixels whose dataset inflates to
-    its header plus ``pixel_bytes`` zero bytes of pixel data (compressed in a streaming pass: small and fast)."""
+    """A deflated-transfer-syntax DICOM announcing ``frames x size x size`` 16-bit pixels whose dataset
+    inflates to its header plus ``pixel_bytes`` zero bytes of pixel data (see
+    :func:`deflate_zeros`: small and fast)."""
     from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_dataset, write_file_meta_info
     from pydicom.uid import DeflatedExplicitVRLittleEndian
@@ -110,8 +120,9 @@ def deflated_dicom(size: int, frames: int, pixel_bytes: int) -> bytes:
 
 
 def deflate_zeros(head: bytes, zeros: int) -> tuple[bytes, int]:
-    """Raw deflate of ``head`` + ``zeros`` zero bytes, and the CRC-32 of that data. After a full flush the encoder
-    starts afresh, so one compressed 8 MiB block of zeros is repeated instead of compressing gigabytes."""
+    """Raw deflate of ``head`` + ``zeros`` zero bytes, and the CRC-32 of that data. After a full flush the
+    encoder starts afresh, so one compressed 8 MiB block of zeros is repeated instead of
+    compressing gigabytes."""
     block = bytes(8 * MiB)
     z = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
     parts = [z.compress(head), z.flush(zlib.Z_FULL_FLUSH)]
@@ -127,8 +138,8 @@ def deflate_zeros(head: bytes, zeros: int) -> tuple[bytes, int]:
 
 
 def zip_with_member(name: str, head: bytes, size: int, extra: dict[str, bytes] | None = None) -> bytes:
-    """A ZIP (written by hand: deflate, no ZIP64) holding ``extra`` members and ``name`` = ``head`` followed by
-    zeros up to ``size`` bytes."""
+    """A ZIP (written by hand: deflate, no ZIP64) holding ``extra`` members and ``name`` = ``head``
+    followed by zeros up to ``size`` bytes."""
     import struct
 
     members = []
@@ -143,12 +154,14 @@ def zip_with_member(name: str, head: bytes, size: int, extra: dict[str, bytes] |
         encoded = member.encode()
         fields = (20, 0, 8, 0, 0x21, crc, len(data), length, len(encoded))
         out.write(struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", *fields, 0) + encoded + data)
-        central.write(struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, *fields, 0, 0, 0, 0, 0, offset)
-                      + encoded)
+        central.write(
+            struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, *fields, 0, 0, 0, 0, 0, offset) + encoded
+        )
     start, directory = out.tell(), central.getvalue()
     out.write(directory)
-    out.write(struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, len(members), len(members), len(directory),
-                          start, 0))
+    out.write(
+        struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, len(members), len(members), len(directory), start, 0)
+    )
     return out.getvalue()
 
 
@@ -172,15 +185,28 @@ def huge_png(side: int = 8000) -> bytes:
 
 def bombs() -> list[tuple[str, str, str, bytes]]:
     """(kind, route, file name, payload) of every hostile upload."""
-    slice_head = dicom_slice(512)[:-(512 * 512 * 2)]  # header + pixel element header of a 512 x 512 slice
+    slice_head = dicom_slice(512)[: -(512 * 512 * 2)]  # header + pixel element header of a 512 x 512 slice
     return [
         ("deflated 4 x 8000^2 DICOM", "/predict", "bomb.dcm", deflated_dicom(8000, 4, 4 * 8000 * 8000 * 2)),
-        ("deflated 512^2 DICOM, 488 MiB inside", "/predict", "liar.dcm", deflated_dicom(512, 1, 4 * 8000 * 8000 * 2)),
+        (
+            "deflated 512^2 DICOM, 488 MiB inside",
+            "/predict",
+            "liar.dcm",
+            deflated_dicom(512, 1, 4 * 8000 * 8000 * 2),
+        ),
         ("ZIP, one 900 MiB member", "/predict", "bomb.zip", zip_with_member("a.dcm", slice_head, 900 * MiB)),
-        ("ZIP, 400 MiB member with a 512^2 header", "/predict", "long.zip",
-         zip_with_member("a.dcm", slice_head, 400 * MiB)),
-        ("ZIP, 400 MiB non-DICOM member + 1 slice", "/predict", "junk.zip",
-         zip_with_member("junk.bin", b"", 400 * MiB, {"0.dcm": dicom_slice(512)})),
+        (
+            "ZIP, 400 MiB member with a 512^2 header",
+            "/predict",
+            "long.zip",
+            zip_with_member("a.dcm", slice_head, 400 * MiB),
+        ),
+        (
+            "ZIP, 400 MiB non-DICOM member + 1 slice",
+            "/predict",
+            "junk.zip",
+            zip_with_member("junk.bin", b"", 400 * MiB, {"0.dcm": dicom_slice(512)}),
+        ),
         ("explain 8000^2 16-bit PNG", "/explain", "huge.png", huge_png(8000)),
         ("series ZIP, 128 x 512^2 (legitimate)", "/predict", "series.zip", series_zip(128)),
     ]
@@ -245,14 +271,22 @@ def post(client, url: str, route: str, name: str, payload: bytes) -> tuple[int, 
 
     start = time.perf_counter()
     try:
-        status = client.post(url + route, files={"file": (name, payload, "application/octet-stream")}).status_code
+        status = client.post(
+            url + route, files={"file": (name, payload, "application/octet-stream")}
+        ).status_code
     except httpx.HTTPError:
         status = 0
     return status, (time.perf_counter() - start) * 1e3
 
 
-def normal_stream(url: str, normals: list[tuple[str, bytes]], n: int | None, until: Callable[[], bool],
-                  out: list[tuple[int, float]], deadline: float) -> None:
+def normal_stream(
+    url: str,
+    normals: list[tuple[str, bytes]],
+    n: int | None,
+    until: Callable[[], bool],
+    out: list[tuple[int, float]],
+    deadline: float,
+) -> None:
     """Normal /predict requests back to back: ``n`` of them, or until ``until()``."""
     import httpx
 
@@ -267,7 +301,9 @@ def normal_stream(url: str, normals: list[tuple[str, bytes]], n: int | None, unt
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_path", nargs="?", help="a .pt checkpoint (default: random weights)")
-    parser.add_argument("--model", default="EfficientNetB0", help="architecture for the random-weight checkpoint")
+    parser.add_argument(
+        "--model", default="EfficientNetB0", help="architecture for the random-weight checkpoint"
+    )
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--idle-requests", type=int, default=40)
     parser.add_argument("--bomb-rounds", type=int, default=2)
@@ -290,16 +326,17 @@ def main(argv: list[str] | None = None) -> int:
         from serve_load import random_checkpoint
 
         model_path = str(random_checkpoint(args.model, args.image_size, tmp))
-    print("building payloads ...", flush=True)
+    say("building payloads ...")
     normals = [("slice.png", png_slice(512)), ("slice.dcm", dicom_slice(512))]
     hostile = bombs()
     for kind, _, _, payload in hostile:
-        print(f"  {kind}: {len(payload) / 1024:.0f} KiB", flush=True)
+        say(f"  {kind}: {len(payload) / 1024:.0f} KiB")
 
     port_file = tmp / "port"
     env = dict(os.environ)
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--threads", str(args.threads), "--child", model_path, str(port_file)], env=env
+        [sys.executable, __file__, "--threads", str(args.threads), "--child", model_path, str(port_file)],
+        env=env,
     )
     sampler = RssSampler(proc.pid)
     try:
@@ -324,9 +361,13 @@ def main(argv: list[str] | None = None) -> int:
         rss_model = rss_bytes(proc.pid)
 
         idle: list[tuple[int, float]] = []
-        threads = [threading.Thread(target=normal_stream,
-                                    args=(url, normals, args.idle_requests // 2, lambda: False, idle, deadline))
-                   for _ in range(2)]
+        threads = [
+            threading.Thread(
+                target=normal_stream,
+                args=(url, normals, args.idle_requests // 2, lambda: False, idle, deadline),
+            )
+            for _ in range(2)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -349,8 +390,10 @@ def main(argv: list[str] | None = None) -> int:
                     bomb_results[kind].append(post(client, url, route, name, payload))
 
         bombers = [threading.Thread(target=bomber) for _ in range(2)]
-        normal = [threading.Thread(target=normal_stream, args=(url, normals, None, done.is_set, loaded, deadline))
-                  for _ in range(2)]
+        normal = [
+            threading.Thread(target=normal_stream, args=(url, normals, None, done.is_set, loaded, deadline))
+            for _ in range(2)
+        ]
         for t in bombers + normal:
             t.start()
         for t in bombers:
@@ -374,21 +417,31 @@ def main(argv: list[str] | None = None) -> int:
     load_ms = [ms for status, ms in loaded if status == 200]
     peak = sampler.peak(t_hostile)
     bound = rss_model + GiB
-    print(f"\nload average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
-          f"hostile phase {t_end - t_hostile:.0f} s")
+    say(
+        f"\nload average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
+        f"hostile phase {t_end - t_hostile:.0f} s"
+    )
     for kind, results in bomb_results.items():
         statuses = sorted({s for s, _ in results})
         worst = max((ms for _, ms in results), default=0.0)
-        print(f"  {kind:<42} statuses {statuses}, slowest {worst / 1e3:.1f} s")
+        say(f"  {kind:<42} statuses {statuses}, slowest {worst / 1e3:.1f} s")
     bad = [s for s, _ in idle + loaded if s != 200]
-    print(f"normal requests: idle {len(idle)} (non-200: {sum(s != 200 for s, _ in idle)}), "
-          f"under hostile load {len(loaded)} (non-200: {len(bad) - sum(s != 200 for s, _ in idle)})")
-    print(f"normal p50 idle {statistics.median(idle_ms):.0f} ms, hostile {statistics.median(load_ms):.0f} ms")
+    say(
+        f"normal requests: idle {len(idle)} (non-200: {sum(s != 200 for s, _ in idle)}), "
+        f"under hostile load {len(loaded)} (non-200: {len(bad) - sum(s != 200 for s, _ in idle)})"
+    )
+    say(f"normal p50 idle {statistics.median(idle_ms):.0f} ms, hostile {statistics.median(load_ms):.0f} ms")
     ratio = p95(load_ms) / p95(idle_ms)
-    print(f"normal p95 idle {p95(idle_ms):.0f} ms, hostile {p95(load_ms):.0f} ms: ratio {ratio:.2f} (target <= 2)")
-    print(f"service RSS after warm-up (model loaded) {rss_model / MiB:.0f} MiB, peak under hostile load "
-          f"{peak / MiB:.0f} MiB (+{(peak - rss_model) / MiB:.0f} MiB; bound model + 1 GiB = {bound / MiB:.0f} MiB): "
-          f"{'within' if peak <= bound else 'OVER'} the bound")
+    say(
+        f"normal p95 idle {p95(idle_ms):.0f} ms, hostile {p95(load_ms):.0f} ms: "
+        f"ratio {ratio:.2f} (target <= 2)"
+    )
+    say(
+        f"service RSS after warm-up (model loaded) {rss_model / MiB:.0f} MiB, peak under hostile load "
+        f"{peak / MiB:.0f} MiB (+{(peak - rss_model) / MiB:.0f} MiB; "
+        f"bound model + 1 GiB = {bound / MiB:.0f} MiB): "
+        f"{'within' if peak <= bound else 'OVER'} the bound"
+    )
     return 0 if peak <= bound else 1
 
 

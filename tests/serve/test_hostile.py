@@ -282,3 +282,23 @@ def test_upload_folders_carry_the_pid(tmp_path: Path) -> None:
     finally:
         staged.cleanup()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_hostile_benchmark_payloads_are_what_they_claim(tmp_path: Path) -> None:
+    """benchmarks/serve_hostile.py writes its bombs by hand (fast): they must be valid ZIP / DICOM files."""
+    import importlib.util
+
+    from covidct.data.readers import load_series
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "serve_hostile.py"
+    spec = importlib.util.spec_from_file_location("covidct_bench_serve_hostile", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    data = bench.zip_with_member("a.dcm", b"head", 9 << 20, {"x.txt": b"abc"})
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert zf.testzip() is None
+        assert [(i.filename, i.file_size) for i in zf.infolist()] == [("x.txt", 3), ("a.dcm", 9 << 20)]
+    assert len(data) < 64 * 1024
+    dicom = tmp_path / "d.dcm"
+    dicom.write_bytes(bench.deflated_dicom(64, 2, 64 * 64 * 2 * 2))
+    assert load_series(dicom).images.shape == (2, 64, 64)
