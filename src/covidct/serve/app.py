@@ -8,11 +8,11 @@ The model is loaded once and shared by all requests. Decoding, inference and Gra
 on the event loop), at most ``worker_threads`` at a time; a torch model is additionally used by one thread at a
 time (a lock: Grad-CAM hooks and module modes are per-model state), an onnxruntime session is thread-safe.
 
-Bounded work (issue 11): every request has a time budget (408 when it runs out) and is abandoned at the next step
-when its client disconnects. *Heavy* requests (a ZIP series, or more than :data:`LIGHT_PIXELS` decoded pixels) run
-one at a time in their own worker, use the model a few slices at a time, and give way to light requests waiting
-for the model, so a bomb among normal requests costs them little. ``/explain`` renders at display size (longer
-side <= :data:`DISPLAY_MAX`), never at the size of a huge upload.
+Bounded work (issue 11): every request has a time budget (408 when it runs out) and is abandoned at the next
+step when its client disconnects. *Heavy* requests (a ZIP series, or more than :data:`LIGHT_PIXELS` decoded
+pixels) run one at a time in their own worker, use the model a few slices at a time, and give way to light
+requests waiting for the model, so a bomb among normal requests costs them little. ``/explain`` renders at
+display size (longer side <= :data:`DISPLAY_MAX`), never at the size of a huge upload.
 
 Every user error is a 4xx JSON ``{"error": "..."}``; uploads are staged by :mod:`covidct.serve.uploads` in a
 temporary folder removed at the end of the request.
@@ -181,9 +181,9 @@ class ServedModel:
         self, images: Sequence[np.ndarray], sources: Sequence[str], *, urgent: bool = True,
         check: Callable[[], None] = lambda: None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Per-slice ``(N, C)`` probabilities and the series' aggregated ``(C,)`` (the predictor's group mean).
-
-        The model is taken a few slices at a time (``HEAVY_BATCH`` unless ``urgent``), ``check`` in between."""
+        """Per-slice ``(N, C)`` probabilities and the series' aggregated ``(C,)`` (the predictor's group
+        mean). The model is taken a few slices at a time (``HEAVY_BATCH`` unless ``urgent``), ``check`` in
+        between."""
         import pandas as pd
 
         from covidct.inference.predictor import aggregate_groups
@@ -252,7 +252,8 @@ def thumbnail(image: np.ndarray, size: int = THUMBNAIL_SIZE) -> np.ndarray:
 
 
 def display_image(image: np.ndarray, max_side: int = DISPLAY_MAX) -> np.ndarray:
-    """``image`` (float, [0, 1]) shrunk so its longer side is at most ``max_side`` (float32; as is if smaller)."""
+    """``image`` (float, [0, 1]) shrunk so its longer side is at most ``max_side`` (float32; as is if
+    smaller)."""
     h, w = image.shape
     if max(h, w) <= max_side:
         return image.astype(np.float32, copy=False)
@@ -270,8 +271,8 @@ def _jet_lut() -> np.ndarray:
 
 
 def colorize(cam: np.ndarray) -> np.ndarray:
-    """A CAM in [0, 1] -> RGBA uint8 with the jet colormap (as the paper's figures and ``explain/render``), via a
-    256-entry table (no float64 RGBA copy of the map)."""
+    """A CAM in [0, 1] -> RGBA uint8 with the jet colormap (as the paper's figures and ``explain/render``),
+    via a 256-entry table (no float64 RGBA copy of the map)."""
     return _jet_lut()[to_uint8(cam)]
 
 
@@ -404,14 +405,14 @@ def create_app(
     """The service around one loaded :class:`~covidct.inference.predictor.Predictor` (torch or ONNX).
 
     ``meta`` (the checkpoint's) adds the backbone and CAM layer to ``GET /model``; ``model_version`` defaults to
-    the checkpoint's creation time (:func:`load_predictor` gives the file's short SHA-256). Each request may take
-    ``request_timeout_s``; heavy requests (ZIP series, large images) run ``heavy_workers`` at a time. Upload
-    folders left in ``tmp_dir`` by a killed service are removed now.
+    the checkpoint's creation time (:func:`load_predictor` gives the file's short SHA-256).
+    Each request may take ``request_timeout_s``; heavy requests (ZIP series, large images) run
+    ``heavy_workers`` at a time. Upload folders left in ``tmp_dir`` by a killed service are removed now.
     """
     if worker_threads < 1 or max_cams < 1 or heavy_workers < 1:
         raise UploadError(
-            f"worker_threads, heavy_workers and max_cams must be >= 1, got {worker_threads}, {heavy_workers}, "
-            f"{max_cams}"
+            f"worker_threads, heavy_workers and max_cams must be >= 1, got {worker_threads}, "
+            f"{heavy_workers}, {max_cams}"
         )
     if not request_timeout_s > 0:
         raise UploadError(f"request_timeout_s must be > 0, got {request_timeout_s}")
@@ -496,7 +497,9 @@ def create_app(
         file: UploadFile = File(..., description="PNG/JPEG/TIFF/DICOM image, or a ZIP of one DICOM series"),
         thumbnails: bool = Query(False, description="include a small PNG of every slice"),
     ) -> dict[str, Any]:
-        return await _handle(request, file, explain=False, thumbnails=thumbnails, max_cams=max_cams, target=None)
+        return await _handle(
+            request, file, explain=False, thumbnails=thumbnails, max_cams=max_cams, target=None
+        )
 
     @app.post("/explain", response_model=schemas.ExplainResponse, summary="Classify and explain with Grad-CAM")
     async def explain(
@@ -510,7 +513,9 @@ def create_app(
             raise UploadError("Grad-CAM needs a torch checkpoint (.pt); this server runs an ONNX model", 409)
         if target is not None and target not in served.classes:
             raise UploadError(f"unknown target class {target!r}; one of {', '.join(served.classes)}")
-        return await _handle(request, file, explain=True, thumbnails=thumbnails, max_cams=max_slices, target=target)
+        return await _handle(
+            request, file, explain=True, thumbnails=thumbnails, max_cams=max_slices, target=target
+        )
 
     @app.get("/health", response_model=schemas.HealthResponse)
     async def health() -> dict[str, Any]:
@@ -529,7 +534,8 @@ def create_app(
             "server_version": __version__,
             "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_zip_members": limits.max_zip_members,
                        "max_zip_total_bytes": limits.max_zip_total_bytes, "max_pixels": limits.max_pixels,
-                       "max_request_pixels": limits.max_request_pixels, "request_timeout_s": request_timeout_s,
+                       "max_request_pixels": limits.max_request_pixels,
+                       "request_timeout_s": request_timeout_s,
                        "max_cams": max_cams},
         }
 

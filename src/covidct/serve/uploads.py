@@ -3,10 +3,10 @@
 An upload is copied (size-limited) into a private temporary folder, its kind is sniffed from magic bytes (never
 from the file name alone), and a ZIP of a DICOM series is extracted defensively: no absolute or escaping paths, no
 symlinks, no encrypted members, a bounded member count and a bounded total uncompressed size (checked against the
-headers *and* while inflating, since headers can lie). ZIP members are classified from their first bytes and their
-DICOM header only (never a full parse), each member may only be as long as its header announces, and the decoded
-pixels of a whole request are capped before anything is decoded (issue 11). Everything lives under one temporary
-folder ``covidct-upload-<pid>-*`` that is removed when :func:`staged_upload` exits (or by
+headers *and* while inflating, since headers can lie). ZIP members are classified from their first bytes and
+their DICOM header only (never a full parse), each member may only be as long as its header announces, and the
+decoded pixels of a whole request are capped before anything is decoded (issue 11). Everything lives under one
+temporary folder ``covidct-upload-<pid>-*`` that is removed when :func:`staged_upload` exits (or by
 :meth:`StagedUpload.cleanup`), whatever happens; :func:`cleanup_stale_uploads` removes the folders of services
 that were killed.
 
@@ -66,7 +66,7 @@ class UploadLimits:
     max_zip_members: int = 2000
     max_zip_total_bytes: int = 512 * 1024 * 1024
     max_pixels: int = 64 * 1024 * 1024  # per image / slice (decompression bombs)
-    max_request_pixels: int = 64 * 1024 * 1024  # decoded pixels of all slices of one request (frames included)
+    max_request_pixels: int = 64 * 1024 * 1024  # decoded pixels of all slices of one request (frames too)
 
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_zip_members", "max_zip_total_bytes", "max_pixels",
@@ -171,8 +171,8 @@ def stage_upload(
     check: Check = _no_check,
 ) -> StagedUpload:
     """Copy and sniff an upload into a new temporary folder; single images have their pixels checked from the
-    header. A ZIP stays packed (``kind == "zip"``, :func:`extract_series` unpacks it). The caller owns the folder:
-    call :meth:`StagedUpload.cleanup` (done here on failure)."""
+    header. A ZIP stays packed (``kind == "zip"``, :func:`extract_series` unpacks it). The caller owns the
+    folder: call :meth:`StagedUpload.cleanup` (done here on failure)."""
     name = PurePosixPath((filename or "upload").replace("\\", "/")).name or "upload"
     tmp = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=tmp_root))
     try:
@@ -220,8 +220,9 @@ def _too_many_pixels(name: str, pixels: int, limits: UploadLimits) -> str:
 
 
 def check_pixels(path: Path, kind: str, max_pixels: int, *, name: str) -> int:
-    """Refuse (413) images whose header announces more than ``max_pixels`` per slice, before decoding; return the
-    decoded pixels announced (all frames / pages; 0 when the header is unreadable: the reader reports it)."""
+    """Refuse (413) images whose header announces more than ``max_pixels`` per slice, before decoding; return
+    the decoded pixels announced (all frames / pages; 0 when the header is unreadable: the reader reports
+    it)."""
     if kind == "dicom":
         return _dicom_pixels(path, max_pixels, name=name)
     pixels = total = 0
@@ -254,7 +255,8 @@ def _dicom_pixels(path: Path, max_pixels: int, *, name: str, force: bool = True)
         size = pixel_size(header.dataset, name)
         if size.frame_pixels > max_pixels:
             raise UploadError(
-                f"{name}: image too large ({size.frame_pixels} pixels per frame; the limit is {max_pixels})", 413
+                f"{name}: image too large ({size.frame_pixels} pixels per frame; the limit is {max_pixels})",
+                413,
             )
         if header.deflated:
             inflated_size(path, (header.pixel_offset or 0) + size.nbytes + slack(size.nbytes))
@@ -330,7 +332,8 @@ def _bomb(name: str, limits: UploadLimits) -> str:
 
 
 def _extract_members(
-    zf: zipfile.ZipFile, files: list[zipfile.ZipInfo], dest: Path, limits: UploadLimits, name: str, check: Check
+    zf: zipfile.ZipFile, files: list[zipfile.ZipInfo], dest: Path, limits: UploadLimits, name: str,
+    check: Check,
 ) -> ZipMembers:
     total, pixels, skipped, kept = 0, 0, [], {}
     for info in files:
@@ -385,7 +388,8 @@ def _copy_member(
             raise UploadError(_bomb(name, limits), 413)
         if cap is not None and written > cap:
             raise UploadError(
-                f"{member}: member is longer than its DICOM header announces ({cap} bytes at most), refused", 413
+                f"{member}: member is longer than its DICOM header announces ({cap} bytes at most), refused",
+                413,
             )
         out.write(block)
         if cap is None and written >= probe_at:
@@ -411,10 +415,12 @@ def _copy_member(
     return written - start
 
 
-def cleanup_stale_uploads(tmp_root: str | Path | None = None, *, max_age_s: float = STALE_AGE_S) -> list[Path]:
-    """Remove ``covidct-upload-*`` folders left by a killed service: those whose process (the pid in the name) is
-    gone, and any older than ``max_age_s``. Folders of live services (this one included) are kept; only this
-    user's folders are touched. Returns the folders removed."""
+def cleanup_stale_uploads(
+    tmp_root: str | Path | None = None, *, max_age_s: float = STALE_AGE_S
+) -> list[Path]:
+    """Remove ``covidct-upload-*`` folders left by a killed service: those whose process (the pid in the name)
+    is gone, and any older than ``max_age_s``. Folders of live services (this one included) are kept; only
+    this user's folders are touched. Returns the folders removed."""
     root = Path(tmp_root) if tmp_root is not None else Path(tempfile.gettempdir())
     removed = []
     try:
