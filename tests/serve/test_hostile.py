@@ -302,3 +302,21 @@ def test_hostile_benchmark_payloads_are_what_they_claim(tmp_path: Path) -> None:
     dicom = tmp_path / "d.dcm"
     dicom.write_bytes(bench.deflated_dicom(64, 2, 64 * 64 * 2 * 2))
     assert load_series(dicom).images.shape == (2, 64, 64)
+
+
+def test_series_run_as_heavy_requests_and_single_slices_as_light(wide_client) -> None:
+    """A ZIP series takes the model a few slices at a time, behind light requests; a slice at once."""
+    served = wide_client.app.state.served
+    seen = []
+    original = served.predict
+
+    def spy(images, sources, *, urgent=True, check=lambda: None):
+        seen.append((len(images), urgent))
+        return original(images, sources, urgent=urgent, check=check)
+
+    served.predict = spy
+    assert _post(wide_client, png_bytes(), "a.png").status_code == 200
+    series = zip_bytes({f"{k}.dcm": dicom_bytes(k) for k in range(5)})
+    res = _post(wide_client, series, "ct.zip")
+    assert res.status_code == 200 and len(res.json()["slices"]) == 5
+    assert seen == [(1, True), (5, False)]
