@@ -51,11 +51,16 @@ def save_cam_panel(
     *,
     title: str = "",
     caption: str = "",
+    flag: str = "",
+    contour: np.ndarray | None = None,
 ) -> Path:
-    """The slice, then one heatmap overlay per ``(label, map)``; maps are in [0, 1] at the slice's size (both
-    are drawn at display size, see :func:`display_size`)."""
+    """The slice, then one heatmap overlay per ``(label, map)``; maps are in [0, 1] at the slice's size.
+    ``contour`` (a mask, e.g. the lungs) is outlined on the overlays; ``flag`` is a warning shown in red.
+    Slice, maps and contour are drawn at display size (see :func:`display_size`)."""
     image = display_size(image)
     overlays = [(label, display_size(heat)) for label, heat in overlays]
+    if contour is not None:
+        contour = display_size(np.asarray(contour, dtype=np.float32)) > 0.5
     n = 1 + len(overlays)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6), squeeze=False)
     axes = axes[0]
@@ -65,6 +70,8 @@ def save_cam_panel(
         ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0)
         shown = ax.imshow(heat, cmap=CMAP, vmin=0.0, vmax=1.0, alpha=OVERLAY_ALPHA)
         ax.set_title(label, fontsize=9)
+        if contour is not None and contour.any():
+            ax.contour(contour.astype(np.float32), levels=[0.5], colors="white", linewidths=0.6)
     for ax in axes:
         ax.axis("off")
     if overlays:
@@ -73,6 +80,8 @@ def save_cam_panel(
         fig.suptitle(title, fontsize=10)
     if caption:
         fig.text(0.01, 0.01, caption[-90:], fontsize=6, color="gray")
+    if flag:
+        fig.text(0.01, 0.05, f"! {flag}", fontsize=8, color="red", fontweight="bold")
     return _save(fig, path)
 
 
