@@ -69,7 +69,7 @@ def test_cv_smoke_on_real_sarscov2_subset(shared_data: Path, tmp_path: Path) -> 
         result = cross_validate(cfg)
     assert any(issubclass(w.category, CovidCTWarning) and "slice-level" in str(w.message) for w in caught)
     table = read_predictions(result.predictions)
-    assert len(table) == 60 and set(table["label"]) == {"COVID-19", "Healthy"}
+    assert len(table) == 60 and set(table["label"]) == {"COVID-19", "non-COVID"}
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert 0.0 <= metrics["overall"]["accuracy"]["mean"] <= 1.0
     assert any("slice-level" in w for w in metrics.get("warnings", []))
