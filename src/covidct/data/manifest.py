@@ -10,9 +10,9 @@ Every file is hashed (sha256) and validated by decoding it; unreadable files are
 fatal), exact duplicates in ``duplicates``. Labels pass through aliases (``Covid`` -> ``COVID-19``, ...) and
 the class order is fixed: canonical classes first, then the others sorted.
 
-Class names claim no more than the data says (issue 10): ``non-COVID`` (SARS-CoV-2 CT-scan set: "not infected by
-SARS-CoV-2", many with other lung disease) stays ``non-COVID``; only ``Normal``/``Healthy`` become ``Healthy``.
-One-vs-rest metrics count ``non-COVID`` as "rest" against ``COVID-19`` like any other class.
+Class names claim no more than the data says (issue 10): ``non-COVID`` (SARS-CoV-2 CT-scan set: "not
+infected by SARS-CoV-2", many with other lung disease) stays ``non-COVID``; only ``Normal``/``Healthy`` become
+``Healthy``. One-vs-rest metrics count ``non-COVID`` as "rest" against ``COVID-19`` like any other class.
 """
 
 from __future__ import annotations

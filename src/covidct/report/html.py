@@ -97,7 +97,9 @@ def _setup_section(tables: StudyTables) -> str:
             "Training",
             ", ".join(
                 f"{k}={train[k]}"
-                for k in ("epochs", "batch_size", "image_size", "lr", "pretrained", "augment", "seed")
+                for k in (
+                    "epochs", "batch_size", "image_size", "lr", "pretrained", "augment", "rotation", "seed"
+                )
                 if k in train
             ),
         ),
