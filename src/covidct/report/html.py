@@ -79,8 +79,32 @@ def _best_model(tables: StudyTables) -> str | None:
     return tables.models[0] if tables.models else None
 
 
+def _evaluation_setup(tables: StudyTables) -> str:
+    """The setup of a ``covidct evaluate`` folder: one external test set, no folds."""
+    cfg = tables.config
+    models = cfg.get("models") or []
+    label_map = cfg.get("label_map") or {}
+    ensemble = f"; ensemble of {len(models)} fold models (probabilities averaged)" if len(models) > 1 else ""
+    items = [
+        ("Data", cfg.get("data", "?")),
+        ("Classes", ", ".join(tables.classes)),
+        ("Label map (data -> evaluation)", ", ".join(f"{k} -> {v}" for k, v in label_map.items())),
+        ("Model classes", ", ".join(cfg.get("model_classes") or [])),
+        ("Slices", cfg.get("n_slices", "?")),
+        (
+            "Evaluation",
+            f"external: one test set the model was not trained on, no folds{ensemble}",
+        ),
+        ("Model", ", ".join(str(m) for m in models) or cfg.get("model", "?")),
+    ]
+    rows = "".join(f"<dt>{_e(k)}</dt><dd>{_e(str(v))}</dd>" for k, v in items)
+    return f'<section id="setup"><h2>Evaluation setup</h2><dl class="setup">{rows}</dl></section>'
+
+
 def _setup_section(tables: StudyTables) -> str:
     cfg = tables.config
+    if cfg.get("kind") == "evaluate":
+        return _evaluation_setup(tables)
     train = cfg.get("train", {}) or {}
     items = [
         ("Data", cfg.get("data", "?")),
