@@ -182,3 +182,44 @@ def test_cli_evaluate_and_report(cv_run: Path, two_class_csv: Path, tmp_path: Pa
     assert report.exit_code == 0, report.output and (out / "report.html").is_file()
     bad_level = runner.invoke(app, [*args, "--level", "fold"])
     assert bad_level.exit_code == 2 and "--level must be one of" in bad_level.output
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_sarscov2_model_evaluated_on_covid_ct_md(shared_data: Path, tmp_path: Path) -> None:
+    """Cross-dataset: trained on SARS-CoV-2 CT PNGs, scored on COVID-CT-MD DICOM series (COVID-19 vs rest)."""
+    from covidct.training.config import TrainConfig, TrainRunConfig
+    from covidct.training.fit import train
+
+    subset = tmp_path / "sars"
+    for folder in ("COVID", "non-COVID"):
+        (subset / folder).mkdir(parents=True)
+        for png in sorted((shared_data / "sarscov2-ct" / folder).glob("*.png"))[:24]:
+            (subset / folder / png.name).symlink_to(png)  # never copy the real data
+    tiny = TrainConfig(epochs=1, batch_size=16, image_size=32, pretrained=False, device="cpu", augment="none")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitted = train(
+            TrainRunConfig(data=str(subset), model="resnet10t", out=str(tmp_path / "m"), train=tiny)
+        )
+    out = tmp_path / "ext"
+    result = evaluate(
+        EvaluateConfig(
+            model=str(fitted.best_path),
+            data=str(shared_data / "covid-ct-md"),
+            out=str(out),
+            mapping=parse_mapping(["CAP=non-COVID", "Normal=non-COVID"]),
+        )
+    )
+    assert result.model_classes == result.classes == ("COVID-19", "non-COVID")
+    assert result.data_classes == ("COVID-19", "Healthy", "Pneumonia") and not result.skipped
+    table = read_predictions(out / "predictions.csv")
+    assert len(table) == 235 and table["patient_id"].nunique() == 3
+    assert table.groupby("label")["patient_id"].nunique().to_dict() == {"COVID-19": 1, "non-COVID": 2}
+    assert dict(table["source_label"].value_counts()) == {"Pneumonia": 84, "Healthy": 77, "COVID-19": 74}
+    metrics = json.loads((out / "metrics.json").read_text())
+    for block in (metrics, metrics["patient_level"]):
+        assert np.isfinite(block["overall"]["accuracy"]["mean"])
+        covid = block["per_class"]["COVID-19"]
+        assert np.isfinite(covid["sensitivity"]["mean"]) and np.isfinite(covid["specificity"]["mean"])
+    assert sum(map(sum, metrics["patient_level"]["confusion_matrix"])) == 3
