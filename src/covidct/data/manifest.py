@@ -49,11 +49,15 @@ LAYOUTS = ("class_folders", "class_patient", "csv")
 
 @dataclass(frozen=True)
 class Sample:
-    """One labelled slice: a file path (or ``"volume#k"``), its class and its patient (None when unknown)."""
+    """One labelled slice: a file path (or ``"volume#k"``), its class and its patient (None when unknown).
+
+    ``sha256`` is the file's content hash where known: byte-identical images are grouped in splits.
+    """
 
     path: str
     label: str
     patient_id: str | None
+    sha256: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -300,7 +304,7 @@ def scan_dataset(
         )
 
     rows.sort(key=sort_key)
-    samples = [Sample(r.path, r.label, r.patient_id) for r in rows if r.readable]
+    samples = [Sample(r.path, r.label, r.patient_id, r.sha256 or None) for r in rows if r.readable]
     return _finish(str(base), layout, order, samples, rows, skipped)
 
 
@@ -385,7 +389,7 @@ def load_manifest(path: str | os.PathLike[str], *, classes: Sequence[str] | None
                     raise DataError(source, f"line {line}: {exc}") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(source, f"cannot read the manifest ({exc})") from None
-    samples = [Sample(r.path, r.label, r.patient_id) for r in rows if r.readable]
+    samples = [Sample(r.path, r.label, r.patient_id, r.sha256 or None) for r in rows if r.readable]
     skipped = [(r.path, "marked unreadable in the manifest") for r in rows if not r.readable]
     order = class_order([s.label for s in samples], classes)
     return _finish(str(source), "csv", order, samples, rows, skipped)
