@@ -1,9 +1,9 @@
 """Leakage audit: exact and near-duplicate image pairs, and how many of them straddle a fold plan's splits.
 
-Near-duplicates are found with a perceptual hash (``imagehash.phash`` with ``hash_size=16``: a 256-bit DCT hash
-of the image at 64 x 64, robust to small shifts, intensity changes and re-encoding) and a Hamming-distance
-threshold. The 64-bit default hash is too coarse for CT: unrelated patients' slices collide. Byte-identical files
-(same sha256) are always pairs at distance 0. ``near_duplicate_pairs`` feeds ``--group-near-duplicates``
+Near-duplicates are found with a perceptual hash (``imagehash.phash`` with ``hash_size=16``: a 256-bit DCT
+hash of the image at 64 x 64, robust to small shifts, intensity changes and re-encoding) and a Hamming
+distance threshold. The 64-bit default hash is too coarse for CT: unrelated patients' slices collide. Byte-identical
+files (same sha256) are always pairs at distance 0. ``near_duplicate_pairs`` feeds ``--group-near-duplicates``
 (:func:`covidct.data.splits.make_folds` ``links``); ``audit`` adds the fold-plan crossings for
 ``covidct data audit``.
 """
@@ -91,7 +91,9 @@ def hamming_pairs(hashes: np.ndarray, threshold: int, *, chunk: int = 256) -> tu
 
 def _check_threshold(threshold: int) -> int:
     if int(threshold) != threshold or not 0 <= threshold < HASH_BITS:
-        raise ConfigError(f"the near-duplicate threshold must be an integer in 0..{HASH_BITS - 1}, got {threshold}")
+        raise ConfigError(
+            f"the near-duplicate threshold must be an integer in 0..{HASH_BITS - 1}, got {threshold}"
+        )
     return int(threshold)
 
 
@@ -104,7 +106,8 @@ def near_duplicate_pairs(
 ) -> pd.DataFrame:
     """Every pair of slices within ``threshold`` bits of each other, or byte-identical (same sha256).
 
-    ``hashes`` may pass ``(hashes, readable)`` from :func:`perceptual_hashes`; unreadable slices pair with none.
+    ``hashes`` may pass ``(hashes, readable)`` from :func:`perceptual_hashes`; unreadable slices pair with
+    none.
     Columns :data:`PAIR_COLUMNS` plus ``i, j`` (indices into ``samples``), sorted by distance then path.
     """
     threshold = _check_threshold(threshold)
@@ -201,7 +204,11 @@ def audit(
     threshold: int = DEFAULT_THRESHOLD,
     window: str = "lung",
 ) -> AuditResult:
-    """Scan ``data`` (folder, dataset CSV or manifest), find exact and near-duplicate pairs, count crossings."""
+    """Scan ``data`` (folder, dataset CSV or manifest), find exact and near-duplicate pairs, count crossings.
+
+    Raises:
+        DataError: unreadable data or fold plan. ConfigError: a threshold outside 0..255.
+    """
     from covidct.data.manifest import load_manifest, scan_dataset
 
     threshold = _check_threshold(threshold)

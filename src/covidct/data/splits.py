@@ -4,9 +4,10 @@
 indices): each repeat is one ``StratifiedGroupKFold(shuffle=True, random_state=seed + repeat)``.
 
 The groups that must never straddle a split are the connected components (:func:`leakage_groups`) of three
-links: same patient id, same file content (sha256: byte-identical images) and, on request, near-duplicate pairs
-(:mod:`covidct.data.audit`). Slices without a patient id are their own group unless such a link joins them. When
-every group is a single slice (no ids, no duplicates) the split is slice-level ``StratifiedKFold`` and warns
+links: same patient id, same file content (sha256: byte-identical images) and, on request, near-duplicate
+pairs (:mod:`covidct.data.audit`). Slices without a patient id are their own group unless such a link joins
+them. When every group is a single slice (no ids, no duplicates) the split is slice-level ``StratifiedKFold``
+and warns
 (:class:`CovidCTWarning`), because neighbouring slices of one patient then land on both sides of a split and
 accuracy is optimistic.
 
@@ -38,8 +39,8 @@ SLICE_LEVEL_WARNING = (
 def missing_ids_warning(n_missing: int, n_total: int) -> str:
     """The warning for data where only some slices have a patient id."""
     return (
-        f"{n_missing} of {n_total} slices have no patient id: each of them is its own group (patients with an "
-        "id stay grouped), so id-less slices of one patient can sit in both train and test"
+        f"{n_missing} of {n_total} slices have no patient id: each of them is its own group (patients with "
+        "an id stay grouped), so id-less slices of one patient can sit in both train and test"
     )
 
 
@@ -69,9 +70,7 @@ def patient_groups(samples: Sequence[SampleLike]) -> tuple[np.ndarray, bool]:
     return np.asarray(keys, dtype=object), all(_has_id(s.patient_id) for s in samples)
 
 
-def leakage_groups(
-    samples: Sequence[SampleLike], *, links: Iterable[tuple[int, int]] = ()
-) -> np.ndarray:
+def leakage_groups(samples: Sequence[SampleLike], *, links: Iterable[tuple[int, int]] = ()) -> np.ndarray:
     """One group key per sample: connected components of same patient id, same sha256, and ``links``.
 
     ``links`` are extra ``(i, j)`` index pairs that must share a group (near-duplicates). A sample's sha256 is
@@ -187,7 +186,8 @@ def make_folds(
 ) -> list[Fold]:
     """All (repeat, fold) splits of ``samples``, grouped by :func:`leakage_groups` (or the given ``groups``).
 
-    Slices of one patient id (also under several labels), byte-identical images and ``links`` stay on one side.
+    Slices of one patient id (also under several labels), byte-identical images and ``links`` stay on one
+    side.
     Warns with :class:`CovidCTWarning`: :data:`SLICE_LEVEL_WARNING` when no sample has a patient id,
     :func:`missing_ids_warning` when only some have one.
     """

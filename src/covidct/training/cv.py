@@ -157,7 +157,9 @@ def plan_cv(cfg: CVConfig, *, write: bool = True) -> CVPlan:
     notes.extend(str(w) for w in getattr(scan, "warnings", ()) or () if "no patient id" not in str(w))
     duplicates = list(getattr(scan, "duplicates", []) or [])
     if duplicates:
-        notes.append(f"{len(duplicates)} set(s) of byte-identical images: each kept on one side of every split")
+        notes.append(
+            f"{len(duplicates)} set(s) of byte-identical images: each kept on one side of every split"
+        )
     skipped = list(getattr(scan, "skipped", []) or [])
     if skipped:
         notes.append(f"{len(skipped)} unreadable file(s) left out (see manifest.csv)")
