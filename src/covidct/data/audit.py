@@ -3,9 +3,9 @@
 Near-duplicates are found with a perceptual hash (``imagehash.phash`` with ``hash_size=16``: a 256-bit DCT
 hash of the image at 64 x 64, robust to small shifts, intensity changes and re-encoding) and a Hamming
 distance threshold. The 64-bit default hash is too coarse for CT: unrelated patients' slices collide.
-Byte-identical files (same sha256) are always pairs at distance 0. ``near_duplicate_pairs`` feeds ``--group-near-duplicates``
-(:func:`covidct.data.splits.make_folds` ``links``); ``audit`` adds the fold-plan crossings for
-``covidct data audit``.
+Byte-identical files (same sha256) are always pairs at distance 0. ``near_duplicate_pairs`` feeds
+``--group-near-duplicates`` (:func:`covidct.data.splits.make_folds` ``links``); ``audit`` adds the fold-plan
+crossings for ``covidct data audit``.
 """
 
 from __future__ import annotations
