@@ -3,8 +3,9 @@
 ``per_fold_metrics`` is the one place that groups by (model, repeat, fold); it returns a tidy table that
 ``summarize`` averages and ``evaluation.stats`` pairs across models. Mean ± std is over all folds of all repeats;
 std is the sample standard deviation (``ddof=1``, as pandas and most CV papers report), 0 for a single fold.
-Folds where a metric is undefined (NaN, e.g. AUC in a fold that lacks a class) are left out of that metric's
-mean and counted in ``n``; a warning says so. ``metrics.json`` is always derived: ``covidct metrics RUN`` rebuilds
+Folds where a metric is undefined (NaN: a class absent from the fold's ground truth, or AUC in a fold that lacks
+a class) are left out of that metric's mean (``n`` counts the folds used); a warning says which case it was. A
+class present but never predicted has precision 0 in that fold, which counts (also said in a warning). ``metrics.json`` is always derived: ``covidct metrics RUN`` rebuilds
 it from the saved predictions.
 """
 
@@ -114,12 +115,36 @@ def _nan_warnings(per_fold: pd.DataFrame, level: str, n_folds: int) -> list[str]
     undefined = per_fold[per_fold["value"].isna()]
     out = []
     for (cls, metric), part in undefined.groupby(["class", "metric"], sort=True):
-        where = "multi-class" if cls == ALL_CLASSES else f"class {cls}"
+        if cls == ALL_CLASSES:
+            where, why = "multi-class", "a class absent from those folds' ground truth"
+        elif metric == "specificity":
+            where, why = f"class {cls}", f"every test case of those folds is {cls}: no negatives"
+        else:
+            where, why = f"class {cls}", f"{cls} absent from those folds' ground truth"
         out.append(
-            f"{level} level: {metric} ({where}) undefined in {len(part)} of {n_folds} folds "
-            "(a class missing from the fold); left out of its mean"
+            f"{level} level: {metric} ({where}) undefined in {len(part)} of {n_folds} folds ({why}); "
+            "left out of its mean"
         )
     return out
+
+
+def _never_predicted_warnings(
+    table: pd.DataFrame, classes: Sequence[str], level: str, n_folds: int
+) -> list[str]:
+    """Classes present in a fold's ground truth but never predicted there (precision 0, which counts)."""
+    counts: dict[str, int] = dict.fromkeys(classes, 0)
+    probs = prob_columns(table)
+    for _, part in table.groupby(["repeat", "fold"], sort=True):
+        predicted = set(predicted_labels(part[probs].to_numpy(dtype=float), classes).tolist())
+        for cls in set(part["label"]) - predicted:
+            if cls in counts:
+                counts[cls] += 1
+    return [
+        f"{level} level: class {cls} present but never predicted in {k} of {n_folds} folds: its precision and "
+        "F1 are 0 there and count in the mean"
+        for cls, k in counts.items()
+        if k
+    ]
 
 
 def summarize(
@@ -150,8 +175,10 @@ def summarize(
         notes.append("no patient ids: folds and metrics are slice-level; patient level equals slice level")
     slice_pf = per_fold[per_fold["level"] == "slice"]
     patient_pf = per_fold[per_fold["level"] == "patient"]
-    notes += _nan_warnings(slice_pf, "slice", n_folds) + _nan_warnings(patient_pf, "patient", n_folds)
     patients = aggregate_patients(df)
+    notes += _nan_warnings(slice_pf, "slice", n_folds) + _nan_warnings(patient_pf, "patient", n_folds)
+    notes += _never_predicted_warnings(df, classes, "slice", n_folds)
+    notes += _never_predicted_warnings(patients, classes, "patient", n_folds)
     patient_level = _aggregate_level(patient_pf, classes)
     patient_level["confusion_matrix"] = _confusion(patients, classes)
     n_patients = int(df.loc[~missing_patient(df["patient_id"]), "patient_id"].nunique())
