@@ -3,10 +3,10 @@
 ``per_fold_metrics`` is the one place that groups by (model, repeat, fold); it returns a tidy table that
 ``summarize`` averages and ``evaluation.stats`` pairs across models. Mean ± std is over all folds of all repeats;
 std is the sample standard deviation (``ddof=1``, as pandas and most CV papers report), 0 for a single fold.
-Folds where a metric is undefined (NaN: a class absent from the fold's ground truth, or AUC in a fold that lacks
-a class) are left out of that metric's mean (``n`` counts the folds used); a warning says which case it was. A
-class present but never predicted has precision 0 in that fold, which counts (also said in a warning). ``metrics.json`` is always derived: ``covidct metrics RUN`` rebuilds
-it from the saved predictions.
+Folds where a metric is undefined (NaN: a class absent from the fold's ground truth, or AUC in a fold that
+lacks a class) are left out of that metric's mean (``n`` counts the folds used); a warning says which case it
+was. A class present but never predicted has precision 0 in that fold, which counts (also said in a warning).
+``metrics.json`` is always derived: ``covidct metrics RUN`` rebuilds it from the saved predictions.
 """
 
 from __future__ import annotations
@@ -140,8 +140,8 @@ def _never_predicted_warnings(
             if cls in counts:
                 counts[cls] += 1
     return [
-        f"{level} level: class {cls} present but never predicted in {k} of {n_folds} folds: its precision and "
-        "F1 are 0 there and count in the mean"
+        f"{level} level: class {cls} present but never predicted in {k} of {n_folds} folds: its precision "
+        "and F1 are 0 there and count in the mean"
         for cls, k in counts.items()
         if k
     ]
