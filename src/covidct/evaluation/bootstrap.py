@@ -145,9 +145,10 @@ def bootstrap_intervals(
     confidence: float = CONFIDENCE,
     n_bins: int = N_BINS,
 ) -> dict[str, Any]:
-    """Percentile CIs of every metric (and ECE) of the pooled predictions, resampling ``units`` with replacement.
+    """Percentile CIs of every metric (and ECE) of the pooled predictions, resampling ``units``.
 
-    Returns ``{"per_class": {cls: {metric: [low, high]}}, "overall": {metric: [low, high]}, "ece": [low, high],
+    Units (patients, or slices) are drawn with replacement; a unit brings all its rows. Returns
+    ``{"per_class": {cls: {metric: [low, high]}}, "overall": {metric: [low, high]}, "ece": [low, high],
     "n_units", "n_boot", "seed", "confidence"}``; NaN bounds where a metric is undefined in most resamples.
     """
     labels = list(classes)
