@@ -176,8 +176,8 @@ def _multiclass_section(tables: StudyTables) -> str:
         "<h3>Patient level (mean probability over a patient's slices)</h3>",
         _table(header, multiclass_table(tables, "patient", ci=True), best_rows=best_rows),
         '<p class="note">Mean ± standard deviation (ddof=1) over all folds and repeats; [low, high] is the '
-        "95% bootstrap interval of the metric on the pooled test predictions (patients resampled, slices where "
-        "there are no patient ids; 1000 resamples, seed 0).</p></section>",
+        "95% bootstrap interval of the metric on the pooled test predictions (patients resampled, slices "
+        "where there are no patient ids; 1000 resamples, seed 0).</p></section>",
     ]
     return "".join(parts)
 
