@@ -131,3 +131,19 @@ def test_cv_plan_groups_near_duplicates_when_asked(leaky: Path, tmp_path: Path) 
     default = plan(False, "default")
     assert together(default, "COVID/3.png", "COVID/3 copy.png")  # exact duplicates are always grouped
     assert not together(default, "non-COVID/5.png", "COVID/near 5.png")
+
+
+def test_cv_and_compare_take_the_flag_and_pass_it_to_the_plan(tmp_path: Path) -> None:
+    from covidct.study.config import StudyConfig
+
+    for command in ("cv", "compare"):
+        result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0 and "--group-near-duplicates" in result.output
+        assert "--near-duplicate-threshold" in result.output
+    study = StudyConfig(
+        data="d", out="o", models=("resnet10t",), group_near_duplicates=True, near_duplicate_threshold=20
+    )
+    cv = study.cv_config("resnet10t", tmp_path / "m")
+    assert cv.group_near_duplicates is True and cv.near_duplicate_threshold == 20
+    with pytest.raises(ConfigError, match="near_duplicate_threshold"):
+        StudyConfig(data="d", out="o", near_duplicate_threshold=256)
