@@ -1,4 +1,4 @@
-"""Bootstrap CIs: the vectorised cluster bootstrap against a per-resample sklearn loop, on one synthetic table.
+"""Bootstrap CIs: the vectorised cluster bootstrap against a per-resample sklearn loop, on a synthetic table.
 
 Run: ``PYTHONPATH=src python benchmarks/bootstrap.py [--rows 2500] [--boot 1000] [--naive-boot 100]``.
 The loop's time is measured on ``--naive-boot`` resamples and scaled to ``--boot``; prints both and the ratio.
@@ -50,10 +50,10 @@ def main() -> None:
     start = time.perf_counter()
     bootstrap_intervals(y, prob, classes, units, n_boot=args.boot)
     ours = time.perf_counter() - start
-    print(f"{args.rows} rows, {args.boot} resamples")
-    print(f"baseline (sklearn per resample, scaled from {args.naive_boot}): {loop:.2f} s")
-    print(f"ours (vectorised): {ours:.2f} s")
-    print(f"speed-up: {loop / ours:.1f}x")
+    print(f"{args.rows} rows, {args.boot} resamples")  # noqa: T201
+    print(f"baseline (sklearn per resample, scaled from {args.naive_boot}): {loop:.2f} s")  # noqa: T201
+    print(f"ours (vectorised): {ours:.2f} s")  # noqa: T201
+    print(f"speed-up: {loop / ours:.1f}x")  # noqa: T201
 
 
 if __name__ == "__main__":
