@@ -154,7 +154,11 @@ def bootstrap_intervals(
     labels = list(classes)
     index = {c: i for i, c in enumerate(labels)}
     prob = np.asarray(y_prob, dtype=float)
-    y = np.asarray([index[v] for v in np.asarray(y_true, dtype=object)], dtype=np.int64)
+    truth = np.asarray(y_true, dtype=object)
+    unknown = sorted({str(v) for v in truth if v not in index})
+    if unknown:
+        raise ValueError(f"labels {unknown} are not among the classes {labels}")
+    y = np.asarray([index[v] for v in truth], dtype=np.int64)
     pred = prob.argmax(axis=1)
     unit_codes, unit_of_row = np.unique(np.asarray(units, dtype=object).astype(str), return_inverse=True)
     n_units, k = len(unit_codes), len(labels)
