@@ -5,10 +5,10 @@ positive, every other class is negative (so specificity = TN / (TN + FP)). Multi
 balanced accuracy, macro and weighted F1 and the macro one-vs-rest ROC AUC from probabilities. sklearn computes
 what it can; only specificity and the NaN-tolerant AUC are written here.
 
-Undefined is not the same as bad. A class present in ``y_true`` but never predicted has precision 0 (every one
-of its cases was missed; sklearn would call it 0/0), so a fold mean cannot be flattered by dropping such
-folds. Only a class absent from ``y_true`` gets ``zero_division`` (NaN by default) for sensitivity, and for precision
-and F1 when it is also never predicted; specificity is ``zero_division`` when every case is the class itself.
+Undefined is not the same as bad. A class present in ``y_true`` but never predicted has precision 0 (every
+one of its cases was missed; sklearn would call it 0/0), so a fold mean cannot be flattered by dropping such
+folds. Only a class absent from ``y_true`` gets ``zero_division`` (NaN by default) for sensitivity, and for
+precision and F1 when it is also never predicted; specificity is ``zero_division`` when every case is the class itself.
 """
 
 from __future__ import annotations
@@ -77,9 +77,9 @@ def one_vs_rest_scores(
 ) -> dict[object, dict[str, float]]:
     """Per class: ``{"f1", "accuracy", "sensitivity", "specificity", "precision"}`` with the class as positive.
 
-    Accuracy here is the binary one-vs-rest accuracy (TP + TN) / N, as in the paper's per-class tables. A class
-    in ``y_true`` that is never predicted has precision 0 and F1 0; ``zero_division`` only where a value is
-    truly undefined (see the module doc).
+    Accuracy here is the binary one-vs-rest accuracy (TP + TN) / N, as in the paper's per-class tables.
+    A class in ``y_true`` that is never predicted has precision 0 and F1 0; ``zero_division`` only where a
+    value is truly undefined (see the module doc).
     """
     t, p = _as_labels(y_true), _as_labels(y_pred)
     if t.shape != p.shape:
