@@ -8,7 +8,8 @@ what it can; only specificity and the NaN-tolerant AUC are written here.
 Undefined is not the same as bad. A class present in ``y_true`` but never predicted has precision 0 (every
 one of its cases was missed; sklearn would call it 0/0), so a fold mean cannot be flattered by dropping such
 folds. Only a class absent from ``y_true`` gets ``zero_division`` (NaN by default) for sensitivity, and for
-precision and F1 when it is also never predicted; specificity is ``zero_division`` when every case is the class itself.
+precision and F1 when it is also never predicted; specificity is ``zero_division`` when every case is the
+class itself.
 """
 
 from __future__ import annotations
