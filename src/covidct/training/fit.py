@@ -222,7 +222,7 @@ def fit(
             preprocess,
             cache=cache,
             loader=loader_fn,
-            augment=build_augment() if cfg.augment else None,
+            augment=build_augment(cfg.augmentation) if cfg.augmentation else None,
         )
         val_ds = SliceDataset(val_samples, classes, preprocess, cache=cache, loader=loader_fn)
         if len(train_ds) == 0:
