@@ -194,6 +194,42 @@ def test_errors_for_unusable_roots(tmp_path: Path) -> None:
     assert str(info.value).startswith(str(tmp_path / "bad"))
 
 
+def test_csv_duplicate_rows_are_one_sample_or_a_clear_error(tmp_path: Path) -> None:
+    png(tmp_path / "a.png", 1)
+    png(tmp_path / "b.png", 2)
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("path,label,patient_id\na.png,Normal,p1\nb.png,covid,p2\na.png,Healthy,p1\n")
+    scan = scan_dataset(csv_path)
+    assert sorted(Path(s.path).name for s in scan.samples) == ["a.png", "b.png"]
+    assert len(scan.rows) == 2
+    assert any("1 duplicate row(s)" in w and "line 4 repeats line 2" in w for w in scan.warnings), (
+        scan.warnings
+    )
+    csv_path.write_text("path,label,patient_id\na.png,Normal,p1\nb.png,covid,p2\na.png,covid,p1\n")
+    with pytest.raises(
+        DataError, match=r"lines 2 and 4 give .*a\.png two labels \('Healthy' and 'COVID-19'\)"
+    ):
+        scan_dataset(csv_path)
+    csv_path.write_text("path,label,patient_id\na.png,Normal,p1\na.png,Normal,p9\nb.png,covid,p2\n")
+    with pytest.raises(DataError, match="lines 2 and 3 .* two patient ids"):
+        scan_dataset(csv_path)
+
+
+def test_manifest_with_duplicate_rows(tmp_path: Path) -> None:
+    png(tmp_path / "a.png", 1)
+    png(tmp_path / "b.png", 2)
+    (tmp_path / "labels.csv").write_text("path,label\na.png,Normal\nb.png,covid\n")
+    manifest = save_manifest(scan_dataset(tmp_path / "labels.csv"), tmp_path / "manifest.csv")
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join([*lines, lines[1]]) + "\n")
+    back = load_manifest(manifest)
+    assert len(back.samples) == 2 and any("duplicate row" in w for w in back.warnings)
+    a_line = next(n for n, line in enumerate(lines) if "a.png" in line)
+    manifest.write_text("\n".join([*lines, lines[a_line].replace(",Healthy,", ",COVID-19,")]) + "\n")
+    with pytest.raises(DataError, match=f"lines {a_line + 1} and 4 .* two labels"):
+        load_manifest(manifest)
+
+
 @pytest.mark.parametrize("spelling", ["non-COVID", "Non-COVID", "non-covid", "Non-Covid", "NON-COVID"])
 def test_non_covid_is_its_own_class_not_healthy(spelling: str) -> None:
     """issue 10: "non-COVID" (not infected by SARS-CoV-2) is not evidence of a healthy lung."""

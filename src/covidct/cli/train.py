@@ -96,6 +96,21 @@ Amp = Annotated[
     bool | None,
     typer.Option("--amp/--no-amp", help="Mixed precision (default: on CUDA only).", rich_help_panel=_T),
 ]
+GroupNearDuplicates = Annotated[
+    bool | None,
+    typer.Option(
+        "--group-near-duplicates/--no-group-near-duplicates",
+        help="Keep near-duplicate images (perceptual hash, see 'covidct data audit') on one side of every "
+        "split (default: no).",
+    ),
+]
+NearDuplicateThreshold = Annotated[
+    int | None,
+    typer.Option(
+        "--near-duplicate-threshold",
+        help="Hamming distance (of 256 phash bits) for --group-near-duplicates (default: 32).",
+    ),
+]
 ConfigFile = Annotated[
     Path | None, typer.Option("--config", help="A run's config.json to replay; flags override.")
 ]
@@ -224,6 +239,8 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[
             int | None, typer.Option(help="Seed of the folds and of training (default: 0).")
         ] = None,
+        group_near_duplicates: GroupNearDuplicates = None,
+        near_duplicate_threshold: NearDuplicateThreshold = None,
         epochs: Epochs = None,
         batch_size: BatchSize = None,
         image_size: ImageSize = None,
@@ -263,6 +280,8 @@ def register(app: typer.Typer) -> None:
             folds=folds,
             repeats=repeats,
             seed=seed,
+            group_near_duplicates=group_near_duplicates,
+            near_duplicate_threshold=near_duplicate_threshold,
             train=overrides,
         )
         with _progress() as progress:

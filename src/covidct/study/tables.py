@@ -276,21 +276,31 @@ def format_params(value: Any) -> str:
     return "n/a" if not math.isfinite(number) else f"{number / 1e6:.2f} M"
 
 
-def per_class_table(tables: StudyTables, model: str, level: str = "slice") -> list[list[str]]:
-    """Rows (class, F1, accuracy, sensitivity, specificity, precision, ``mean ± std``): the paper's shape."""
+def per_class_table(
+    tables: StudyTables, model: str, level: str = "slice", *, ci: bool = False
+) -> list[list[str]]:
+    """Rows (class, F1, accuracy, sensitivity, specificity, precision, ``mean ± std``): the paper's shape.
+
+    ``ci=True`` adds each value's 95% bootstrap interval (``mean ± std [low, high]``).
+    """
     block = tables.summaries[model] if level == "slice" else tables.summaries[model]["patient_level"]
     return [
-        [cls, *(format_mean_std(block["per_class"][cls][m], 4) for m in PER_CLASS_METRICS)]
+        [cls, *(format_mean_std(block["per_class"][cls][m], 4, ci=ci) for m in PER_CLASS_METRICS)]
         for cls in tables.classes
     ]
 
 
-def multiclass_table(tables: StudyTables, level: str = "slice") -> list[list[str]]:
-    """Rows (model, accuracy, macro-F1, balanced accuracy, AUC, weighted F1 as ``mean ± std``)."""
+def multiclass_table(tables: StudyTables, level: str = "slice", *, ci: bool = False) -> list[list[str]]:
+    """Rows (model, accuracy, macro-F1, balanced accuracy, AUC, weighted F1 as ``mean ± std``).
+
+    ``ci=True`` adds each value's 95% bootstrap interval (``mean ± std [low, high]``).
+    """
     rows = []
     for model in tables.models:
         block = tables.summaries[model] if level == "slice" else tables.summaries[model]["patient_level"]
-        rows.append([model, *(format_mean_std(block["overall"].get(m), 4) for m in MULTICLASS_METRICS)])
+        rows.append(
+            [model, *(format_mean_std(block["overall"].get(m), 4, ci=ci) for m in MULTICLASS_METRICS)]
+        )
     return rows
 
 

@@ -179,6 +179,12 @@ class TrainConfig:
         )
 
 
+def check_near_duplicate_threshold(value: int) -> None:
+    """The near-duplicate Hamming threshold: an integer in 0..255 (bits of the 256-bit phash)."""
+    if isinstance(value, bool) or int(value) != value or not 0 <= value < 256:
+        raise ConfigError(f"near_duplicate_threshold must be an integer in 0..255, got {value!r}")
+
+
 def _check_run_paths_and_model(cfg: TrainRunConfig | CVConfig) -> None:
     """``data``/``out`` stored as strings (JSON-ready); a model name is required."""
     for name in ("data", "out"):
@@ -213,10 +219,13 @@ class CVConfig:
     folds: int = 5
     repeats: int = 5
     seed: int = 0  # fold assignment (training uses train.seed)
+    group_near_duplicates: bool = False  # merge perceptual-hash near-duplicates into one group
+    near_duplicate_threshold: int = 32  # Hamming distance of the 256-bit phash (covidct.data.audit)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
         _check_run_paths_and_model(self)
+        check_near_duplicate_threshold(self.near_duplicate_threshold)
         if self.folds < 2:
             raise ConfigError(f"folds must be >= 2, got {self.folds}")
         if self.repeats < 1:
