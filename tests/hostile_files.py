@@ -117,7 +117,7 @@ def malicious_checkpoint(path: Path) -> Path:
 
 
 def pickle_file(path: Path) -> Path:
-    path.write_bytes(pickle.dumps(_Payload()))
+    path.write_bytes(pickle.dumps(_Payload(), protocol=2))
     return path
 
 
@@ -165,3 +165,18 @@ def nan_checkpoint(
         payload.pop("weights_sha256", None)
         torch.save(payload, path)
     return path
+
+
+def flip_onnx_weights(model: Path, out: Path, n: int = 200, seed: int = 0) -> Path:
+    """A copy of an ONNX file with ``n`` bytes flipped inside its largest initializer (it still parses)."""
+    import onnx
+
+    proto = onnx.load(str(model))
+    raw = max((t.raw_data for t in proto.graph.initializer), key=len)
+    data = bytearray(model.read_bytes())
+    start = bytes(data).index(raw)
+    rng = np.random.default_rng(seed)
+    for offset in rng.choice(len(raw), size=min(n, len(raw)), replace=False):
+        data[start + int(offset)] ^= 0xFF
+    out.write_bytes(bytes(data))
+    return out

@@ -1,11 +1,14 @@
 """ONNX model metadata: what covidct writes into ``metadata_props`` on export and reads back for prediction.
 
 Keys (strings; JSON where structured): ``covidct_meta`` (everything below in one JSON object), ``model_name``,
-``timm_name``, ``classes``, ``input_size``, ``mean``, ``std``, ``window``, ``covidct_version``. No torch here.
+``timm_name``, ``classes``, ``input_size``, ``mean``, ``std``, ``window``, ``covidct_version``, and
+``weights_sha256`` (:func:`onnx_weights_sha256` of the graph's initializers), checked by
+:func:`verify_weights` when a predictor opens the file. No torch here.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -15,6 +18,7 @@ from covidct.errors import CheckpointError
 from covidct.inference.predictor import ModelInfo
 
 META_KEY = "covidct_meta"
+WEIGHTS_HASH_KEY = "weights_sha256"
 
 
 def onnx_metadata(info: ModelInfo, **extra: Any) -> dict[str, str]:
@@ -69,3 +73,33 @@ def session_info(session: Any, path: str | os.PathLike[str]) -> ModelInfo:
 def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The covidct record stored in an ONNX file."""
     return session_metadata(open_session(path), path)
+
+
+def onnx_weights_sha256(proto: Any) -> str:
+    """SHA-256 over an ONNX graph's initializers (sorted names, element type, dims and values)."""
+    from onnx import numpy_helper
+
+    digest = hashlib.sha256()
+    for init in sorted(proto.graph.initializer, key=lambda t: t.name):
+        digest.update(f"{init.name}|{init.data_type}|{tuple(init.dims)}\n".encode())
+        digest.update(numpy_helper.to_array(init).tobytes())
+    return digest.hexdigest()
+
+
+def verify_weights(path: str | os.PathLike[str], session: Any) -> None:
+    """CheckpointError when the weights no longer match the hash written at export (files from before the hash
+    existed have none and are not checked)."""
+    stored = session.get_modelmeta().custom_metadata_map.get(WEIGHTS_HASH_KEY)
+    if not stored:
+        return
+    import onnx
+
+    try:
+        actual = onnx_weights_sha256(onnx.load(str(path)))
+    except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and friends on damaged files
+        raise CheckpointError(f"{path}: corrupt ONNX model ({type(exc).__name__})") from None
+    if actual != stored:
+        raise CheckpointError(
+            f"{path}: model corrupted: weights hash mismatch (stored sha256 {stored[:12]}..., weights give "
+            f"{actual[:12]}...); the file changed after export: export it again"
+        )
