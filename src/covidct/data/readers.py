@@ -46,6 +46,10 @@ _SOURCE_INDEX = re.compile(r"^(?P<path>.+)#(?P<index>\d+)$")
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as PIL's convert("L")
 
 
+class TagError(DataError):
+    """A numeric DICOM tag holding text, NaN or Inf: a malformed file, not merely an untagged one."""
+
+
 @dataclass(frozen=True)
 class Series:
     """Slices of one volume in anatomical order (inferior -> superior for axial CT)."""
@@ -369,9 +373,9 @@ def tag_numbers(ds: Any, keyword: str, path: PathLike) -> list[float] | None:
         items = [value] if isinstance(value, (str, bytes, int, float)) else list(value)
         numbers = [float(v) for v in items]
     except (TypeError, ValueError, OverflowError):
-        raise DataError(path, f"{keyword} is not a number ({_raw_text(ds, keyword)!r})") from None
+        raise TagError(path, f"{keyword} is not a number ({_raw_text(ds, keyword)!r})") from None
     if not all(math.isfinite(v) for v in numbers):
-        raise DataError(path, f"{keyword} is not a finite number ({_raw_text(ds, keyword)!r})")
+        raise TagError(path, f"{keyword} is not a finite number ({_raw_text(ds, keyword)!r})")
     return numbers
 
 
@@ -380,7 +384,7 @@ def _tag_number(ds: Any, keyword: str, path: PathLike, default: float | None = N
     if numbers is None:
         return default
     if len(numbers) != 1:
-        raise DataError(path, f"{keyword} holds {len(numbers)} values, expected one")
+        raise TagError(path, f"{keyword} holds {len(numbers)} values, expected one")
     return numbers[0]
 
 
