@@ -163,7 +163,14 @@ def test_cli_predict_refuses_hostile_model(
 
 
 @pytest.mark.parametrize("case", [c for c in MODELS if c != "NaN weights, old checkpoint without a hash"])
-def test_cli_serve_refuses_a_hostile_model_before_listening(case: str, models: dict[str, Path]) -> None:
+def test_cli_serve_refuses_a_hostile_model_before_listening(
+    case: str, models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(
+        uvicorn, "run", lambda *a, **k: pytest.fail("the service started with a hostile model")
+    )
     _one_line_error(runner.invoke(cli, ["serve", str(models[case]), "--port", "0"]), MODELS[case])
 
 
