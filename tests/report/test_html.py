@@ -100,6 +100,24 @@ def test_explanation_panels_are_embedded(fake_study: Path) -> None:
     plot_confusion_matrix([[1, 0], [0, 1]], ["a", "b"], fake_study / "explanations" / "x" / "panel.png")
     page = parse(render_report(fake_study))
     assert "explanations" in page.ids and len(page.srcs) == 10
+    assert "audit" not in page.ids  # no audit.csv, no audit table
+
+
+def test_audit_table_from_audit_csv(fake_study: Path) -> None:
+    from covidct.report.figures import plot_confusion_matrix
+
+    folder = fake_study / "explanations" / "x"
+    plot_confusion_matrix([[1, 0], [0, 1]], ["a", "b"], folder / "panel.png")
+    (folder / "audit.csv").write_text(
+        "model,index,source,class,lung_share,lung_fraction,outside,lungs\n"
+        "m,0,a.png,COVID-19,0.9,0.3,False,given\n"
+        "m,1,b.png,COVID-19,0.2,0.3,True,given\n"
+        "m,2,c.png,Healthy,,0.0,False,given\n"
+    )
+    html = render_report(fake_study)
+    assert 'id="audit"' in html and "Mostly outside the lungs" in html
+    assert "<td>m</td><td>COVID-19</td><td>2</td><td>0.55</td><td>0.30</td><td>50%</td>" in html
+    assert "<td>m</td><td>Healthy</td>" not in html  # no lungs on that slice: left out
 
 
 def test_report_without_predictions(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""CLI ``covidct data scan | summary | synth``: dataset manifests and synthetic phantoms (issue #2)."""
+"""CLI ``covidct data scan | summary | synth | lungs``: dataset manifests, synthetic phantoms (issue #2), lung
+masks (issue 14)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import typer
 
 data_app = typer.Typer(
     name="data",
-    help="Scan datasets into manifests, summarise them, synthesize CT phantoms.",
+    help="Scan datasets into manifests, summarise them, synthesize CT phantoms, segment lungs.",
     no_args_is_help=True,
 )
 
@@ -141,7 +142,8 @@ def summary(
 @data_app.command()
 def synth(
     out: Path = typer.Argument(
-        ..., help="Output folder: writes OUT/images/<class>/<patient>/<k>.png and OUT/masks."
+        ...,
+        help="Output folder: writes OUT/images/<class>/<patient>/<k>.png, OUT/masks (lesions), OUT/lungs.",
     ),
     patients_per_class: int = typer.Option(4, "--patients-per-class", help="Patients per class."),
     slices_per_patient: int = typer.Option(4, "--slices-per-patient", help="Slices per patient."),
@@ -161,8 +163,40 @@ def synth(
     )
     console.print(
         f"wrote {result.n_images} images of {', '.join(result.classes)} to {result.images_dir} "
-        f"(lesion masks in {result.masks_dir})",
+        f"(lesion masks in {result.masks_dir}, lung masks in {result.lungs_dir})",
         markup=False,
         highlight=False,
         soft_wrap=True,
     )
+
+
+@data_app.command()
+def lungs(
+    inputs: list[Path] = typer.Argument(
+        ..., help="Images, folders (recursive), DICOM series or NIfTI volumes."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: one PNG mask per slice + lungs.csv."),
+) -> None:
+    """Lung masks per slice: HU threshold (-320) for DICOM/NIfTI, Otsu body + dark regions for 8-bit images."""
+    from covidct.cli._common import console
+    from covidct.data.lungs import write_lung_masks
+
+    with console.status(f"segmenting lungs in {len(inputs)} input(s)..."):
+        result = write_lung_masks(inputs, out)
+    methods = sorted({row.method for row in result.rows})
+    fractions = [row.lung_fraction for row in result.rows]
+    console.print(
+        f"wrote {len(result.rows)} lung mask(s) ({', '.join(methods)}) to {result.out}; table {result.table}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    if fractions:
+        console.print(
+            f"lung fraction per slice: min {min(fractions):.3f}, mean {sum(fractions) / len(fractions):.3f}, "
+            f"max {max(fractions):.3f}",
+            markup=False,
+            highlight=False,
+        )
+    for path, reason in result.skipped[:10]:
+        console.print(f"  skipped {path}: {reason}", markup=False, highlight=False, soft_wrap=True)

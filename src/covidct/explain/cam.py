@@ -159,9 +159,19 @@ class CamBatch:
             remove_written(out, written, created)
             raise
 
-    def write_files(self, out: Path, *, start: int = 0, written: list[Path]) -> list[dict[str, Any]]:
+    def write_files(
+        self,
+        out: Path,
+        *,
+        start: int = 0,
+        written: list[Path],
+        flags: Sequence[str] = (),
+        contours: Sequence[np.ndarray | None] = (),
+    ) -> list[dict[str, Any]]:
         """The per-input files (numbered from ``start``), appending each path to ``written``; returns the
-        index items. :meth:`save` is the one-call version; ``explain()`` uses this to stream many chunks."""
+        index items. :meth:`save` is the one-call version; ``explain()`` uses this to stream many chunks.
+        ``flags[i]`` (a warning shown in red on the panel) and ``contours[i]`` (a mask outlined on the
+        overlays, e.g. the lungs) are optional per input."""
         from covidct.explain import render
 
         out.mkdir(parents=True, exist_ok=True)
@@ -183,7 +193,15 @@ class CamBatch:
                 f"{self.method} @ {self.layer}"
             )
             written.append(panel)
-            render.save_cam_panel(panel, self.images[i], overlays, title=title, caption=self.sources[i])
+            render.save_cam_panel(
+                panel,
+                self.images[i],
+                overlays,
+                title=title,
+                caption=self.sources[i],
+                flag=flags[i] if i < len(flags) else "",
+                contour=contours[i] if i < len(contours) else None,
+            )
             items.append(
                 {
                     "index": start + i,

@@ -34,8 +34,11 @@ def save_cam_panel(
     *,
     title: str = "",
     caption: str = "",
+    flag: str = "",
+    contour: np.ndarray | None = None,
 ) -> Path:
-    """The slice, then one heatmap overlay per ``(label, map)``; maps are in [0, 1] at the slice's size."""
+    """The slice, then one heatmap overlay per ``(label, map)``; maps are in [0, 1] at the slice's size.
+    ``contour`` (a mask, e.g. the lungs) is outlined on the overlays; ``flag`` is a warning shown in red."""
     n = 1 + len(overlays)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6), squeeze=False)
     axes = axes[0]
@@ -45,6 +48,8 @@ def save_cam_panel(
         ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0)
         shown = ax.imshow(heat, cmap=CMAP, vmin=0.0, vmax=1.0, alpha=OVERLAY_ALPHA)
         ax.set_title(label, fontsize=9)
+        if contour is not None and contour.any():
+            ax.contour(contour.astype(np.float32), levels=[0.5], colors="white", linewidths=0.6)
     for ax in axes:
         ax.axis("off")
     if overlays:
@@ -53,6 +58,8 @@ def save_cam_panel(
         fig.suptitle(title, fontsize=10)
     if caption:
         fig.text(0.01, 0.01, caption[-90:], fontsize=6, color="gray")
+    if flag:
+        fig.text(0.01, 0.05, f"! {flag}", fontsize=8, color="red", fontweight="bold")
     return _save(fig, path)
 
 

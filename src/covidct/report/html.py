@@ -305,7 +305,39 @@ def _explanations_section(study: Path) -> str:
     return (
         f'<section id="explanations"><h2>Explanations (Grad-CAM)</h2>{images}'
         '<p class="note">Class activation maps of a few slices (from <code>covidct explain</code>).</p>'
-        "</section>"
+        f"{_audit_table(study)}</section>"
+    )
+
+
+def _audit_table(study: Path) -> str:
+    """The shortcut audit of the explained slices (``explanations/*/audit.csv``), per model and class."""
+    import pandas as pd
+
+    tables = sorted((study / "explanations").glob("*/audit.csv"))
+    if not tables:
+        return ""
+    audit = pd.concat([pd.read_csv(t) for t in tables], ignore_index=True).dropna(subset=["lung_share"])
+    if audit.empty:
+        return ""
+    audit["outside"] = audit["outside"].astype(str).str.lower() == "true"
+    rows = [
+        [
+            model,
+            cls,
+            len(g),
+            f"{g.lung_share.mean():.2f}",
+            f"{g.lung_fraction.mean():.2f}",
+            f"{g.outside.mean():.0%}",
+        ]
+        for (model, cls), g in audit.groupby(["model", "class"], sort=True)
+    ]
+    header = ["Model", "Class", "Slices", "CAM energy in lungs", "Random map", "Mostly outside the lungs"]
+    return (
+        '<h3 id="audit">Shortcut audit</h3>'
+        + _table(header, rows)
+        + "<p class=\"note\">Share of each map's energy inside the lung mask vs the lungs' share of the "
+        "slice (what a random map scores); a slice is mostly outside when under half its energy is in the "
+        "lungs.</p>"
     )
 
 

@@ -98,6 +98,11 @@ class ServedModel:
             record = session_metadata(predictor.session, predictor.path)  # type: ignore[attr-defined]
         self.backbone = str(record.get("timm_name") or "")
         self.cam_layer = str(record.get("cam_layer") or "")
+        if self.torch_model is not None:  # the default CAM layer at the served input size (issue 14)
+            from covidct.explain.layers import choose_cam_layer
+
+            size = int(record.get("image_size") or predictor.info.image_size)
+            self.cam_layer = choose_cam_layer(self.torch_model, size, self.cam_layer or None).layer
         self.created = str(record.get("created") or "")
         self.version = version or self.created or "unknown"
         # one torch forward/CAM at a time: hooks and module modes are per-model state; ORT sessions are thread-safe
