@@ -243,3 +243,19 @@ def test_service_with_a_nan_model_answers_422(
         res = client.post("/predict", files={"file": ("good.png", good_png.read_bytes(), "image/png")})
     assert res.status_code == 422
     assert "non-finite probabilities" in _no_class_4xx(res)
+
+
+def test_cli_explain_refuses_a_nan_model(models: dict[str, Path], good_png: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cams"
+    result = runner.invoke(
+        cli,
+        [
+            "explain",
+            str(models["NaN weights, old checkpoint without a hash"]),
+            str(good_png),
+            "--out",
+            str(out),
+        ],
+    )
+    _one_line_error(result, "non-finite probabilities")
+    assert not list(out.glob("*.png"))
