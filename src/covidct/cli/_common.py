@@ -24,7 +24,8 @@ def split_csv(value: str | None) -> list[str] | None:
 
 def check_out(path: Path | str | None, *, folder: bool, option: str = "--out") -> None:
     """Fail before any work when an output location cannot be written: a file where a folder must be (or the
-    reverse), a read-only or virtual file system (/proc), no permission. Missing parent folders are created.
+    reverse), a read-only or virtual file system (/proc), no permission. Missing parent folders are fine (the
+    command creates them); nothing is created here: writing is tried in the nearest existing folder.
 
     ``folder``: the option names a folder (a run folder, an explain output) rather than a file.
     """
@@ -43,10 +44,10 @@ def check_out(path: Path | str | None, *, folder: bool, option: str = "--out") -
         if parent.exists():
             if not parent.is_dir():
                 raise ConfigError(f"{option} {target}: {parent} is a file, not a folder")
+            where = parent
             break
     probe = where / f".covidct-write-test-{secrets.token_hex(4)}"
     try:
-        where.mkdir(parents=True, exist_ok=True)
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         os.unlink(probe)
     except OSError as exc:
