@@ -18,7 +18,8 @@ ALIAS_HELP = (
     "Extra label alias KEY=VALUE (folder/CSV label -> class), e.g. --alias Others=Pneumonia. Repeatable."
 )
 CLASSES_HELP = (
-    "Fixed class order, comma-separated (default: COVID-19, Healthy, Pneumonia, then others sorted)."
+    "Fixed class order, comma-separated (default: COVID-19, non-COVID, Healthy, Pneumonia, then the others "
+    "sorted)."
 )
 
 

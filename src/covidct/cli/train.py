@@ -59,8 +59,22 @@ Patience = Annotated[
     int | None, typer.Option(help="Early stopping after N epochs without improvement.", rich_help_panel=_T)
 ]
 Augment = Annotated[
-    bool | None,
-    typer.Option("--augment/--no-augment", help="Flips, rotation, zoom/shift/shear.", rich_help_panel=_T),
+    str | None,
+    typer.Option(
+        "--augment",
+        help="Augmentation preset: paper (the authors': rotation 360 deg, horizontal flip, zoom/shift 0.15, "
+        "shear 0.15 deg; default), light (rotation 15 deg, both flips, shear ~8.5 deg) or none.",
+        rich_help_panel=_T,
+    ),
+]
+NoAugment = Annotated[
+    bool | None, typer.Option("--no-augment", help="No augmentation (= --augment none).", rich_help_panel=_T)
+]
+Rotation = Annotated[
+    float | None,
+    typer.Option(
+        help="Rotation range in degrees, overrides the preset's (paper 360, light 15).", rich_help_panel=_T
+    ),
 ]
 ValFraction = Annotated[
     float | None,
@@ -90,8 +104,8 @@ ConfigFile = Annotated[
 #: The command parameters that are ``TrainConfig`` fields (shared by train, cv and compare).
 TRAIN_OPTIONS = (
     "epochs", "batch_size", "image_size", "lr", "pretrained", "weights", "weights_dir", "seed", "dropout",
-    "freeze_backbone", "class_weighting", "sampler", "patience", "augment", "val_fraction", "workers", "cache",
-    "device", "amp",
+    "freeze_backbone", "class_weighting", "sampler", "patience", "augment", "rotation", "val_fraction",
+    "workers", "cache", "device", "amp",
 )
 
 
@@ -102,7 +116,14 @@ def train_overrides(**options: Any) -> dict[str, Any]:
 
 def train_options(values: dict[str, Any]) -> dict[str, Any]:
     """The ``TrainConfig`` overrides among a command's parameter values (pass ``locals()``)."""
-    return train_overrides(**{k: v for k, v in values.items() if k in TRAIN_OPTIONS})
+    options = {k: v for k, v in values.items() if k in TRAIN_OPTIONS}
+    if values.get("no_augment"):
+        if options.get("augment") not in (None, "none"):
+            from covidct.errors import ConfigError
+
+            raise ConfigError(f"--no-augment contradicts --augment {options['augment']}")
+        options["augment"] = "none"
+    return train_overrides(**options)
 
 
 def _progress() -> Any:
@@ -155,6 +176,8 @@ def register(app: typer.Typer) -> None:
         sampler: Sampler = None,
         patience: Patience = None,
         augment: Augment = None,
+        no_augment: NoAugment = None,
+        rotation: Rotation = None,
         val_fraction: ValFraction = None,
         workers: Workers = None,
         cache: Cache = None,
@@ -220,6 +243,8 @@ def register(app: typer.Typer) -> None:
         sampler: Sampler = None,
         patience: Patience = None,
         augment: Augment = None,
+        no_augment: NoAugment = None,
+        rotation: Rotation = None,
         val_fraction: ValFraction = None,
         workers: Workers = None,
         cache: Cache = None,

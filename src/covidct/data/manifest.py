@@ -9,6 +9,10 @@
 Every file is hashed (sha256) and validated by decoding it; unreadable files are listed in ``skipped`` (never
 fatal), exact duplicates in ``duplicates``. Labels pass through aliases (``Covid`` -> ``COVID-19``, ...) and
 the class order is fixed: canonical classes first, then the others sorted.
+
+Class names claim no more than the data says (issue 10): ``non-COVID`` (SARS-CoV-2 CT-scan set: "not
+infected by SARS-CoV-2", many with other lung disease) stays ``non-COVID``; only ``Normal``/``Healthy`` become
+``Healthy``. One-vs-rest metrics count ``non-COVID`` as "rest" against ``COVID-19`` like any other class.
 """
 
 from __future__ import annotations
@@ -26,13 +30,18 @@ from covidct.data.readers import ImageInfo, detect_format, order_dicom_files, pr
 from covidct.errors import ConfigError, DataError
 from covidct.utils import atomic_path, sha256_file
 
-CANONICAL_CLASSES = ("COVID-19", "Healthy", "Pneumonia")
+CANONICAL_CLASSES = ("COVID-19", "non-COVID", "Healthy", "Pneumonia")
 DEFAULT_ALIASES: dict[str, str] = {
     "Covid": "COVID-19",
     "COVID": "COVID-19",
     "COVID-19": "COVID-19",
     "covid": "COVID-19",
-    "non-COVID": "Healthy",
+    "non-COVID": "non-COVID",  # not verified healthy: its own class, never "Healthy" (issue 10)
+    "Non-COVID": "non-COVID",
+    "non-covid": "non-COVID",
+    "Non-Covid": "non-COVID",
+    "nonCOVID": "non-COVID",
+    "non_COVID": "non-COVID",
     "Healthy": "Healthy",
     "Normal": "Healthy",
     "Others": "Pneumonia",

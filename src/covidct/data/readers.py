@@ -265,12 +265,16 @@ def _has_dicm_marker(path: Path) -> bool:
 
 
 def _read_dicom(path: Path, *, header_only: bool = False) -> Any:
-    """pydicom Dataset; ``header_only`` stops before the pixel data (fast ordering)."""
-    import pydicom
+    """pydicom Dataset; ``header_only`` stops before the pixel data (fast ordering). Announced pixel sizes are
+    bounded (``data.dicom_limits``) before decoding, for every transfer syntax."""
     from pydicom.errors import InvalidDicomError
 
+    from covidct.data.dicom_limits import read_bounded
+
     try:
-        return pydicom.dcmread(path, stop_before_pixels=header_only)
+        return read_bounded(path, header_only=header_only)  # sizes bounded before decoding
+    except DataError:
+        raise
     except InvalidDicomError:
         raise DataError(path, "not a DICOM file (no 'DICM' marker after the 128-byte preamble)") from None
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on malformed files; all are data errors

@@ -243,7 +243,7 @@ def fit(
             preprocess,
             cache=cache,
             loader=loader_fn,
-            augment=build_augment() if cfg.augment else None,
+            augment=build_augment(cfg.augmentation) if cfg.augmentation else None,
             with_index=True,
         )
         val_ds = SliceDataset(
