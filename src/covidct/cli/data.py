@@ -101,9 +101,10 @@ def scan(
     classes: str | None = typer.Option(None, "--classes", help=CLASSES_HELP),
 ) -> None:
     """Find, hash and validate every image; optionally write a manifest CSV."""
-    from covidct.cli._common import console
+    from covidct.cli._common import check_out, console
     from covidct.data.manifest import save_manifest
 
+    check_out(out, folder=False)
     result = _scan(data, alias, classes)
     counts = ", ".join(f"{label} {n}" for label, (n, _) in result.class_counts().items())
     console.print(

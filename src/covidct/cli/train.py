@@ -202,7 +202,7 @@ def register(app: typer.Typer) -> None:
         config: ConfigFile = None,
     ) -> None:
         """Train one model; the validation split comes from the training patients. Writes RUN/best.pt."""
-        from covidct.cli._common import console
+        from covidct.cli._common import check_out, console
         from covidct.config import load_config
         from covidct.training.config import TrainRunConfig
         from covidct.training.fit import train as train_api
@@ -217,6 +217,7 @@ def register(app: typer.Typer) -> None:
             resume=resume,
             train=overrides,
         )
+        check_out(cfg.out, folder=True)
         with _progress() as progress:
             result = train_api(cfg, progress=progress)
         last = result.history[-1] if result.history else {}
@@ -227,7 +228,12 @@ def register(app: typer.Typer) -> None:
         )
         console.print(f"checkpoint: {result.best_path}\nlog: {result.log_path}")
         if result.skipped:
-            console.print(f"[yellow]{len(result.skipped)} unreadable file(s) skipped[/yellow]")
+            console.print(
+                f"[yellow]{len(result.skipped)} unreadable file(s) skipped[/yellow] (listed in "
+                f"{Path(cfg.out) / 'warnings.json'} and manifest.csv):"
+            )
+            for path, reason in result.skipped[:10]:
+                console.print(f"  {path}: {reason}", markup=False, highlight=False, soft_wrap=True)
 
     @app.command()
     def cv(
@@ -264,7 +270,7 @@ def register(app: typer.Typer) -> None:
         config: ConfigFile = None,
     ) -> None:
         """Patient-grouped, class-stratified repeated k-fold CV. A rerun skips finished folds."""
-        from covidct.cli._common import console
+        from covidct.cli._common import check_out, console
         from covidct.cli.metrics import render_summary
         from covidct.config import load_config
         from covidct.training.config import CVConfig
@@ -284,6 +290,7 @@ def register(app: typer.Typer) -> None:
             near_duplicate_threshold=near_duplicate_threshold,
             train=overrides,
         )
+        check_out(cfg.out, folder=True)
         with _progress() as progress:
             result = cross_validate(cfg, progress=progress)
         for renderable in render_summary(result.metrics, "both"):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from covidct.data.preprocess import check_image_size
 from covidct.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -115,8 +116,8 @@ class TrainConfig:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.image_size is not None and self.image_size < 16:
-            raise ConfigError(f"image_size must be >= 16, got {self.image_size}")
+        if self.image_size is not None:
+            check_image_size(self.image_size, minimum=16)
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.weight_decay < 0:

@@ -36,9 +36,15 @@ from covidct.data.splits import (
 from covidct.errors import ConfigError, CovidCTWarning, DataError
 from covidct.models.registry import get_spec
 from covidct.training.config import CVConfig, TrainConfig
-from covidct.training.fit import build_cache, fit, load_samples, make_loader
+from covidct.training.fit import RUN_FILES, build_cache, fit, load_samples, make_loader
 from covidct.training.loop import ProgressLike, predict_proba, progress_task
-from covidct.utils import atomic_path, environment_record, sha256_file, write_json_atomic
+from covidct.utils import (
+    atomic_path,
+    environment_record,
+    remove_stale_temps,
+    sha256_file,
+    write_json_atomic,
+)
 
 #: Options that may differ between a run and its resumption (hardware, speed), unlike everything else.
 RUNTIME_KEYS = ("device", "amp", "channels_last", "workers", "cache")
@@ -148,7 +154,10 @@ def plan_cv(cfg: CVConfig, *, write: bool = True) -> CVPlan:
     groups = leakage_groups(samples, links=links)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CovidCTWarning)
-        folds = make_folds(samples, classes, cfg.folds, cfg.repeats, cfg.seed, groups=groups)
+        try:
+            folds = make_folds(samples, classes, cfg.folds, cfg.repeats, cfg.seed, groups=groups)
+        except DataError as exc:  # the splitter only knows "<dataset>"; the user knows the path
+            raise DataError(cfg.data if exc.path == "<dataset>" else exc.path, exc.reason) from None
     fold_notes = [str(w.message) for w in caught if issubclass(w.category, CovidCTWarning)]
     for note in fold_notes:  # re-emitted once here, recorded in warnings.json
         warnings.warn(note, CovidCTWarning, stacklevel=2)
@@ -276,7 +285,7 @@ def run_fold(
         progress=progress,
         env={"repeat": repeat, "fold": fold, "run_id": run_id},
     )
-    test_ds = SliceDataset(pick(test_idx), plan.classes, result.preprocess, cache=cache)
+    test_ds = SliceDataset(pick(test_idx), plan.classes, result.preprocess, cache=cache, with_index=True)
     if len(test_ds) == 0:
         raise DataError(target.parent, "no readable test images in this fold")
     probs, _ = predict_proba(
@@ -318,6 +327,10 @@ def cross_validate(cfg: CVConfig, *, progress: ProgressLike | None = None) -> CV
 
     began = time.perf_counter()
     plan = plan_cv(cfg)
+    # temp files a kill -9 left mid-write; also in finished folds, which fit() never revisits
+    remove_stale_temps(plan.run_dir, RUN_FILES)
+    for folder in sorted((plan.run_dir / "folds").glob("r*_f*")):
+        remove_stale_temps(folder, RUN_FILES)
     files: list[Path] = []
     trained = skipped = 0
     with progress_task(progress, f"cv {plan.cfg.model}", len(plan.jobs)) as update:
