@@ -1,4 +1,4 @@
-"""covidct data scan | summary | synth through the CLI: outputs, manifest file, user errors -> exit 2."""
+"""covidct data scan | summary | synth | lungs through the CLI: outputs, manifest, user errors -> exit 2."""
 
 from __future__ import annotations
 
@@ -41,11 +41,24 @@ def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_synth_writes_images_and_masks(synth_dir: Path) -> None:
     images = sorted((synth_dir / "images").rglob("*.png"))
     masks = sorted((synth_dir / "masks").rglob("*.png"))
-    assert len(images) == len(masks) == 12
+    lungs = sorted((synth_dir / "lungs").rglob("*.png"))
+    assert len(images) == len(masks) == len(lungs) == 12
     assert Image.open(images[0]).size == (48, 48)
 
 
-@pytest.mark.parametrize("command", ["scan", "summary", "synth"])
+def test_lungs_writes_a_mask_per_slice(synth_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lungs"
+    result = runner.invoke(app, ["data", "lungs", str(synth_dir / "images" / "Healthy"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "wrote 4 lung mask(s) (intensity)" in result.output and "lung fraction per slice" in result.output
+    rows = list(csv.DictReader((out / "lungs.csv").open()))
+    assert [r["mask"] for r in rows][:2] == ["p001/1.png", "p001/2.png"]
+    truth = np.asarray(Image.open(synth_dir / "lungs" / "Healthy" / "p001" / "1.png")) > 127
+    mask = np.asarray(Image.open(out / "p001" / "1.png")) > 127
+    assert (mask & truth).sum() / (mask | truth).sum() > 0.8
+
+
+@pytest.mark.parametrize("command", ["scan", "summary", "synth", "lungs"])
 def test_help(command: str) -> None:
     result = runner.invoke(app, ["data", command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
@@ -81,6 +94,7 @@ def test_summary_and_aliases_and_no_patient_warning(tmp_path: Path) -> None:
         (["data", "scan", "/nonexistent/data"], "not found"),
         (["data", "scan", ".", "--alias", "novalue"], "KEY=VALUE"),
         (["data", "synth", "OUT", "--size", "4"], "size"),
+        (["data", "lungs", "/nonexistent/x.png", "--out", "OUT"], "no readable images"),
     ],
 )
 def test_user_errors_exit_2_one_line(args: list[str], message: str, tmp_path: Path) -> None:

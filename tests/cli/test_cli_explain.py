@@ -58,6 +58,26 @@ def test_explain_with_masks_prints_scores(checkpoint: Path, phantoms, tmp_path: 
     assert len(list(out.glob("*.png"))) == 8
 
 
+def test_explain_audit_prints_the_table(checkpoint: Path, phantoms, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        [
+            "explain",
+            str(checkpoint),
+            str(phantoms.images_dir / "COVID-19" / "p001"),
+            "--out",
+            str(out),
+            "--lungs",
+            str(phantoms.images_dir.parent / "lungs"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "layer2 (8x8 map at 64 px" in result.output  # the default layer, and why
+    assert "shortcut audit" in result.output and "random map" in result.output and "all" in result.output
+    assert (out / "audit.csv").is_file() and "audit.csv" in result.output
+
+
 def test_explain_without_masks_prints_faithfulness(checkpoint: Path, phantoms, tmp_path: Path) -> None:
     image = str(phantoms.images_dir / "Pneumonia" / "p002" / "2.png")
     result = runner.invoke(
@@ -75,7 +95,7 @@ def test_explain_without_masks_prints_faithfulness(checkpoint: Path, phantoms, t
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "faithfulness:" in result.output and "hirescam @ layer4" in result.output
+    assert "faithfulness:" in result.output and "hirescam @ layer2" in result.output
 
 
 @pytest.mark.parametrize(

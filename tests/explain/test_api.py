@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from covidct.errors import ConfigError
+from covidct.errors import ConfigError, DataError
 from covidct.explain.api import ExplainConfig, activations, explain
 
 
 def test_explain_folder_with_masks(tiny_checkpoint: Path, phantoms, tmp_path: Path) -> None:
     inputs = [phantoms.images_dir / "COVID-19" / "p001", phantoms.images_dir / "Pneumonia" / "p001"]
     result = explain(tiny_checkpoint, inputs, tmp_path / "out", masks=phantoms.masks_dir, batch_size=3)
-    assert result.n_slices == 8 and result.layer == "layer4" and result.masks_missing == 0
+    assert result.n_slices == 8 and result.masks_missing == 0
+    assert result.layer == "layer2" and "8x8 map at 64 px" in result.layer_note  # layer4 would be 2x2
     loc = result.localization
     assert loc is not None and loc.n + loc.n_empty == 8 and loc.n > 0
     assert 0.0 <= loc.pointing_game <= 1.0 and 0.0 <= loc.energy_inside <= 1.0
@@ -27,6 +28,61 @@ def test_explain_folder_with_masks(tiny_checkpoint: Path, phantoms, tmp_path: Pa
     assert index["scores"]["localization"]["n"] == loc.n
     first = index["items"][0]
     assert np.load(result.out / first["maps"][0]["npy"]).shape == (first["height"], first["width"])
+
+
+def test_an_explicit_layer_is_kept(tiny_checkpoint: Path, phantoms, tmp_path: Path) -> None:
+    image = phantoms.images_dir / "Healthy" / "p001" / "1.png"
+    result = explain(tiny_checkpoint, [image], tmp_path / "out", layer="layer4")
+    assert result.layer == "layer4" and result.layer_note == "given with --layer"
+    assert json.loads(result.index.read_text())["layer"] == "layer4"
+
+
+def test_audit_with_given_and_computed_lungs(tiny_checkpoint: Path, phantoms, tmp_path: Path) -> None:
+    import csv
+
+    inputs = [phantoms.images_dir / "COVID-19" / "p001", phantoms.images_dir / "Healthy" / "p002"]
+    lungs_dir = phantoms.images_dir.parent / "lungs"
+    given = explain(tiny_checkpoint, inputs, tmp_path / "given", lungs=lungs_dir, audit=True)
+    computed = explain(tiny_checkpoint, inputs, tmp_path / "computed", audit=True)
+    for result, how in ((given, "given"), (computed, "intensity")):
+        assert result.audit is not None and result.audit[-1].group == "all" and result.audit[-1].n == 8
+        rows = list(csv.DictReader(result.audit_table.open()))
+        assert len(rows) == 8 and {r["lungs"] for r in rows} == {how}
+        assert {r["model"] for r in rows} == {"resnet10t"}
+        shares = [float(r["lung_share"]) for r in rows]
+        fractions = [float(r["lung_fraction"]) for r in rows]
+        assert all(0 <= v <= 1 for v in shares) and all(0.05 < f < 0.6 for f in fractions)
+        assert [r["outside"] == "True" for r in rows] == [v < 0.5 for v in shares]
+        index = json.loads(result.index.read_text())
+        assert index["audit"][-1]["n"] == 8 and "audit" in index["items"][0]
+        assert sum(a.n for a in result.audit[:-1]) == 8
+    # the phantoms' true lungs vs the computed ones: same slices, similar baselines
+    g = [float(r["lung_fraction"]) for r in csv.DictReader(given.audit_table.open())]
+    c = [float(r["lung_fraction"]) for r in csv.DictReader(computed.audit_table.open())]
+    assert np.allclose(g, c, atol=0.05)
+
+
+def test_slice_labels_join_the_explained_slices(tiny_checkpoint: Path, phantoms, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    rows = [f"COVID-19/p001/{k}.png,p001,COVID-19,{int(k > 2)}" for k in range(1, 5)]
+    labels.write_text("path,patient,diagnosis,infection_visible\n" + "\n".join(rows) + "\n")
+    inputs = [phantoms.images_dir / "COVID-19" / "p001", phantoms.images_dir / "Healthy" / "p001"]
+    result = explain(tiny_checkpoint, inputs, tmp_path / "out", slice_labels=labels, audit=True)
+    scores = result.slice_labels
+    assert scores is not None and scores.n == 4 and scores.n_infected == 2 and scores.n_patients == 1
+    assert 0.0 <= scores.auc <= 1.0 and 0.0 <= scores.lung_share_infected <= 1.0
+    assert json.loads(result.index.read_text())["slice_labels"]["n"] == 4
+    other = tmp_path / "other.csv"
+    other.write_text("path,patient,diagnosis,infection_visible\nnope.png,x,COVID-19,1\n")
+    with pytest.raises(DataError, match="none of the explained slices"):
+        explain(tiny_checkpoint, inputs, tmp_path / "out2", slice_labels=other)
+    assert not (tmp_path / "out2").exists()
+
+
+def test_audit_of_a_dicom_series_uses_hu(tiny_checkpoint: Path, dicom_series: Path, tmp_path: Path) -> None:
+    result = explain(tiny_checkpoint, [dicom_series], tmp_path / "out", audit=True)
+    assert result.audit_table is not None
+    assert "hu" in result.audit_table.read_text()
 
 
 def test_explain_without_masks_reports_faithfulness(tiny_checkpoint: Path, phantoms, tmp_path: Path) -> None:

@@ -95,3 +95,44 @@ def test_confidence_drop_rewards_maps_on_the_evidence() -> None:
     assert scores.drop > 0.9
     assert scores.random_drop < scores.drop
     assert scores.gap > 0.5
+
+
+# ------------------------------------------------------------------------------------------ shortcut audit
+def test_lung_audit_on_hand_made_maps() -> None:
+    from covidct.explain.scores import lung_audit
+
+    lungs = np.zeros((20, 20), dtype=bool)
+    lungs[5:15, 2:8] = True
+    lungs[5:15, 12:18] = True
+    inside = np.where(lungs, 1.0, 0.0)
+    all_in = lung_audit(inside, lungs)
+    assert all_in.lung_share == 1.0 and not all_in.outside
+    assert all_in.lung_fraction == pytest.approx(120 / 400)
+    uniform = lung_audit(np.full((20, 20), 0.7), lungs)
+    assert uniform.lung_share == pytest.approx(uniform.lung_fraction) == pytest.approx(0.3)
+    assert uniform.outside and uniform.ratio == pytest.approx(1.0)
+    corner = np.zeros((20, 20))
+    corner[0:3, 0:3] = 1.0  # burned-in text in the corner
+    assert lung_audit(corner, lungs).lung_share == 0.0 and lung_audit(corner, lungs).outside
+    half = np.where(lungs, 1.0, 0.0) + np.pad(np.ones((2, 10)) * 6, ((0, 18), (0, 10)))  # 120 in, 120 out
+    assert lung_audit(half, lungs).lung_share == pytest.approx(0.5) and not lung_audit(half, lungs).outside
+    assert lung_audit(np.zeros((20, 20)), lungs).outside  # an all-zero map points nowhere: flagged
+    empty = lung_audit(inside, np.zeros((20, 20), dtype=bool))
+    assert np.isnan(empty.lung_share) and empty.lung_fraction == 0.0
+    with pytest.raises(ValueError):
+        lung_audit(np.zeros((3, 3)), np.zeros((4, 4)))
+
+
+def test_summarize_audit_per_class_and_all() -> None:
+    from covidct.explain.scores import LungAudit, summarize_audit
+
+    audits = [LungAudit(0.9, 0.3), LungAudit(0.2, 0.3), LungAudit(0.4, 0.2), LungAudit(float("nan"), 0.0)]
+    rows = summarize_audit(audits, ["COVID-19", "COVID-19", "Healthy", "Healthy"])
+    by = {r.group: r for r in rows}
+    assert [r.group for r in rows] == ["COVID-19", "Healthy", "all"]
+    assert by["COVID-19"].n == 2 and by["COVID-19"].lung_share == pytest.approx(0.55)
+    assert by["COVID-19"].outside == pytest.approx(0.5) and by["COVID-19"].lung_fraction == pytest.approx(0.3)
+    assert by["Healthy"].n == 1 and by["Healthy"].n_no_lungs == 1 and by["Healthy"].outside == 1.0
+    assert by["all"].n == 3 and by["all"].outside == pytest.approx(2 / 3)
+    with pytest.raises(ValueError):
+        summarize_audit(audits, ["a"])

@@ -28,7 +28,7 @@ def test_model_info(client) -> None:
     assert info["classes"] == list(CLASSES)
     assert info["input_size"] == 32 and info["backbone"] == "resnet10t" and info["runtime"] == "torch"
     assert info["window"]["width"] == 1500 and info["window"]["level"] == -600
-    assert info["explain"] is True and info["cam_layer"] == "layer4"
+    assert info["explain"] is True and info["cam_layer"] == "layer1"  # layer4 is 1x1 at 32 px, layer1 8x8
     assert info["limits"]["max_upload_bytes"] == 2 * 1024 * 1024
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from covidct.cli._common import console
+from covidct.cli._common import check_out, console
 from covidct.explain.methods import DEFAULT_METHOD, METHOD_NAMES
 
 
@@ -30,7 +30,12 @@ def explain(
     ),
     method: str = typer.Option(DEFAULT_METHOD, "--method", "-m", help=f"One of: {', '.join(METHOD_NAMES)}."),
     target: str = typer.Option("predicted", "--target", "-t", help="predicted, all, or a class name."),
-    layer: str | None = typer.Option(None, "--layer", help="Target layer (default: the model's cam_layer)."),
+    layer: str | None = typer.Option(
+        None,
+        "--layer",
+        help="Target layer (default: the model's CAM layer if its map is >= 7x7 at the checkpoint's "
+        "input size, else the deepest stage whose map is).",
+    ),
     batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Slices per CAM batch."),
     masks: Path | None = typer.Option(
         None, "--masks", help="Lesion masks mirroring the inputs' relative paths: prints localisation scores."
@@ -41,17 +46,44 @@ def explain(
     tolerance: int = typer.Option(
         0, "--tolerance", min=0, help="Pointing game: a maximum within N pixels of the lesion is a hit."
     ),
+    audit: bool = typer.Option(
+        False,
+        "--audit",
+        help="Shortcut audit: each map's energy inside the lungs vs the lungs' share of the slice "
+        "(audit.csv; flagged panels).",
+    ),
+    lungs: Path | None = typer.Option(
+        None,
+        "--lungs",
+        help="Lung masks mirroring the inputs (e.g. from 'covidct data lungs'); default: computed per slice.",
+    ),
+    slice_labels: Path | None = typer.Option(
+        None,
+        "--slice-labels",
+        help="Radiologists' slice labels CSV (path,patient,diagnosis,infection_visible): disease-probability "
+        "AUC within diseased patients (and, with --audit, in-lung energy on infected vs clean slices).",
+    ),
 ) -> None:
     """Class activation maps (Grad-CAM by default) per slice, plus localisation or faithfulness scores."""
     from covidct.explain.api import ExplainConfig
     from covidct.explain.api import explain as run_explain
 
     cfg = ExplainConfig(
-        method=method, target=target, layer=layer, batch_size=batch_size, window=window, tolerance=tolerance
+        method=method,
+        target=target,
+        layer=layer,
+        batch_size=batch_size,
+        window=window,
+        tolerance=tolerance,
+        audit=audit or lungs is not None,
     )
+    check_out(out, folder=True)
     with console.status(f"{cfg.method}: explaining {len(inputs)} input(s)..."):
-        result = run_explain(checkpoint, inputs, out, masks=masks, config=cfg)
+        result = run_explain(
+            checkpoint, inputs, out, masks=masks, lungs=lungs, slice_labels=slice_labels, config=cfg
+        )
     console.print(f"{result.method} @ {result.layer}: {result.n_slices} slice(s) -> {result.out}")
+    console.print(f"layer: {result.layer_note}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"index: {result.index}  (+ index.csv, one PNG panel and .npy heatmap(s) per slice)")
     if result.skipped:
         console.print(f"skipped {len(result.skipped)} unreadable file(s):", style="yellow")
@@ -71,6 +103,24 @@ def explain(
             f"  energy inside mask: {_fmt(loc.energy_inside)} "
             f"(random baseline {_fmt(loc.random_energy_inside)})"
         )
+    if result.audit is not None:
+        _print_audit(result)
+    labels = result.slice_labels
+    if labels is not None:
+        console.print(
+            f"slice labels: {labels.n} slice(s) of {labels.n_patients} diseased patient(s), "
+            f"{labels.n_infected} with visible infection: disease-probability ROC AUC {_fmt(labels.auc)}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        if result.audit is not None:
+            console.print(
+                f"  in-lung CAM energy: infected slices {_fmt(labels.lung_share_infected)}, clean slices "
+                f"{_fmt(labels.lung_share_clean)}",
+                markup=False,
+                highlight=False,
+            )
     faith = result.faithfulness
     if faith is not None:
         console.print(
@@ -91,9 +141,28 @@ def activations(
     """The paper's intermediate activation maps: per backbone stage, a grid of the most active channels."""
     from covidct.explain.api import activations as run_activations
 
+    check_out(out, folder=True)
     result = run_activations(checkpoint, image, out, top=top, window=window)
     note = f" (middle of {result.n_slices_in_input} slices)" if result.n_slices_in_input > 1 else ""
     console.print(f"activations of {result.source}{note}", markup=False, highlight=False)
     console.print(f"stages: {', '.join(result.stages)}")
     for path in result.files:
         console.print(f"  {path}", markup=False, highlight=False)
+
+
+def _print_audit(result: object) -> None:
+    from rich.table import Table
+
+    table = Table(title="shortcut audit: CAM energy inside the lungs", title_justify="left")
+    for name in ("class", "slices", "in lungs", "random map", "mostly outside"):
+        table.add_column(name, justify="left" if name == "class" else "right")
+    for row in result.audit:  # type: ignore[attr-defined]
+        if row.group == "all":
+            table.add_section()
+        table.add_row(row.group, str(row.n), _fmt(row.lung_share), _fmt(row.lung_fraction), _pct(row.outside))
+    console.print(table)
+    console.print(f"per slice: {result.audit_table}", markup=False, highlight=False, soft_wrap=True)  # type: ignore[attr-defined]
+
+
+def _pct(value: float) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.0%}"

@@ -10,7 +10,8 @@ airways (dark lumen, bright wall), a vertebra, the scanner table and noise. Lesi
 - ``Healthy``: none.
 
 Size, position and contrast vary by patient and slice so the task is learnable but not trivial. Images go to
-``out/images/<class>/<patient>/<k>.png``, lesion masks (255 = lesion) to ``out/masks/...`` (same names).
+``out/images/<class>/<patient>/<k>.png``, lesion masks (255 = lesion) to ``out/masks/...`` and the true lung
+masks (255 = lung, lesions and vessels included) to ``out/lungs/...`` (same names).
 Deterministic: a patient's slices depend only on (seed, class, patient index). numpy + scipy.ndimage only.
 """
 
@@ -40,10 +41,16 @@ class SynthDataset:
     masks_dir: Path
     classes: tuple[str, ...] = ()
     n_images: int = 0
+    lungs_dir: Path | None = None
 
     def mask_for(self, image: str | os.PathLike[str]) -> Path:
         """The lesion mask that belongs to an image of this dataset."""
         return self.masks_dir / Path(image).resolve().relative_to(self.images_dir.resolve())
+
+    def lungs_for(self, image: str | os.PathLike[str]) -> Path:
+        """The true lung mask that belongs to an image of this dataset."""
+        root = self.lungs_dir if self.lungs_dir is not None else self.images_dir.parent / "lungs"
+        return root / Path(image).resolve().relative_to(self.images_dir.resolve())
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,14 @@ def synthesize_slice(
     rng: np.random.Generator, size: int, kind: str | None, anatomy: _Anatomy, t: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """One slice at relative height ``t`` in [0, 1]: (image float32 [0, 1], lung window; lesion mask bool)."""
+    image, mask, _ = _synthesize(rng, size, kind, anatomy, t)
+    return image, mask
+
+
+def _synthesize(
+    rng: np.random.Generator, size: int, kind: str | None, anatomy: _Anatomy, t: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image, lesion mask, lung mask) of one slice."""
     coords = (np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1
     y, x = np.meshgrid(coords, coords, indexing="ij")
     px = size / 2.0  # pixels per normalised unit
@@ -143,7 +158,7 @@ def synthesize_slice(
     hu += gaussian_filter(rng.normal(0, 1, hu.shape).astype(np.float32), 0.7) * 30 + rng.normal(
         0, 12, hu.shape
     )
-    return apply_window(hu, "lung"), mask
+    return apply_window(hu, "lung"), mask, lung
 
 
 def _lesions(
@@ -226,7 +241,8 @@ def synthesize_dataset(
     seed: int = 0,
     classes: tuple[str, ...] = ("COVID-19", "Healthy", "Pneumonia"),
 ) -> SynthDataset:
-    """Write ``out/images/<class>/<patient>/<k>.png`` and matching ``out/masks/...``; see the module doc."""
+    """Write ``out/images/<class>/<patient>/<k>.png`` and matching ``out/masks/...`` (lesions) and
+    ``out/lungs/...`` (lungs); see the module doc."""
     from PIL import Image
 
     if patients_per_class < 1 or slices_per_patient < 1:
@@ -240,7 +256,7 @@ def synthesize_dataset(
             raise ConfigError(f"cannot synthesize class {label!r}: known classes are {list(LESION_KIND)}")
         kinds[label] = LESION_KIND[canonical]
     root = Path(out)
-    images_dir, masks_dir = root / "images", root / "masks"
+    images_dir, masks_dir, lungs_dir = root / "images", root / "masks", root / "lungs"
     count = 0
     for label in classes:
         for p in range(patients_per_class):
@@ -249,10 +265,15 @@ def synthesize_dataset(
             patient = f"p{p + 1:03d}"
             for k in range(slices_per_patient):
                 t = (k + 0.5) / slices_per_patient
-                image, mask = synthesize_slice(rng, size, kinds[label], anatomy, t)
-                for folder, arr in ((images_dir, np.rint(image * 255)), (masks_dir, mask * 255)):
+                image, mask, lung = _synthesize(rng, size, kinds[label], anatomy, t)
+                written = (
+                    (images_dir, np.rint(image * 255)),
+                    (masks_dir, mask * 255),
+                    (lungs_dir, lung * 255),
+                )
+                for folder, arr in written:
                     target = folder / label / patient / f"{k + 1}.png"
                     target.parent.mkdir(parents=True, exist_ok=True)
                     Image.fromarray(arr.astype(np.uint8), "L").save(target)
                 count += 1
-    return SynthDataset(images_dir, masks_dir, tuple(classes), count)
+    return SynthDataset(images_dir, masks_dir, tuple(classes), count, lungs_dir)

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from covidct.data.preprocess import Preprocess
-from covidct.errors import ConfigError
+from covidct.errors import ConfigError, DataError
 from covidct.explain.methods import DEFAULT_METHOD, check_method, get_method
 from covidct.models.registry import ModelSpec
 from covidct.utils import package_versions, write_json_atomic, write_text_atomic
@@ -159,9 +159,19 @@ class CamBatch:
             remove_written(out, written, created)
             raise
 
-    def write_files(self, out: Path, *, start: int = 0, written: list[Path]) -> list[dict[str, Any]]:
+    def write_files(
+        self,
+        out: Path,
+        *,
+        start: int = 0,
+        written: list[Path],
+        flags: Sequence[str] = (),
+        contours: Sequence[np.ndarray | None] = (),
+    ) -> list[dict[str, Any]]:
         """The per-input files (numbered from ``start``), appending each path to ``written``; returns the
-        index items. :meth:`save` is the one-call version; ``explain()`` uses this to stream many chunks."""
+        index items. :meth:`save` is the one-call version; ``explain()`` uses this to stream many chunks.
+        ``flags[i]`` (a warning shown in red on the panel) and ``contours[i]`` (a mask outlined on the
+        overlays, e.g. the lungs) are optional per input."""
         from covidct.explain import render
 
         out.mkdir(parents=True, exist_ok=True)
@@ -183,7 +193,15 @@ class CamBatch:
                 f"{self.method} @ {self.layer}"
             )
             written.append(panel)
-            render.save_cam_panel(panel, self.images[i], overlays, title=title, caption=self.sources[i])
+            render.save_cam_panel(
+                panel,
+                self.images[i],
+                overlays,
+                title=title,
+                caption=self.sources[i],
+                flag=flags[i] if i < len(flags) else "",
+                contour=contours[i] if i < len(contours) else None,
+            )
             items.append(
                 {
                     "index": start + i,
@@ -417,6 +435,13 @@ def compute_cams(
             raise ConfigError(f"{len(names)} class names for a model with {logits.shape[1]} outputs")
         names = tuple(str(k) for k in range(logits.shape[1]))
     probs = torch.softmax(logits, dim=1).numpy()
+    bad = np.flatnonzero(~np.isfinite(probs).all(axis=1))
+    if bad.size:  # argmax of NaN is class 0: never label a panel with a class the model did not give
+        raise DataError(
+            sources[int(bad[0])],
+            f"the model gave non-finite probabilities (NaN/Inf) for {bad.size} slice(s); no class or map is "
+            "written. The model file may be corrupted, or its weights diverged in training",
+        )
     stacked = np.concatenate(net_maps)
     maps = tuple(np.stack([_upsample(m, image.shape) for m in stacked[i]]) for i, image in enumerate(images))
     return CamBatch(

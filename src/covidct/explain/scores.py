@@ -157,3 +157,70 @@ def _check(cam: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if cam.shape != mask.shape:
         raise ValueError(f"map shape {cam.shape} != mask shape {mask.shape}")
     return cam, mask
+
+
+# --------------------------------------------------------------------------------------------- shortcut audit
+OUTSIDE_BELOW = 0.5  # a slice is flagged when less than half of its map's energy lies inside the lungs
+
+
+@dataclass(frozen=True)
+class LungAudit:
+    """One map vs one lung mask: the map's in-lung energy share and a random map's (the lung fraction)."""
+
+    lung_share: float
+    lung_fraction: float
+
+    @property
+    def outside(self) -> bool:
+        """Most of the map lies outside the lungs."""
+        return self.lung_share < OUTSIDE_BELOW
+
+    @property
+    def ratio(self) -> float:
+        """How many times more in-lung energy than a random map (1 = no better than chance)."""
+        return self.lung_share / self.lung_fraction if self.lung_fraction > 0 else float("nan")
+
+
+def lung_audit(cam: np.ndarray, lungs: np.ndarray) -> LungAudit:
+    """The share of ``cam``'s energy inside ``lungs`` and the lungs' share of the image: the expected share
+    of a map spread uniformly at random, so ``lung_share`` near ``lung_fraction``: the map ignores the lungs.
+    An all-zero map counts as 0 inside (flagged); an empty lung mask gives NaN for both."""
+    cam, lungs = _check(cam, lungs)
+    if not lungs.any():
+        return LungAudit(float("nan"), 0.0)
+    return LungAudit(energy_inside(cam, lungs), float(lungs.mean()))
+
+
+@dataclass(frozen=True)
+class AuditSummary:
+    """Audit of one group (a class, a model): means over the ``n`` slices with a lung mask."""
+
+    group: str
+    n: int
+    lung_share: float
+    lung_fraction: float
+    outside: float  # share of slices where most of the map lies outside the lungs
+    n_no_lungs: int = 0
+
+
+def summarize_audit(audits: Sequence[LungAudit], groups: Sequence[str]) -> list[AuditSummary]:
+    """Per group (in first-seen order) and ``"all"`` last: mean in-lung share, mean lung fraction (baseline)
+    and the share of flagged slices. Slices without lungs (NaN share) are counted apart."""
+    if len(audits) != len(groups):
+        raise ValueError(f"{len(audits)} audits but {len(groups)} groups")
+    names = list(dict.fromkeys(groups))
+    out = []
+    for name in [*names, "all"]:
+        chosen = [a for a, g in zip(audits, groups, strict=True) if name == "all" or g == name]
+        valid = [a for a in chosen if not np.isnan(a.lung_share)]
+        out.append(
+            AuditSummary(
+                group=name,
+                n=len(valid),
+                lung_share=_mean([a.lung_share for a in valid]),
+                lung_fraction=_mean([a.lung_fraction for a in valid]),
+                outside=_mean([float(a.outside) for a in valid]),
+                n_no_lungs=len(chosen) - len(valid),
+            )
+        )
+    return out

@@ -2,6 +2,8 @@
 
 :func:`create_model` is the only caller of ``timm.create_model`` in covidct. The head is timm's: global average
 pooling, optional dropout, a linear layer for the dataset's classes. Grayscale slices are fed as 3 channels.
+Specs with ``pre_logits=False`` (VGG16/19) drop timm's pre-logits MLP (fc6/fc7 as 4096-wide convolutions,
+~120M parameters): the model is the paper's Keras ``include_top=False`` base -> GlobalAveragePooling -> Dense.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class ModelSpec:
     pretrained_weights: str = "ImageNet"  # description of the pretrained tag
     note: str = ""
     paper: bool = True  # one of the paper's 20 (False: an extra, e.g. with offline-installable weights)
+    pre_logits: bool = True  # False: no pre-logits MLP before the pooled head (Keras include_top=False + GAP)
 
     @property
     def arch(self) -> str:
@@ -112,8 +115,24 @@ def count_parameters(name: str, num_classes: int = 3) -> int:
 
     spec = get_spec(name)
     with torch.device("meta"):
-        model = timm.create_model(spec.arch, pretrained=False, num_classes=num_classes)
+        model = _paper_head(timm.create_model(spec.arch, pretrained=False, num_classes=num_classes), spec)
     return sum(p.numel() for p in model.parameters())
+
+
+def _paper_head(model: nn.Module, spec: ModelSpec, dropout: float = 0.0) -> nn.Module:
+    """Apply ``spec.pre_logits=False``: conv features -> global average pooling -> (dropout) -> linear, as the
+    paper's Keras models (timm's VGG keeps fc6/fc7 as a 4096-wide conv MLP before the pooling)."""
+    if spec.pre_logits:
+        return model
+    from timm.layers import ClassifierHead
+    from torch import nn
+
+    if not isinstance(getattr(model, "pre_logits", None), nn.Module):
+        raise ValueError(f"{spec.name}: pre_logits=False, but {spec.arch} has no pre_logits module")
+    model.pre_logits = nn.Identity()
+    model.head = ClassifierHead(model.num_features, model.num_classes, pool_type="avg", drop_rate=dropout)
+    model.head_hidden_size = model.num_features
+    return model
 
 
 def create_model(
@@ -170,9 +189,10 @@ def create_model_with_report(
         path = Path(weights)
         state = ws.read_state_dict(path)  # errors name the file before any model is built
         model = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
-        return model, ws.load_state_into(model, state, source=source, location=str(path))
+        report = ws.load_state_into(model, state, source=source, location=str(path))
+        return _paper_head(model, spec, dropout), report
     if not pretrained:
-        model = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
+        model = _paper_head(timm.create_model(spec.timm_name, pretrained=False, **kwargs), spec, dropout)
         count = ws.backbone_tensor_count(model)
         return model, ws.WeightsReport(source="none", location="", matched=0, total=count)
     package = ws.package_for(spec.arch)
@@ -188,7 +208,7 @@ def create_model_with_report(
             licence=package.licence,
         )
         model.pretrained_cfg = {**model.pretrained_cfg, "mean": package.mean, "std": package.std}
-        return model, report
+        return _paper_head(model, spec, dropout), report
     from covidct.models import _hub
 
     cached = _hub.hub_status(spec.timm_name) == "cached"
@@ -202,6 +222,7 @@ def create_model_with_report(
             f"({type(exc).__name__}); offline? Use --weights FILE, --weights-dir DIR, or --no-pretrained"
             + hint
         ) from None
+    model = _paper_head(model, spec, dropout)
     count = ws.backbone_tensor_count(model)  # timm loads the backbone strictly
     return model, ws.WeightsReport(
         source="cache" if cached else "hub", location=spec.timm_name, matched=count, total=count

@@ -91,7 +91,10 @@ def _explain_best(study: StudyResult, cfg: DemoConfig) -> Path | None:
         picks = test.groupby("label", sort=True).head(1)["path"].tolist()
         picks += [p for p in test["path"] if p not in picks][: max(0, cfg.explain_slices - len(picks))]
         out = study.study_dir / "explanations" / f"{best}_{folder.name}"
-        explain(checkpoint, picks[: cfg.explain_slices], out)
+        lungs = Path(cfg.out) / "data" / "lungs"  # the phantoms' true lung masks
+        explain(
+            checkpoint, picks[: cfg.explain_slices], out, audit=True, lungs=lungs if lungs.is_dir() else None
+        )
         return out
     log.warning("no checkpoint of %s found to explain", best)
     return None
@@ -126,6 +129,7 @@ def run_demo(
         lr=cfg.lr,
         pretrained=False,
         seed=cfg.seed,
+        augment="light",  # the demo's from-scratch budget was tuned with these, not the paper's 360 deg
     )
     study_cfg = StudyConfig(
         data=str(data / "images"),
