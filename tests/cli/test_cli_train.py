@@ -161,7 +161,8 @@ def test_train_reports_weights_source_and_feature_cache(disc_data: Path, tmp_pat
     assert "features: 0 from the cache, 24 computed" in result.output
     saved = json.loads((tmp_path / "o" / "config.json").read_text())
     assert saved["train"]["backbone_lr_scale"] == 0.5 and saved["train"]["head_warmup"] == 1
-    assert saved["train"]["recalibrate_bn"] is False and saved["weights_source"]["source"] == "none"
+    env = json.loads((tmp_path / "o" / "env.json").read_text())
+    assert saved["train"]["recalibrate_bn"] is False and env["weights_source"]["source"] == "none"
     again = runner.invoke(app, [*args[:5], str(tmp_path / "o2"), *args[6:]])
     assert "features: 24 from the cache, 0 computed" in again.output
 

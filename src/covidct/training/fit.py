@@ -314,7 +314,6 @@ def fit(
                 **(record or {}),
                 "model": spec.name,
                 "train": config_to_dict(cfg),
-                "weights_source": weights_report.to_dict(),
             },
         )
         write_json_atomic(
