@@ -82,6 +82,20 @@ Amp = Annotated[
     bool | None,
     typer.Option("--amp/--no-amp", help="Mixed precision (default: on CUDA only).", rich_help_panel=_T),
 ]
+Crop = Annotated[
+    str | None,
+    typer.Option(
+        help="none | lungs (crop each slice to its lungs' box + margin; kept in the checkpoint).",
+        rich_help_panel=_T,
+    ),
+]
+Standardize = Annotated[
+    str | None,
+    typer.Option(
+        help="none | lungs (1st/99th percentiles inside the lung mask -> 0/1; kept in the checkpoint).",
+        rich_help_panel=_T,
+    ),
+]
 ConfigFile = Annotated[
     Path | None, typer.Option("--config", help="A run's config.json to replay; flags override.")
 ]
@@ -91,7 +105,7 @@ ConfigFile = Annotated[
 TRAIN_OPTIONS = (
     "epochs", "batch_size", "image_size", "lr", "pretrained", "weights", "weights_dir", "seed", "dropout",
     "freeze_backbone", "class_weighting", "sampler", "patience", "augment", "val_fraction", "workers", "cache",
-    "device", "amp",
+    "device", "amp", "crop", "standardize",
 )
 
 
@@ -160,6 +174,8 @@ def register(app: typer.Typer) -> None:
         cache: Cache = None,
         device: Device = None,
         amp: Amp = None,
+        crop: Crop = None,
+        standardize: Standardize = None,
         resume: Annotated[bool | None, typer.Option("--resume", help="Continue from RUN/last.pt.")] = None,
         config: ConfigFile = None,
     ) -> None:
@@ -219,6 +235,8 @@ def register(app: typer.Typer) -> None:
         cache: Cache = None,
         device: Device = None,
         amp: Amp = None,
+        crop: Crop = None,
+        standardize: Standardize = None,
         config: ConfigFile = None,
     ) -> None:
         """Patient-grouped, class-stratified repeated k-fold CV. A rerun skips finished folds."""

@@ -51,6 +51,7 @@ class ModelInfo:
     std: tuple[float, float, float]
     window: dict[str, Any] = field(default_factory=lambda: {"name": "lung", "width": 1500.0, "level": -600.0})
     covidct_version: str = ""
+    preprocess: dict[str, Any] = field(default_factory=dict)  # lung crop / standardisation (none when empty)
 
     @classmethod
     def from_meta(cls, meta: Any) -> ModelInfo:
@@ -61,6 +62,7 @@ class ModelInfo:
             mean=tuple(float(v) for v in get("mean")), std=tuple(float(v) for v in get("std")),
             window=dict(get("window") or {"name": "lung", "width": 1500.0, "level": -600.0}),
             covidct_version=str(get("covidct_version", "") or ""),
+            preprocess=dict(get("preprocess", None) or {}),
         )
 
     @property
@@ -76,6 +78,7 @@ class Batch:
     sources: list[str]
     groups: list[str]
     pixels: np.ndarray  # (N, 3, S, S) float32
+    lungs_found: list[bool] = field(default_factory=list)  # per slice (lung options on; else all True)
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,8 @@ def iter_batches(
         if not chunk:
             return None
         images = [c[1]() if callable(c[1]) else c[1] for c in chunk]
-        return Batch([c[0] for c in chunk], [c[2] for c in chunk], preprocess.batch(images))
+        pixels, found = preprocess.batch_flagged(images)
+        return Batch([c[0] for c in chunk], [c[2] for c in chunk], pixels, found)
 
     if not prefetch:
         while (batch := make()) is not None:
@@ -235,7 +239,7 @@ class Predictor:
             raise ConfigError(f"batch size must be >= 1, got {batch_size}")
         self.info = info
         self.classes = info.classes
-        self.preprocess = Preprocess(image_size=info.image_size, mean=info.mean, std=info.std)
+        self.preprocess = Preprocess.from_meta(info)
         self.batch_size = batch_size
         self.prefetch = prefetch
 
@@ -296,10 +300,12 @@ class Predictor:
         sources: list[str] = []
         groups: list[str] = []
         probs: list[np.ndarray] = []
+        found: list[bool] = []
         for batch in iter_batches(slices, self.preprocess, size, prefetch=self.prefetch):
             probs.append(self.predict_proba(batch.pixels))
             sources.extend(batch.sources)
             groups.extend(batch.groups)
+            found.extend(batch.lungs_found)
             if progress is not None:
                 progress(len(batch.sources))
         if not probs:  # ``skipped`` is filled while streaming: read it only now
@@ -313,6 +319,8 @@ class Predictor:
             table[f"prob_{c}"] = prob[:, j]
         table["predicted"] = [self.classes[i] for i in prob.argmax(axis=1)] if len(prob) else []
         table["model"] = self.info.model_name
+        if self.preprocess.uses_lungs:  # flag the slices that fell back to the whole slice
+            table["lungs_found"] = found
         return PredictionResult(
             classes=self.classes, slices=table, groups=aggregate_groups(table, self.classes),
             skipped=list(skipped), model=self.info.model_name,

@@ -122,8 +122,9 @@ def build_cache(
     workers: int = 2,
     progress: ProgressLike | None = None,
     description: str = "decode",
+    preprocess: Preprocess | None = None,
 ) -> SliceCache:
-    """Decode and resize every sample once (with a progress task)."""
+    """Decode and resize every sample once (with a progress task); ``preprocess`` adds its lung options."""
     paths = list(dict.fromkeys(s.path for s in samples))
     with progress_task(progress, description, len(paths)) as update:
         return SliceCache(
@@ -132,6 +133,7 @@ def build_cache(
             loader=default_loader(window),
             workers=workers,
             progress=lambda done, total: update(completed=done),
+            preprocess=preprocess,
         )
 
 
@@ -206,7 +208,13 @@ def fit(
             dropout=cfg.dropout,
         )
         mean, std = model_normalization(model)
-        preprocess = Preprocess(image_size=cfg.image_size, mean=mean, std=std)  # type: ignore[arg-type]
+        preprocess = Preprocess(
+            image_size=cfg.image_size,
+            mean=mean,  # type: ignore[arg-type]
+            std=std,  # type: ignore[arg-type]
+            crop=cfg.crop,
+            standardize=cfg.standardize,
+        )
         if cache is None and cfg.cache:
             cache = build_cache(
                 [*train_samples, *val_samples],
@@ -214,6 +222,7 @@ def fit(
                 cfg.window,
                 workers=max(2, cfg.workers),
                 progress=progress,
+                preprocess=preprocess,
             )
         loader_fn = default_loader(cfg.window)
         train_ds = SliceDataset(
@@ -237,6 +246,7 @@ def fit(
             window=_window_record(cfg.window),
             cam_layer=spec.cam_layer,
             dropout=cfg.dropout,  # type: ignore[arg-type]
+            preprocess=preprocess.record() if preprocess.uses_lungs else {},
             config=config_to_dict(cfg),
         )
         write_json_atomic(
@@ -249,6 +259,7 @@ def fit(
                 data_hash=samples_hash([*train_samples, *val_samples]),
                 n_train=len(train_ds),
                 n_val=len(val_ds),
+                **({"no_lungs": len(cache.no_lungs)} if cache is not None and preprocess.uses_lungs else {}),
                 **(env or {}),
             ),
         )
