@@ -66,8 +66,9 @@ def test_defaults_are_unchanged_and_old_meta_means_no_crop(phantoms) -> None:  #
     prep = Preprocess.from_meta({"image_size": 32, "mean": (0.5,) * 3, "std": (0.25,) * 3})  # pre-crop meta
     assert (prep.crop, prep.standardize, prep.uses_lungs) == ("none", "none", False)
     np.testing.assert_array_equal(prep.prepare(image), prep.resize(image))
+    lungs = prep.record() | {"crop": "lungs"}
     cropped = Preprocess.from_meta(
-        {"image_size": 32, "mean": (0.5,) * 3, "std": (0.25,) * 3, "preprocess": prep.record() | {"crop": "lungs"}}
+        {"image_size": 32, "mean": (0.5,) * 3, "std": (0.25,) * 3, "preprocess": lungs}
     )
     assert cropped.crop == "lungs" and not np.allclose(cropped(image), prep(image))
 
@@ -96,7 +97,8 @@ def test_cache_holds_cropped_slices_and_refuses_other_options(phantoms) -> None:
     assert cache.no_lungs == [] and cache.lung_options["crop"] == "lungs"
     from covidct.data.readers import load_slice
 
-    np.testing.assert_allclose(cache.get(samples[0].path), prep.prepare(load_slice(samples[0].path)), atol=1e-3)
+    expected = prep.prepare(load_slice(samples[0].path))
+    np.testing.assert_allclose(cache.get(samples[0].path), expected, atol=1e-3)
     classes = sorted({s.label for s in samples})
     SliceDataset(samples, classes, prep, cache=cache)
     with pytest.raises(ValueError, match="lung options"):

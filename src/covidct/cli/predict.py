@@ -58,7 +58,7 @@ def predict(
         err_console.print(
             f"lung preprocessing (crop {lungs.crop}, standardize {lungs.standardize}): {missing} of "
             f"{len(result.slices)} slice(s) without lungs found, whole slice used",
-            style="yellow" if missing else None, markup=False, highlight=False,
+            style="yellow" if missing else None, markup=False, highlight=False, soft_wrap=True,
         )
     if out is not None:
         for path in result.save(out):

@@ -32,8 +32,10 @@ def crop_box(mask: np.ndarray, margin: float = DEFAULT_MARGIN) -> Box | None:
     pad = math.ceil(margin * min(mask.shape))
     h, w = mask.shape
     return (
-        max(0, int(rows[0]) - pad), min(h, int(rows[-1]) + 1 + pad),
-        max(0, int(cols[0]) - pad), min(w, int(cols[-1]) + 1 + pad),
+        max(0, int(rows[0]) - pad),
+        min(h, int(rows[-1]) + 1 + pad),
+        max(0, int(cols[0]) - pad),
+        min(w, int(cols[-1]) + 1 + pad),
     )
 
 

@@ -53,7 +53,8 @@ class Preprocess:
         if self.crop not in CROPS:
             raise ConfigError(f"crop must be one of {', '.join(CROPS)}, got {self.crop!r}")
         if self.standardize not in STANDARDIZE:
-            raise ConfigError(f"standardize must be one of {', '.join(STANDARDIZE)}, got {self.standardize!r}")
+            choices = ", ".join(STANDARDIZE)
+            raise ConfigError(f"standardize must be one of {choices}, got {self.standardize!r}")
         if not 0.0 <= self.crop_margin <= 0.5:
             raise ConfigError(f"crop_margin must be in [0, 0.5], got {self.crop_margin}")
 
@@ -115,7 +116,7 @@ class Preprocess:
         return np.stack([self(image) for image in images]).astype(np.float32, copy=False)
 
     def batch_flagged(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[bool]]:
-        """:meth:`batch` and, per slice, whether its lungs were found (always ``True`` without lung options)."""
+        """:meth:`batch` and, per slice, whether its lungs were found (always ``True`` without lungs)."""
         prepared = [self.prepare_flagged(image) for image in images]
         pixels = np.stack([self.normalize(p) for p, _ in prepared]).astype(np.float32, copy=False)
         return pixels, [found for _, found in prepared]
