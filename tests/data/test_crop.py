@@ -126,3 +126,14 @@ def test_cache_counts_and_warns_slices_without_lungs(tmp_path) -> None:  # type:
     with pytest.warns(CovidCTWarning, match="1 of 1 slice"):
         cache = SliceCache([str(path)], 32, preprocess=Preprocess(image_size=32, crop="lungs"))
     assert cache.no_lungs == [str(path)] and cache.ok.all()
+
+
+def test_runs_saved_before_the_lung_options_still_resume() -> None:
+    from covidct.config import config_to_dict
+    from covidct.training.config import TrainConfig
+    from covidct.training.fit import _resumable
+
+    new = config_to_dict(TrainConfig(epochs=2))
+    old = {k: v for k, v in new.items() if k not in ("crop", "standardize")}
+    assert _resumable(old) == _resumable(new)
+    assert _resumable(old) != _resumable(config_to_dict(TrainConfig(epochs=2, crop="lungs")))

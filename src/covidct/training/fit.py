@@ -414,6 +414,8 @@ RESUMABLE_CHANGES = ("epochs", "patience", "device", "amp", "channels_last", "wo
 
 
 def _resumable(config: dict[str, Any]) -> dict[str, Any]:
+    # options added after a run was saved take their defaults, so older runs still resume
+    config = {**config_to_dict(TrainConfig()), **config}
     return {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
 
 
