@@ -89,3 +89,20 @@ def test_iter_is_lazy_and_nothing_readable_raises(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no readable images") as info:
         collect_inputs(tmp_path / "bad")
     assert "empty file" in str(info.value) and str(info.value).startswith(str(tmp_path / "bad"))
+
+
+def test_input_jobs_do_the_work_of_iter_inputs_in_its_order(tmp_path: Path) -> None:
+    from covidct.data.inputs import Skipped, input_jobs
+
+    png(tmp_path / "a" / "1.png")
+    (tmp_path / "a" / "2.txt").write_text("not an image")
+    (tmp_path / "a" / "3.png").write_bytes(b"\x89PNG broken")
+    for k, z in enumerate((30.0, 10.0, 20.0)):
+        dicom_slice(tmp_path / "b" / f"s{k}.dcm", z)
+    skipped: list[tuple[str, str]] = []
+    expected = [s.source for s in iter_inputs(tmp_path, skipped=skipped)]
+    outs = [o for job in input_jobs(tmp_path) for o in job()]
+    assert [o.source for o in outs if isinstance(o, InputSlice)] == expected
+    assert [(o.path, o.reason) for o in outs if isinstance(o, Skipped)] == skipped
+    assert {Path(p).name for p, _ in skipped} == {"2.txt", "3.png"}
+    assert [Path(s).name for s in expected] == ["1.png", "s1.dcm", "s2.dcm", "s0.dcm"]  # series by z

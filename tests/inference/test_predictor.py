@@ -21,7 +21,9 @@ PROB_COLS = [f"prob_{c}" for c in CLASSES]
 
 def test_predict_arrays_gives_one_row_per_slice_and_group(tiny_checkpoint: Path, arrays: list[np.ndarray]) -> None:
     result = Predictor.from_checkpoint(tiny_checkpoint).predict(arrays)
-    assert list(result.slices.columns) == ["path", "patient_id", *PROB_COLS, "predicted", "model"]
+    assert list(result.slices.columns) == [
+        "path", "patient_id", *PROB_COLS, "predicted", "model", "backend", "precision"]
+    assert set(result.slices["backend"]) == {"torch"} and set(result.slices["precision"]) == {"fp32"}
     assert len(result.slices) == len(arrays) and len(result.groups) == len(arrays)
     probs = result.probabilities
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
@@ -163,3 +165,52 @@ def test_cuda_predictor_matches_cpu(tiny_checkpoint: Path, arrays: list[np.ndarr
     cpu = Predictor.from_checkpoint(tiny_checkpoint).predict(arrays)
     gpu = Predictor.from_checkpoint(tiny_checkpoint, device="cuda").predict(arrays)
     np.testing.assert_allclose(gpu.probabilities, cpu.probabilities, atol=1e-2)  # fp16 autocast
+
+
+def _folder_with_bad_files(root: Path) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    for patient in ("P1", "P2"):
+        (root / patient).mkdir(parents=True)
+        for k in range(7):
+            Image.fromarray(rng.integers(0, 256, (40, 44), dtype=np.uint8)).save(root / patient / f"{k}.png")
+    (root / "P1" / "3.png").write_bytes(b"\x89PNG not really")  # unreadable, in the middle of a patient
+    (root / "P2" / "notes.txt").write_text("hello")
+    (root / "empty").mkdir()
+    return root
+
+
+@pytest.mark.parametrize("workers", ["0", "1", "3"])
+def test_parallel_decoding_keeps_order_and_skip_reports(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: str
+) -> None:
+    from covidct.data.inputs import iter_inputs
+
+    root = _folder_with_bad_files(tmp_path / "data")
+    sequential_skipped: list[tuple[str, str]] = []
+    expected = [s.source for s in iter_inputs(root, skipped=sequential_skipped)]
+    monkeypatch.setenv("COVIDCT_DECODE_WORKERS", workers)
+    reference = Predictor.from_checkpoint(tiny_checkpoint, prefetch=False).predict(root, batch_size=1)
+    result = Predictor.from_checkpoint(tiny_checkpoint).predict([root, root / "empty"], batch_size=4)
+    assert result.slices["path"].tolist() == expected  # the sequential read's order
+    assert result.skipped == [*sequential_skipped, (str(root / "empty"), "no readable images (0 skipped)")]
+    assert {Path(p).name for p, _ in result.skipped[:2]} == {"3.png", "notes.txt"}
+    np.testing.assert_allclose(result.probabilities, reference.probabilities, atol=1e-5)
+    assert reference.skipped == sequential_skipped
+
+
+def test_predict_slices_decodes_lazy_loaders_in_order(tiny_checkpoint: Path, arrays: list) -> None:
+    from covidct.errors import DataError as Unreadable
+
+    def broken() -> np.ndarray:
+        raise Unreadable("s-bad", "truncated file")
+
+    slices = [(f"s{i}", (lambda a=a: a), "g") for i, a in enumerate(arrays)]
+    slices.insert(2, ("s-bad", broken, "g"))
+    result = Predictor.from_checkpoint(tiny_checkpoint).predict_slices(slices, batch_size=2,
+                                                                        skipped=[("x.png", "bad")])
+    reference = Predictor.from_checkpoint(tiny_checkpoint, prefetch=False).predict(arrays)
+    assert result.slices["path"].tolist() == [f"s{i}" for i in range(len(arrays))]
+    np.testing.assert_allclose(result.probabilities, reference.probabilities, atol=1e-5)
+    assert result.skipped == [("x.png", "bad"), ("s-bad", "truncated file")]

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from covidct.cli._common import console, err_console, split_csv
+from covidct.cli._common import (
+    backend_option,
+    console,
+    err_console,
+    precision_option,
+    report_precision,
+    split_csv,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +28,8 @@ def predict(
     inputs: list[Path] = typer.Argument(..., help="Images, folders (recursive), DICOM series folders, NIfTI volumes."),
     out: Path | None = typer.Option(None, "--out", "-o", help="preds.csv (+ preds.patients.csv) or preds.json."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Slices per forward pass."),
-    backend: str | None = typer.Option(None, "--backend", help="torch or onnx (default: by the model's suffix)."),
+    backend: str | None = backend_option(),
+    precision: str = precision_option(),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: physical cores)."),
     window: str | None = typer.Option(None, "--window", help="CT window override: lung, mediastinal or W,L."),
@@ -41,13 +49,17 @@ def predict(
         raise ConfigError(f"{out}: --out must end in .csv or .json")
     if explain and model.suffix.lower() == ".onnx":
         raise ConfigError("--explain needs a torch checkpoint (Grad-CAM uses gradients); got an .onnx model")
-    predictor = Predictor.from_path(model, backend=backend, device=device, threads=threads, batch_size=batch_size)
+    predictor = Predictor.from_path(
+        model, backend=backend, precision=precision, device=device, threads=threads, batch_size=batch_size
+    )
+    report_precision(predictor)
     with Progress(console=err_console, transient=True) as bar:
-        task = bar.add_task(f"predicting ({predictor.backend})", total=None)
+        task = bar.add_task(f"predicting ({predictor.backend} {predictor.precision})", total=None)
         result = predictor.predict(inputs, window=window, progress=lambda n: bar.advance(task, n))
     if len(result.slices) <= show_slices:
         console.print(_table(result.slices, f"{len(result.slices)} slice(s)"))
-    console.print(_table(result.groups, f"{len(result.groups)} patient(s)/series - {result.model}"))
+    console.print(_table(result.groups, f"{len(result.groups)} patient(s)/series - {result.model} "
+                                        f"({result.backend} {result.precision})"))
     if result.skipped:
         err_console.print(f"skipped {len(result.skipped)} unreadable file(s):", style="yellow")
         for path, reason in result.skipped[:10]:
@@ -73,17 +85,20 @@ def predict(
         console.print(f"Grad-CAM overlays ({cams.method} @ {cams.layer}): {cams.n_slices} slice(s) -> {cams.out}")
 
 
+_RUN_COLUMNS = ("model", "backend", "precision")  # the same in every row: in the title instead
+
+
 def _table(frame, title: str):  # type: ignore[no-untyped-def]
     from rich.table import Table
 
     table = Table(title=title)
     for column in frame.columns:
-        if column == "model":
+        if column in _RUN_COLUMNS:
             continue
         table.add_column(column.removeprefix("prob_").join(("P(", ")")) if column.startswith("prob_") else column,
                          justify="right" if frame[column].dtype.kind in "fiu" else "left", overflow="fold")
     for row in frame.itertuples(index=False):
-        values = [v for c, v in zip(frame.columns, row) if c != "model"]
+        values = [v for c, v in zip(frame.columns, row, strict=True) if c not in _RUN_COLUMNS]
         table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in values))
     return table
 
@@ -109,7 +124,10 @@ def export(
 
 def bench(
     models: str = typer.Option("EfficientNetB0,EfficientNetB5", "--models", help="Comma-separated model names."),
-    backends: str = typer.Option("torch,onnx", "--backends", help="Comma-separated: torch, onnx, eager (baseline)."),
+    backends: str = typer.Option(
+        "torch,onnx", "--backends",
+        help="Comma-separated: torch, onnx, openvino[:fp32|:bf16], eager (baseline).",
+    ),
     batch_sizes: str = typer.Option("1,8", "--batch-sizes", help="Comma-separated batch sizes."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Folder for bench.csv, bench.md, env.json."),
@@ -118,13 +136,29 @@ def bench(
     image_size: int | None = typer.Option(None, "--image-size", help="Input size (default: each model's)."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: physical cores)."),
     images: list[Path] | None = typer.Option(None, "--images", help="Files for end-to-end timing (repeatable)."),
+    series: Path | None = typer.Option(None, "--series", help="A DICOM series folder timed whole."),
+    parity: Path | None = typer.Option(
+        None, "--parity",
+        help="Instead of timing: compare --precision with fp32 on these slices (dataset folder, CSV with "
+             "path[,label], or a folder/series) for --model; saves <model>.parity.json, which auto reads.",
+    ),
+    model: Path | None = typer.Option(None, "--model", help="With --parity: the trained model."),
+    precision: str = typer.Option("bf16", "--precision", help="With --parity: the precision to check."),
+    parity_backend: str = typer.Option("openvino", "--parity-backend", help="With --parity: the backend."),
 ) -> None:
-    """Latency (median, p90 per image) and throughput per model, backend and batch size; random weights."""
+    """Latency (median, p90 per image) and throughput per model, backend and batch size; random weights.
+
+    With --parity DATA --model MODEL: accuracy parity of a reduced precision against fp32 on real slices."""
     from rich.table import Table
 
     from covidct.errors import ConfigError
     from covidct.inference.bench import BenchConfig, run_bench
 
+    if parity is not None or model is not None:
+        if parity is None or model is None:
+            raise ConfigError("--parity DATA and --model MODEL go together")
+        _parity(model, parity, parity_backend, precision, threads)
+        return
     try:
         sizes = tuple(int(b) for b in split_csv(batch_sizes) or ())
     except ValueError:
@@ -132,18 +166,38 @@ def bench(
     cfg = BenchConfig(
         models=tuple(split_csv(models) or ()), backends=tuple(split_csv(backends) or ()), batch_sizes=sizes,
         device=device, repeats=repeats, warmup=warmup, image_size=image_size, threads=threads,
-        images=tuple(str(p) for p in images or ()),
+        images=tuple(str(p) for p in images or ()), series=None if series is None else str(series),
     )
     with console.status("benchmarking...") as status:
         result = run_bench(cfg, out, on_case=lambda m, b: status.update(f"benchmarking {m} / {b}..."))
     table = Table(title="covidct inference speed (per image; random weights)")
-    for column in ("model", "backend", "batch", "size", "model ms (med/p90)", "model img/s", "e2e ms (med/p90)",
-                   "e2e img/s", "stream img/s"):
-        table.add_column(column, justify="left" if column in ("model", "backend") else "right")
+    for column in ("model", "backend", "precision", "batch", "size", "model ms (med/p90)", "model img/s",
+                   "e2e ms (med/p90)", "e2e img/s", "stream img/s", "series slices/s"):
+        table.add_column(column, justify="left" if column in ("model", "backend", "precision") else "right")
     for r in result.table.itertuples(index=False):
-        table.add_row(r.model, r.backend, str(r.batch_size), str(r.image_size),
+        table.add_row(r.model, r.backend, r.precision, str(r.batch_size), str(r.image_size),
                       f"{r.model_ms_median:.1f} / {r.model_ms_p90:.1f}", f"{r.model_img_s:.1f}",
-                      f"{r.e2e_ms_median:.1f} / {r.e2e_ms_p90:.1f}", f"{r.e2e_img_s:.1f}", f"{r.stream_img_s:.1f}")
+                      f"{r.e2e_ms_median:.1f} / {r.e2e_ms_p90:.1f}", f"{r.e2e_img_s:.1f}",
+                      f"{r.stream_img_s:.1f}", f"{r.series_img_s:.1f}" if r.series_slices else "-")
     console.print(table)
     for path in result.files:
         console.print(f"wrote {path}", markup=False, highlight=False)
+
+
+def _parity(model: Path, data: Path, backend: str, precision: str, threads: int | None) -> None:
+    from covidct.inference.parity import parity_record_path, run_parity
+
+    with console.status(f"parity: {backend} {precision} vs fp32 on {data} ..."):
+        report = run_parity(model, data, backend=backend, precision=precision, threads=threads)
+    console.print(f"slices: {report.n_slices}", markup=False, highlight=False)
+    console.print(f"max |dp|: {report.max_abs_diff:.5f}", markup=False, highlight=False)
+    console.print(f"top-1 agreement: {report.agreement:.2%} (auto needs >= {report.min_agreement:.1%})",
+                  markup=False, highlight=False)
+    if report.auc_diff is not None:
+        console.print(f"ROC AUC: fp32 {report.auc_fp32:.4f}, {precision} {report.auc_candidate:.4f} "
+                      f"(diff {report.auc_diff:+.4f})", markup=False, highlight=False)
+    else:
+        console.print("ROC AUC: n/a (no labels, or one class only)")
+    verdict = "allowed" if report.passed else "refused (auto uses fp32 for this model)"
+    console.print(f"auto -> {precision}: {verdict}; recorded in {parity_record_path(model)}",
+                  markup=False, highlight=False)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from covidct.cli._common import console, err_console
+from covidct.cli._common import backend_option, console, err_console, precision_option
 
 
 def register(app: typer.Typer) -> None:
@@ -26,8 +26,10 @@ def serve(
         help="Requests decoded/predicted at the same time (torch models run one at a time).",
     ),
     threads: int | None = typer.Option(
-        None, "--threads", help="Intra-op threads of torch/onnxruntime (default: cores)."
+        None, "--threads", help="Intra-op threads of torch/onnxruntime/openvino (default: cores)."
     ),
+    backend: str | None = backend_option(),
+    precision: str = precision_option(),
 ) -> None:
     """Serve MODEL over HTTP: POST /predict, POST /explain (Grad-CAM), GET /health, GET /model, the page at /.
 
@@ -41,4 +43,4 @@ def serve(
         )
     console.print(f"covidct serve: loading {model} …  then http://{host}:{port}/ (Ctrl-C to stop)")
     run_service(model, host=host, port=port, max_upload_mb=max_upload_mb, worker_threads=worker_threads,
-                threads=threads)
+                threads=threads, backend=backend, precision=precision)

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -114,6 +115,67 @@ def _plan(paths: Iterable[PathLike], skipped: list[tuple[str, str]]) -> Iterator
             skipped.append((str(path), "not found"))
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A file that could not be read, and why (what ``skipped`` lists hold, as ``(path, reason)``)."""
+
+    path: str
+    reason: str
+
+
+LoadJob = Callable[[], "list[InputSlice | Skipped]"]
+
+
+def _load_volume(path: Path, group: str, window: str | Window) -> list[InputSlice | Skipped]:
+    try:
+        series = load_series(path, window=window)
+    except DataError as exc:
+        return [Skipped(str(path), exc.reason)]
+    pairs = zip(series.sources, series.images, strict=True)
+    return [InputSlice(source, image, group) for source, image in pairs]
+
+
+def _load_file(
+    path: Path, group: str, window: str | Window, normalization: Normalization
+) -> list[InputSlice | Skipped]:
+    try:
+        return [InputSlice(str(path), load_slice(path, window=window, normalization=normalization), group)]
+    except DataError as exc:
+        return [Skipped(str(path), exc.reason)]
+
+
+def input_jobs(
+    paths: Iterable[PathLike] | PathLike,
+    *,
+    window: str | Window = "lung",
+    normalization: Normalization = "minmax",
+) -> Iterator[LoadJob]:
+    """The work of :func:`iter_inputs` as independent jobs, in its order, for a thread pool
+    (:func:`covidct.data.pipeline.ordered_prefetch`): one job per image file or series slice, one per volume.
+
+    Each job returns the slices it decoded and/or :class:`Skipped` entries (files that failed when planning,
+    e.g. an unknown type or a bad DICOM header, come as jobs returning only ``[Skipped]``, where the planner
+    met them). Planning itself (walking folders, reading headers to order a series) happens while iterating.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    planned: list[tuple[str, str]] = []
+
+    def flush() -> Iterator[LoadJob]:
+        while planned:
+            entry = Skipped(*planned.pop(0))
+            yield lambda entry=entry: [entry]
+
+    for item in _plan(list(paths), planned):
+        yield from flush()
+        if item.kind == "volume":
+            yield partial(_load_volume, item.files[0], item.group, window)
+        else:
+            for file in item.files:
+                yield partial(_load_file, file, item.group, window, normalization)
+    yield from flush()
+
+
 def iter_inputs(
     paths: Iterable[PathLike] | PathLike,
     *,
@@ -130,29 +192,22 @@ def iter_inputs(
     paths = list(paths)
     skipped = [] if skipped is None else skipped
     found = 0
-    for item in _plan(paths, skipped):
-        if item.kind == "volume":
-            try:
-                series = load_series(item.files[0], window=window)
-            except DataError as exc:
-                skipped.append((str(item.files[0]), exc.reason))
-                continue
-            for source, image in zip(series.sources, series.images, strict=True):
+    for job in input_jobs(paths, window=window, normalization=normalization):
+        for out in job():
+            if isinstance(out, Skipped):
+                skipped.append((out.path, out.reason))
+            else:
                 found += 1
-                yield InputSlice(source, image, item.group)
-            continue
-        for file in item.files:
-            try:
-                image = load_slice(file, window=window, normalization=normalization)
-            except DataError as exc:
-                skipped.append((str(file), exc.reason))
-                continue
-            found += 1
-            yield InputSlice(str(file), image, item.group)
+                yield out
     if not found:
-        where = os.fspath(paths[0]) if len(paths) == 1 else f"{len(paths)} inputs"
-        detail = f"; first problem: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
-        raise DataError(where, f"no readable images ({len(skipped)} skipped{detail})")
+        raise nothing_readable(paths, skipped)
+
+
+def nothing_readable(paths: list[PathLike], skipped: list[tuple[str, str]]) -> DataError:
+    """The error for inputs under which no slice could be read."""
+    where = os.fspath(paths[0]) if len(paths) == 1 else f"{len(paths)} inputs"
+    detail = f"; first problem: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+    return DataError(where, f"no readable images ({len(skipped)} skipped{detail})")
 
 
 def collect_inputs(

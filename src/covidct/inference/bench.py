@@ -1,9 +1,10 @@
 """Inference speed benchmark: models x backends x batch sizes, model-only and end-to-end (issue #5).
 
 Backends: ``torch`` (covidct's default path: malloc tuning, channels-last, inference mode), ``onnx``
-(onnxruntime, all graph optimisations, intra-op threads = physical cores) and ``eager`` (the baseline: a plain
-timm model, default layout and allocator, ``torch.no_grad``). Weights are random (``pretrained=False``): speed does
-not depend on them.
+(onnxruntime, all graph optimisations, intra-op threads = physical cores), ``openvino`` (the ONNX export
+compiled by OpenVINO; ``openvino:fp32`` / ``openvino:bf16`` / ``openvino`` = auto) and ``eager`` (the
+baseline: a plain timm model, default layout and allocator, ``torch.no_grad``). Weights are random
+(``pretrained=False``): speed does not depend on them.
 
 Each (model, backend) runs in a fresh Python process, so allocator settings, thread pools and caches of one case
 cannot help or hurt another (malloc tuning is process-wide). Per batch size ``B`` it records, per image:
@@ -12,7 +13,9 @@ cannot help or hurt another (malloc tuning is process-wide). Per batch size ``B`
 - end-to-end: files on disk -> probabilities for ``B`` files, sequentially (decode, resize, normalise, network,
   softmax), divided by ``B`` (median, p90);
 - stream throughput: images/s predicting ``repeats x B`` files with the predictor's prefetching pipeline
-  (decoding and resizing batch k+1 in a background thread while the network runs batch k).
+  (a thread pool decoding and resizing slices ahead of the network);
+- series throughput (with ``series``): slices/s predicting a whole DICOM series folder end-to-end through
+  ``Predictor.predict`` (planning + ordering, parallel decode, network), comparable with model-only img/s.
 """
 
 from __future__ import annotations
@@ -36,12 +39,20 @@ import pandas as pd
 from covidct.errors import ConfigError, CovidCTError
 from covidct.utils import atomic_path, environment_record, write_json_atomic, write_text_atomic
 
-BACKENDS = ("torch", "onnx", "eager")
+BACKENDS = ("torch", "onnx", "openvino", "eager")  # a case may name a precision: "openvino:bf16"
 CLASSES = ("COVID-19", "Healthy", "Pneumonia")
 COLUMNS = (
-    "model", "backend", "batch_size", "image_size", "device", "threads",
+    "model", "backend", "precision", "batch_size", "image_size", "device", "threads",
     "model_ms_median", "model_ms_p90", "model_img_s", "e2e_ms_median", "e2e_ms_p90", "e2e_img_s", "stream_img_s",
+    "series_slices", "series_img_s",
 )
+
+
+def split_backend(spec: str) -> tuple[str, str]:
+    """``"openvino:bf16"`` -> ``("openvino", "bf16")``; no precision -> ``"auto"``."""
+    backend, _, precision = spec.partition(":")
+    return backend, precision or "auto"
+
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,13 +68,20 @@ class BenchConfig:
     image_size: int | None = None
     threads: int | None = None
     images: tuple[str, ...] = ()  # files for end-to-end timing; default: generated 512x512 PNGs
+    series: str | None = None  # a DICOM series folder (or any input) timed whole, end-to-end, slices/s
 
     def __post_init__(self) -> None:
         if not self.models:
             raise ConfigError("give at least one model")
-        unknown = [b for b in self.backends if b not in BACKENDS]
+        from covidct.inference.backends import PRECISIONS
+
+        unknown = [b for b in self.backends if split_backend(b)[0] not in BACKENDS]
         if unknown or not self.backends:
-            raise ConfigError(f"unknown backend(s) {unknown}: use {', '.join(BACKENDS)}")
+            raise ConfigError(f"unknown backend(s) {unknown}: use {', '.join(BACKENDS)} (openvino:fp32|bf16)")
+        bad = [b for b in self.backends if split_backend(b)[1] not in PRECISIONS
+               or (split_backend(b)[1] == "bf16" and split_backend(b)[0] != "openvino")]
+        if bad:
+            raise ConfigError(f"bad precision in {bad}: bf16 runs with openvino (e.g. openvino:bf16)")
         if not self.batch_sizes or min(self.batch_sizes) < 1:
             raise ConfigError(f"batch sizes must be >= 1, got {self.batch_sizes}")
         if self.repeats < 1 or self.warmup < 0:
@@ -117,7 +135,10 @@ def generate_images(folder: Path, n: int, size: int = 512, seed: int = 0) -> lis
     return paths
 
 
-def _build(model_name: str, backend: str, image_size: int, device: str, threads: int | None, workdir: Path) -> Any:
+def _build(
+    model_name: str, backend: str, image_size: int, device: str, threads: int | None, workdir: Path,
+    precision: str = "auto",
+) -> Any:
     """A predictor-like object with ``logits``, ``predict_slices``, ``preprocess`` for one case."""
     import torch
 
@@ -134,13 +155,17 @@ def _build(model_name: str, backend: str, image_size: int, device: str, threads:
         from covidct.inference.torch_backend import TorchPredictor
 
         return TorchPredictor(model, info, device=device, threads=threads)
-    if backend == "onnx":
+    if backend in ("onnx", "openvino"):
         from covidct.inference.export import _write_metadata, export_module
 
         path = workdir / f"{spec.name}.onnx"
         export_module(model, path, image_size=image_size)
         _write_metadata(path, info)
         del model
+        if backend == "openvino":
+            from covidct.inference.openvino_backend import OpenVinoPredictor
+
+            return OpenVinoPredictor(path, threads=threads, device=device, precision=precision)
         return OnnxPredictor(path, threads=threads, device=device)
 
     class EagerPredictor(Predictor):  # the baseline: default layout and allocator, no prefetching
@@ -160,9 +185,9 @@ def _build(model_name: str, backend: str, image_size: int, device: str, threads:
 
 def measure_case(
     model_name: str, backend: str, *, batch_sizes: Sequence[int], image_size: int | None, device: str,
-    threads: int | None, repeats: int, warmup: int, images: Sequence[str],
+    threads: int | None, repeats: int, warmup: int, images: Sequence[str], series: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Time one (model, backend) in this process; one row per batch size."""
+    """Time one (model, backend[:precision]) in this process; one row per batch size."""
     from covidct.data.readers import load_slice
     from covidct.inference.runtime import physical_cores
     from covidct.models.registry import get_spec
@@ -173,7 +198,8 @@ def measure_case(
         workdir = Path(tmp)
         need = max(batch_sizes) * max(repeats, 2)
         files = list(images) or generate_images(workdir, min(need, 64))
-        predictor = _build(model_name, backend, size, device, threads, workdir)
+        backend_name, precision = split_backend(backend)
+        predictor = _build(model_name, backend_name, size, device, threads, workdir, precision)
         rng = np.random.default_rng(0)
         for bs in batch_sizes:
             pixels = rng.standard_normal((bs, 3, size, size)).astype(np.float32)
@@ -190,8 +216,14 @@ def measure_case(
             start = time.perf_counter()
             predictor.predict_slices(stream, batch_size=bs)
             stream_s = time.perf_counter() - start
+            series_n, series_rate = 0, float("nan")
+            if series:  # the whole series, folder on disk -> probabilities, through predict()'s pipeline
+                start = time.perf_counter()
+                series_n = len(predictor.predict(series, batch_size=bs).slices)
+                series_rate = series_n / (time.perf_counter() - start)
             rows.append({
-                "model": model_name, "backend": backend, "batch_size": bs, "image_size": size, "device": device,
+                "model": model_name, "backend": backend_name, "precision": predictor.precision,
+                "batch_size": bs, "image_size": size, "device": device,
                 "threads": threads or physical_cores(),
                 "model_ms_median": 1e3 * statistics.median(model_t) / bs,
                 "model_ms_p90": 1e3 * _percentile(model_t, 90) / bs,
@@ -200,6 +232,7 @@ def measure_case(
                 "e2e_ms_p90": 1e3 * _percentile(e2e_t, 90) / bs,
                 "e2e_img_s": bs / statistics.median(e2e_t),
                 "stream_img_s": len(stream) / stream_s,
+                "series_slices": series_n, "series_img_s": series_rate,
             })
     return rows
 
@@ -236,7 +269,7 @@ def run_bench(
             case = dict(
                 model_name=name, backend=backend, batch_sizes=list(cfg.batch_sizes), image_size=cfg.image_size,
                 device=cfg.device, threads=cfg.threads, repeats=cfg.repeats, warmup=cfg.warmup,
-                images=list(cfg.images),
+                images=list(cfg.images), series=cfg.series,
             )
             rows.extend(_run_isolated(case) if isolate else measure_case(**case))
     table = pd.DataFrame(rows, columns=list(COLUMNS))
@@ -254,14 +287,16 @@ def run_bench(
 
 def to_markdown(table: pd.DataFrame) -> str:
     """A Markdown table (ms per image, images per second)."""
-    head = ("model", "backend", "batch", "size", "model ms/img (median / p90)", "model img/s",
-            "end-to-end ms/img (median / p90)", "end-to-end img/s", "stream img/s")
+    head = ("model", "backend", "precision", "batch", "size", "model ms/img (median / p90)", "model img/s",
+            "end-to-end ms/img (median / p90)", "end-to-end img/s", "stream img/s", "series slices/s")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table.itertuples(index=False):
         lines.append(
-            f"| {r.model} | {r.backend} | {r.batch_size} | {r.image_size} | {r.model_ms_median:.1f} / "
+            f"| {r.model} | {r.backend} | {r.precision} | {r.batch_size} | {r.image_size} | "
+            f"{r.model_ms_median:.1f} / "
             f"{r.model_ms_p90:.1f} | {r.model_img_s:.1f} | {r.e2e_ms_median:.1f} / {r.e2e_ms_p90:.1f} | "
-            f"{r.e2e_img_s:.1f} | {r.stream_img_s:.1f} |"
+            f"{r.e2e_img_s:.1f} | {r.stream_img_s:.1f} | "
+            + (f"{r.series_img_s:.1f} ({r.series_slices}) |" if r.series_slices else "- |")
         )
     return "\n".join(lines)
 

@@ -60,7 +60,11 @@ def session_metadata(session: Any, path: str | os.PathLike[str]) -> dict[str, An
 
 def session_info(session: Any, path: str | os.PathLike[str]) -> ModelInfo:
     """:class:`ModelInfo` from a loaded model's metadata."""
-    record = session_metadata(session, path)
+    return record_info(session_metadata(session, path), path)
+
+
+def record_info(record: dict[str, Any], path: str | os.PathLike[str]) -> ModelInfo:
+    """:class:`ModelInfo` from a covidct metadata record."""
     try:
         return ModelInfo.from_meta({**record, "image_size": record["input_size"]})
     except (KeyError, TypeError, ValueError) as exc:
@@ -70,3 +74,24 @@ def session_info(session: Any, path: str | os.PathLike[str]) -> ModelInfo:
 def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The covidct record stored in an ONNX file."""
     return session_metadata(open_session(path), path)
+
+
+def read_metadata_props(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The covidct record of an ONNX file read with the ``onnx`` package (no onnxruntime session: for the
+    OpenVINO backend, which reads the graph itself)."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: ONNX model not found")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise CheckpointError(f"{path}: corrupt or not an ONNX model ({type(exc).__name__})") from None
+    props = {p.key: p.value for p in proto.metadata_props}
+    if META_KEY not in props:
+        raise CheckpointError(f"{path}: ONNX model was not exported by covidct (no {META_KEY} metadata)")
+    try:
+        return json.loads(props[META_KEY])
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path}: unreadable {META_KEY} metadata") from None

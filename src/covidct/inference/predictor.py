@@ -1,30 +1,34 @@
-"""Predict COVID-19 / healthy / pneumonia probabilities for CT slices, per slice and per patient/series (issue #5).
+"""Predict COVID-19 / healthy / pneumonia probabilities for CT slices, per slice and per patient/series.
 
-``Predictor.from_path(path)`` picks the backend by suffix: ``.onnx`` -> :class:`OnnxPredictor` (onnxruntime, no
-torch import), anything else -> :class:`TorchPredictor` (a covidct checkpoint). ``predict(inputs)`` takes files,
-folders, DICOM series, NIfTI volumes (expanded by :mod:`covidct.data.inputs`) or 2-D arrays in [0, 1], and returns
-a :class:`PredictionResult`: one row per slice (``path, patient_id, prob_<class>..., predicted, model``) and one
-per group (mean slice probability, predicted class, slice votes per class).
+``Predictor.from_path(path, backend=None, precision="auto")`` (see :mod:`covidct.inference.backends`): by
+suffix ``.onnx`` -> :class:`OnnxPredictor` (onnxruntime, no torch import), else ``TorchPredictor`` (a
+checkpoint); ``backend="openvino"`` -> ``OpenVinoPredictor``. ``predict(inputs)`` takes files, folders, DICOM series, NIfTI
+volumes (expanded by :mod:`covidct.data.inputs`) or 2-D arrays in [0, 1], and returns a
+:class:`PredictionResult`: one row per slice (``path, patient_id, prob_<class>..., predicted, model, backend,
+precision``) and one per group (mean slice probability, predicted class, slice votes per class, the same run
+columns).
 
-Speed: slices are preprocessed (resize + normalise, numpy/PIL, GIL released) by a background thread one batch
-ahead of the model, so the network never waits for image work after the first batch. The torch backend tunes
-glibc malloc (see :mod:`covidct.inference.runtime`) and runs channels-last under ``inference_mode``.
+Speed: slices are decoded, windowed, resized and normalised by a thread pool ahead of the model
+(:func:`covidct.data.pipeline.ordered_prefetch`, bounded, order kept), so the network does not wait for image
+work unless decoding is slower than it. The torch backend tunes glibc malloc (see
+:mod:`covidct.inference.runtime`) and runs channels-last under ``inference_mode``.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from covidct.data.inputs import InputSlice, Skipped
+from covidct.data.pipeline import ordered_prefetch
 from covidct.data.preprocess import Preprocess
 from covidct.errors import ConfigError, DataError
 from covidct.utils import atomic_path, write_json_atomic
@@ -86,10 +90,12 @@ class PredictionResult:
     """Per-slice and per-group predictions, plus the inputs that could not be read."""
 
     classes: tuple[str, ...]
-    slices: pd.DataFrame  # path, patient_id, prob_<class>..., predicted, model
-    groups: pd.DataFrame  # patient_id, n_slices, prob_<class>... (mean), predicted, votes_<class>...
+    slices: pd.DataFrame  # path, patient_id, prob_<class>..., predicted, model, backend, precision
+    groups: pd.DataFrame  # patient_id, n_slices, prob_<class>... (mean), predicted, votes_<class>..., model..
     skipped: list[tuple[str, str]] = field(default_factory=list)
     model: str = ""
+    backend: str = ""  # torch | onnx | openvino (also a column of both tables)
+    precision: str = ""  # fp32 | bf16 | fp16 (what ran, after `auto` was resolved)
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -103,7 +109,8 @@ class PredictionResult:
         suffix = out.suffix.lower()
         if suffix == ".json":
             write_json_atomic(out, {
-                "model": self.model, "classes": list(self.classes),
+                "model": self.model, "backend": self.backend, "precision": self.precision,
+                "classes": list(self.classes),
                 "slices": json.loads(self.slices.to_json(orient="records")),
                 "patients": json.loads(self.groups.to_json(orient="records")),
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
@@ -141,16 +148,7 @@ def _as_unit_image(array: np.ndarray, name: str) -> np.ndarray:
     return out
 
 
-def expand_inputs(
-    inputs: InputLike | Sequence[InputLike], window: str, skipped: list[tuple[str, str]]
-) -> Iterator[tuple[str, np.ndarray, str]]:
-    """Inputs -> a lazy stream of ``(source, image (H, W) in [0, 1], group)``; unreadable files go to ``skipped``.
-
-    Paths (files, folders, series, volumes) are expanded and decoded one slice at a time by
-    :func:`covidct.data.inputs.iter_inputs` (so decoding happens in the prefetch thread); arrays are used as they
-    are (``array[i]`` for the i-th, each its own group; a 3-D ``(N, H, W)`` stack is one group). A path that does
-    not exist is an error straight away (a typo), not a skipped file.
-    """
+def _check_items(inputs: InputLike | Sequence[InputLike]) -> list[InputLike]:
     items: list[InputLike] = [inputs] if isinstance(inputs, (str, os.PathLike, np.ndarray)) else list(inputs)
     if not items:
         raise ConfigError("no inputs given")
@@ -159,57 +157,156 @@ def expand_inputs(
             raise DataError(item, "no such file or folder")
         if not isinstance(item, (str, os.PathLike, np.ndarray)):
             raise ConfigError(f"cannot predict on a {type(item).__name__}; give paths or 2-D arrays")
-    return _stream(items, window, skipped)
+    return items
 
 
-def _stream(
-    items: list[InputLike], window: str, skipped: list[tuple[str, str]]
+def expand_inputs(
+    inputs: InputLike | Sequence[InputLike], window: str, skipped: list[tuple[str, str]]
 ) -> Iterator[tuple[str, np.ndarray, str]]:
+    """Inputs -> a lazy, sequential stream of ``(source, image (H, W) in [0, 1], group)``; unreadable files go
+    to ``skipped`` (the same slices, order and skips as :meth:`Predictor.predict`, which decodes in parallel).
+
+    Paths (files, folders, series, volumes) are expanded by :mod:`covidct.data.inputs`; arrays are used as
+    they are (``array[i]`` for the i-th, each its own group; a 3-D ``(N, H, W)`` stack is one group). A path
+    that does not exist is an error straight away (a typo), not a skipped file.
+    """
+    jobs = input_slice_jobs(inputs, window)
+
+    def stream() -> Iterator[tuple[str, np.ndarray, str]]:
+        for s in _collect(ordered_prefetch(jobs, workers=0), skipped):
+            yield s.source, s.image, s.group
+
+    return stream()
+
+
+@dataclass(frozen=True)
+class _PathEnd:
+    """Marker after the last job of one input path (to report a path under which nothing was readable)."""
+
+    path: str
+
+
+SliceJob = Callable[[], "list[InputSlice | Skipped | _PathEnd]"]
+
+
+def input_slice_jobs(inputs: InputLike | Sequence[InputLike], window: str) -> Iterator[SliceJob]:
+    """Inputs -> decoding jobs in output order (:func:`covidct.data.inputs.input_jobs`); validated eagerly."""
+    items = _check_items(inputs)
+    return _jobs(items, window)
+
+
+def _jobs(items: list[InputLike], window: str) -> Iterator[SliceJob]:
+    from covidct.data.inputs import input_jobs
+
     for i, item in enumerate(items):
         if isinstance(item, np.ndarray):
             name = f"array[{i}]"
             if item.ndim == 3 and item.shape[-1] not in (3, 4):
-                yield from ((f"{name}#{k}", _as_unit_image(s, name), name) for k, s in enumerate(item))
+                for k, s in enumerate(item):
+                    yield lambda s=s, k=k, name=name: [
+                        InputSlice(f"{name}#{k}", _as_unit_image(s, name), name)
+                    ]
             else:
-                yield name, _as_unit_image(item, name), name
+                yield lambda item=item, name=name: [InputSlice(name, _as_unit_image(item, name), name)]
             continue
-        from covidct.data.inputs import iter_inputs
+        yield from input_jobs([Path(item)], window=window)
+        yield lambda path=str(item): [_PathEnd(path)]
 
-        before = len(skipped)
+
+def _collect(
+    results: Iterable[list[Any]], skipped: list[tuple[str, str]]
+) -> Iterator[Any]:
+    """Flatten job results into slices, appending skips to ``skipped`` in order; a path under which nothing
+    was readable (and nothing reported) is reported as skipped, as :func:`~covidct.data.inputs.iter_inputs`
+    does."""
+    found = reported = 0
+    for outs in results:
+        for out in outs:
+            if isinstance(out, Skipped):
+                skipped.append((out.path, out.reason))
+                reported += 1
+            elif isinstance(out, _PathEnd):
+                if found == 0 and reported == 0:
+                    skipped.append((out.path, "no readable images (0 skipped)"))
+                found = reported = 0
+            else:
+                found += 1
+                yield out
+
+
+def _load_given(item: tuple[str, SliceImage, str]) -> list[InputSlice | Skipped]:
+    """One ``(source, image or loader, group)``: a loader that fails with DataError/OSError is a skipped slice
+    (so callers can hand lazy loaders to the decoding pool and still get unreadable files reported)."""
+    source, image, group = item
+    if callable(image):
         try:
-            for s in iter_inputs([Path(item)], window=window, skipped=skipped):
-                yield str(s.source), s.image, str(s.group)
-        except DataError as exc:  # nothing readable under this path: skip it, fail only if nothing at all
-            if len(skipped) == before:
-                skipped.append((exc.path, exc.reason))
+            image = image()
+        except DataError as exc:
+            return [Skipped(source, exc.reason)]
+        except OSError as exc:
+            return [Skipped(source, f"cannot read ({exc})")]
+    return [InputSlice(source, image, group)]
+
+
+def decode_workers() -> int:
+    """Decoding threads: ``COVIDCT_DECODE_WORKERS`` or the physical cores (at least 2)."""
+    from covidct.inference.runtime import physical_cores
+
+    env = os.environ.get("COVIDCT_DECODE_WORKERS", "")
+    return max(0, int(env)) if env.isdigit() else max(2, physical_cores())
 
 
 def iter_batches(
     slices: Iterable[tuple[str, SliceImage, str]], preprocess: Preprocess, batch_size: int, *, prefetch: bool = True
 ) -> Iterator[Batch]:
-    """Decode (if lazy) and preprocess ``slices`` in batches; with ``prefetch``, one background thread prepares
-    batch k+1 (pulling from ``slices``, which may decode files) while the caller runs the network on batch k.
+    """Decode (if lazy) and preprocess ``slices`` in batches; with ``prefetch``, a thread pool decodes and
+    resizes slices ahead of the caller (order kept), so the network never waits for image work.
 
     An image may also be a callable returning the array (e.g. ``partial(load_slice, path)``)."""
-    stream = iter(slices)
+    jobs = (partial(_load_given, s) for s in slices)
+    yield from _batches(jobs, preprocess, batch_size, [], prefetch=prefetch)
 
-    def make() -> Batch | None:
-        chunk = list(itertools.islice(stream, batch_size))
-        if not chunk:
-            return None
-        images = [c[1]() if callable(c[1]) else c[1] for c in chunk]
-        pixels, found = preprocess.batch_flagged(images)
-        return Batch([c[0] for c in chunk], [c[2] for c in chunk], pixels, found)
 
-    if not prefetch:
-        while (batch := make()) is not None:
-            yield batch
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="covidct-prefetch") as pool:
-        pending = pool.submit(make)
-        while (batch := pending.result()) is not None:
-            pending = pool.submit(make)
-            yield batch
+def _batches(
+    jobs: Iterable[SliceJob], preprocess: Preprocess, batch_size: int, skipped: list[tuple[str, str]], *,
+    prefetch: bool,
+) -> Iterator[Batch]:
+    """Run ``jobs`` (decode + resize + normalise per slice) ahead of the consumer; yield batches in order."""
+
+    def ready(o: InputSlice) -> _Prepared:
+        resized, found = preprocess.prepare_flagged(o.image)
+        return _Prepared(o.source, preprocess.normalize(resized), o.group, found)
+
+    def prepared(job: SliceJob) -> Callable[[], list[Any]]:
+        def run() -> list[Any]:
+            return [ready(o) if isinstance(o, InputSlice) else o for o in job()]
+        return run
+
+    workers = decode_workers() if prefetch else 0
+    depth = max(2 * batch_size, 2 * workers, 4)  # bounded: at most this many slices decoded ahead
+    chunk: list[_Prepared] = []
+    for s in _collect(ordered_prefetch((prepared(j) for j in jobs), workers=workers, depth=depth), skipped):
+        chunk.append(s)
+        if len(chunk) == batch_size:
+            yield _stack(chunk)
+            chunk = []
+    if chunk:
+        yield _stack(chunk)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A slice ready for the network, and whether its lungs were found (lung crop / standardisation)."""
+
+    source: str
+    image: np.ndarray  # (3, S, S) normalised
+    group: str
+    lungs_found: bool = True
+
+
+def _stack(chunk: list[_Prepared]) -> Batch:
+    pixels = np.stack([c.image for c in chunk]).astype(np.float32, copy=False)
+    return Batch([c.source for c in chunk], [c.group for c in chunk], pixels, [c.lungs_found for c in chunk])
 
 
 def aggregate_groups(slices: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
@@ -233,6 +330,8 @@ class Predictor:
     """Base predictor: preprocessing, batching, aggregation. Subclasses implement :meth:`logits`."""
 
     backend = "base"
+    precision = "fp32"  # what the network computes in (set by subclasses that can reduce it)
+    precision_note = ""  # why `auto` chose this precision, when that needs saying (e.g. bf16 refused)
 
     def __init__(self, info: ModelInfo, *, batch_size: int = 1, prefetch: bool = True) -> None:
         if batch_size < 1:
@@ -253,21 +352,14 @@ class Predictor:
 
     @classmethod
     def from_path(cls, path: PathLike, *, backend: str | None = None, **kwargs: Any) -> Predictor:
-        """By suffix: ``.onnx`` -> onnxruntime, else a torch checkpoint. ``backend="onnx"`` on a checkpoint
-        exports it to a temporary ONNX file first; ``backend="torch"`` on an ONNX file is an error."""
-        path = Path(path)
-        is_onnx = path.suffix.lower() in ONNX_SUFFIXES
-        if backend not in (None, "torch", "onnx"):
-            raise ConfigError(f"unknown backend {backend!r}: use torch or onnx")
-        if is_onnx:
-            if backend == "torch":
-                raise ConfigError(f"{path}: an ONNX model runs with --backend onnx, not torch")
-            return OnnxPredictor(path, **kwargs)
-        if backend == "onnx":
-            from covidct.inference.export import export_to_temp
+        """See :func:`covidct.inference.backends.load_predictor` (backend by suffix unless given)."""
+        from covidct.inference.backends import load_predictor
 
-            return OnnxPredictor(export_to_temp(path), **kwargs)
-        return cls.from_checkpoint(path, **kwargs)
+        return load_predictor(path, backend=backend, **kwargs)
+
+    def model_record(self) -> dict[str, Any]:
+        """The covidct metadata stored with the model (ONNX ``metadata_props``); empty where not known."""
+        return {}
 
     # -- running ------------------------------------------------------------------------------------------------
     def logits(self, pixels: np.ndarray) -> np.ndarray:
@@ -284,31 +376,44 @@ class Predictor:
     ) -> PredictionResult:
         """Probabilities per slice and per group for paths or arrays (see :func:`expand_inputs`).
 
-        ``window`` overrides the model's CT window for DICOM/NIfTI inputs (``"lung"``, ``"1500,-600"``)."""
-        skipped: list[tuple[str, str]] = []
-        slices = expand_inputs(inputs, window or self.info.window_spec, skipped)
-        return self.predict_slices(slices, skipped=skipped, batch_size=batch_size, progress=progress)
+        Slices are decoded, windowed and resized by a thread pool ahead of the network (see
+        :func:`covidct.data.pipeline.ordered_prefetch`); order and skipped-file reports are as in a sequential
+        read. ``window`` overrides the model's CT window for DICOM/NIfTI inputs (``"lung"``, ``"1500,-600"``).
+        """
+        jobs = input_slice_jobs(inputs, window or self.info.window_spec)
+        return self._run(jobs, [], batch_size, progress)
 
     def predict_slices(
         self, slices: Iterable[tuple[str, SliceImage, str]], *, skipped: Sequence[tuple[str, str]] = (),
         batch_size: int | None = None, progress: ProgressFn | None = None,
     ) -> PredictionResult:
-        """Predict ``(source, image or loader, group)`` slices (see :func:`iter_batches`)."""
+        """Predict ``(source, image or loader, group)`` slices (see :func:`iter_batches`). Loaders (e.g.
+        ``partial(load_slice, path)``) run in the decoding pool; one raising DataError/OSError is reported as
+        skipped. ``skipped`` (read at the end, so it may be filled while ``slices`` streams) is reported
+        too."""
+        return self._run((partial(_load_given, s) for s in slices), skipped, batch_size, progress)
+
+    def _run(
+        self, jobs: Iterable[SliceJob], skipped: Sequence[tuple[str, str]], batch_size: int | None,
+        progress: ProgressFn | None,
+    ) -> PredictionResult:
         size = batch_size or self.batch_size
         if size < 1:
             raise ConfigError(f"batch size must be >= 1, got {size}")
+        found_skipped: list[tuple[str, str]] = []
         sources: list[str] = []
         groups: list[str] = []
         probs: list[np.ndarray] = []
         found: list[bool] = []
-        for batch in iter_batches(slices, self.preprocess, size, prefetch=self.prefetch):
+        for batch in _batches(jobs, self.preprocess, size, found_skipped, prefetch=self.prefetch):
             probs.append(self.predict_proba(batch.pixels))
             sources.extend(batch.sources)
             groups.extend(batch.groups)
             found.extend(batch.lungs_found)
             if progress is not None:
                 progress(len(batch.sources))
-        if not probs:  # ``skipped`` is filled while streaming: read it only now
+        skipped = [*skipped, *found_skipped]
+        if not probs:
             if len(skipped) == 1:
                 raise DataError(*skipped[0])
             detail = f" ({len(skipped)} skipped; first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
@@ -318,12 +423,13 @@ class Predictor:
         for j, c in enumerate(self.classes):
             table[f"prob_{c}"] = prob[:, j]
         table["predicted"] = [self.classes[i] for i in prob.argmax(axis=1)] if len(prob) else []
-        table["model"] = self.info.model_name
         if self.preprocess.uses_lungs:  # flag the slices that fell back to the whole slice
             table["lungs_found"] = found
+        run = {"model": self.info.model_name, "backend": self.backend, "precision": self.precision}
+        table = table.assign(**run)
         return PredictionResult(
-            classes=self.classes, slices=table, groups=aggregate_groups(table, self.classes),
-            skipped=list(skipped), model=self.info.model_name,
+            classes=self.classes, slices=table, groups=aggregate_groups(table, self.classes).assign(**run),
+            skipped=skipped, model=self.info.model_name, backend=self.backend, precision=self.precision,
         )
 
 
@@ -352,6 +458,11 @@ class OnnxPredictor(Predictor):
         self.session = open_session(self.path, ort_session_options(threads), providers)
         super().__init__(session_info(self.session, self.path), batch_size=batch_size, prefetch=prefetch)
         self.input_name = self.session.get_inputs()[0].name
+
+    def model_record(self) -> dict[str, Any]:
+        from covidct.inference.onnx_meta import session_metadata
+
+        return session_metadata(self.session, self.path)
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(pixels, dtype=np.float32)})[0]

@@ -63,6 +63,7 @@ class TorchPredictor(Predictor):
         self.device = resolve_device(device)
         self.channels_last = channels_last
         self.amp = (self.device.type == "cuda") if amp is None else amp
+        self.precision = "fp16" if self.amp and self.device.type == "cuda" else "fp32"  # autocast: CUDA only
         model = model.eval().to(self.device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)

@@ -63,22 +63,30 @@ class LoadedModel:
     version: str  # short SHA-256 of the model file
 
 
-def load_predictor(path: str | os.PathLike[str], *, threads: int | None = None) -> LoadedModel:
-    """A ``.pt`` checkpoint (torch) or an ``.onnx`` model (onnxruntime) as a :class:`LoadedModel`."""
-    from covidct.inference.predictor import Predictor
+def load_predictor(
+    path: str | os.PathLike[str], *, threads: int | None = None, backend: str | None = None,
+    precision: str = "auto",
+) -> LoadedModel:
+    """A ``.pt`` checkpoint or an ``.onnx`` model as a :class:`LoadedModel`; the backend by suffix unless
+    given (see :func:`covidct.inference.backends.load_predictor`)."""
+    from covidct.inference.backends import check_backend
+    from covidct.inference.backends import load_predictor as load_backend
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: model file not found")
+    check_backend(backend, precision)
     version = sha256_file(path)[:12]
-    if path.suffix.lower() == ".onnx":
-        return LoadedModel(Predictor.from_path(path, threads=threads), None, version)
+    if path.suffix.lower() == ".onnx" or backend not in (None, "torch"):
+        predictor = load_backend(path, backend=backend, precision=precision, threads=threads)
+        return LoadedModel(predictor, None, version)
     from covidct.inference.torch_backend import TorchPredictor
     from covidct.inference.predictor import ModelInfo
     from covidct.models.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(path)  # once: TorchPredictor.load would drop the meta (timm name, CAM layer)
-    predictor = TorchPredictor(loaded.model, ModelInfo.from_meta(loaded.meta), threads=threads)
+    amp = False if precision == "fp32" else None
+    predictor = TorchPredictor(loaded.model, ModelInfo.from_meta(loaded.meta), threads=threads, amp=amp)
     return LoadedModel(predictor, loaded.meta, version)
 
 
@@ -92,10 +100,9 @@ class ServedModel:
         self.runtime = predictor.backend
         self.torch_model = getattr(predictor, "model", None) if self.runtime == "torch" else None
         record: dict[str, Any] = meta.to_dict() if meta is not None else {}
-        if not record and self.runtime == "onnx":
-            from covidct.inference.onnx_meta import session_metadata
-
-            record = session_metadata(predictor.session, predictor.path)  # type: ignore[attr-defined]
+        if not record:
+            record = predictor.model_record()  # ONNX metadata_props (onnx, openvino)
+        self.precision = predictor.precision
         self.backbone = str(record.get("timm_name") or "")
         self.cam_layer = str(record.get("cam_layer") or "")
         if self.torch_model is not None:  # the default CAM layer at the served input size (issue 14)
@@ -360,7 +367,8 @@ def create_app(
         info = served.info
         return {
             "name": info.model_name, "backbone": served.backbone, "version": served.version,
-            "runtime": served.runtime, "classes": list(served.classes), "input_size": int(info.image_size),
+            "runtime": served.runtime, "precision": served.precision,
+            "classes": list(served.classes), "input_size": int(info.image_size),
             "window": {"name": info.window.get("name"), "width": float(info.window["width"]),
                        "level": float(info.window["level"])},
             "mean": list(info.mean), "std": list(info.std), "cam_layer": served.cam_layer,
@@ -387,6 +395,8 @@ def serve(
     max_upload_mb: float = 50.0,
     worker_threads: int = 2,
     threads: int | None = None,
+    backend: str | None = None,
+    precision: str = "auto",
 ) -> None:
     """Load the model once and run the service with uvicorn until interrupted (``covidct serve``)."""
     from covidct.errors import ConfigError
@@ -397,7 +407,7 @@ def serve(
         raise ConfigError(f"max upload size must be > 0 MB, got {max_upload_mb}")
     if worker_threads < 1:
         raise ConfigError(f"worker threads must be >= 1, got {worker_threads}")
-    loaded = load_predictor(model_path, threads=threads)
+    loaded = load_predictor(model_path, threads=threads, backend=backend, precision=precision)
     app = create_app(
         loaded.predictor, meta=loaded.meta, model_version=loaded.version,
         max_upload_bytes=int(max_upload_mb * 1024 * 1024), worker_threads=worker_threads,

@@ -44,7 +44,8 @@ class ModelInfo(BaseModel):
     name: str = Field(description="model (backbone) name as trained, e.g. EfficientNetB0")
     backbone: str = Field(description="timm architecture")
     version: str = Field(description="model version: short SHA-256 of the checkpoint/ONNX file when known")
-    runtime: Literal["torch", "onnx"]
+    runtime: Literal["torch", "onnx", "openvino"]
+    precision: str = Field(description="what the network computes in: fp32, bf16 (openvino), fp16 (CUDA)")
     classes: list[str]
     input_size: int
     window: WindowInfo
