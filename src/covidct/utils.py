@@ -8,9 +8,9 @@ import json
 import os
 import platform
 import random
+import secrets
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -22,14 +22,47 @@ TRACKED_PACKAGES = (
 )
 
 
+def _new_temp(target: Path) -> Path:
+    """Create an empty ``.<name>.<random>.tmp`` beside ``target`` with the normal umask-derived mode.
+
+    (``tempfile.mkstemp`` creates 0600 files, and ``os.replace`` keeps that mode: results a lab group or a web
+    server could not read.)"""
+    for _ in range(100):
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {target}")
+
+
+def stale_temps(folder: str | os.PathLike[str], names: tuple[str, ...]) -> list[Path]:
+    """Leftover :func:`atomic_path` temp files (``.<name>.*.tmp``) of ``names`` in ``folder``."""
+    base = Path(folder)
+    if not base.is_dir():
+        return []
+    return sorted(p for name in names for p in base.glob(f".{name}.*.tmp") if p.is_file())
+
+
+def remove_stale_temps(folder: str | os.PathLike[str], names: tuple[str, ...]) -> list[Path]:
+    """Delete the temp files a killed process (``kill -9``) left behind; returns what was removed."""
+    removed = []
+    for path in stale_temps(folder, names):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically (``os.replace``)."""
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically (``os.replace``).
+
+    The file gets the mode a plain ``open(path, "w")`` would (``0666 & ~umask``)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _new_temp(target)
     try:
         yield tmp_path
         os.replace(tmp_path, target)

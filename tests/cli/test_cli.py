@@ -22,7 +22,7 @@ def _command_paths(command, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...
 
 
 ALL_COMMANDS = _command_paths(typer.main.get_command(app))
-EXPECTED_COMMANDS = {"data", "models", "train", "cv", "metrics", "explain", "activations", "predict", "export",
+EXPECTED_COMMANDS = {"data", "models", "train", "cv", "metrics", "evaluate", "explain", "activations", "predict", "export",
                      "bench", "compare", "report", "demo", "serve"}
 
 

@@ -110,7 +110,7 @@ def test_bench_writes_csv_and_markdown(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "bench.csv")
     assert table["batch_size"].tolist() == [1, 2] and (table["model_ms_median"] > 0).all()
-    assert "| resnet10t | onnx | 2 |" in (out / "bench.md").read_text()
+    assert "| resnet10t | onnx | fp32 | 2 |" in (out / "bench.md").read_text()
 
 
 def test_bench_user_errors() -> None:

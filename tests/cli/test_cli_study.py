@@ -95,7 +95,8 @@ def test_compare_then_report(tmp_path: Path, phantoms) -> None:
     result = runner.invoke(app, ["report", str(study), "--out", str(html), "--reference", "paper"])
     assert result.exit_code == 0, result.output
     text = html.read_text(encoding="utf-8")
-    assert 'data-model="resnet10t"' in text and "0.9769" in text and "http://" not in text
+    assert 'data-model="resnet10t"' in text and 'id="reference"' in text and "http://" not in text
+    assert "no published row for this model" in text  # resnet10t is not one of the paper's 20
 
 
 def test_failed_jobs_exit_non_zero(tmp_path: Path, phantoms, monkeypatch: pytest.MonkeyPatch) -> None:

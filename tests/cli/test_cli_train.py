@@ -59,7 +59,8 @@ def test_train_writes_best_checkpoint_and_replayable_config(disc_data: Path, tmp
     config = json.loads((out / "config.json").read_text())
     assert (
         config["train"]["seed"] == 3
-        and config["train"]["augment"] is False
+        and config["train"]["augment"] == "none"
+        and config["train"]["augmentation"] is None
         and config["model"] == "resnet10t"
     )
     assert config["train"]["pretrained"] is False and config["train"]["lr"] == 1e-4  # default kept
@@ -132,3 +133,42 @@ def test_user_errors_exit_2_without_traceback(tmp_path: Path) -> None:
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
         assert "Traceback" not in result.output and "error:" in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "target"),
+    [("cv", "covidct.training.cv.cross_validate"), ("compare", "covidct.study.compare.compare")],
+)
+def test_augment_preset_and_rotation_reach_cv_and_compare(
+    command: str, target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train, cv and compare share the option names; the API call gets the preset (issue 10)."""
+    seen: list = []
+
+    class Stop(Exception):
+        pass
+
+    def capture(cfg, **_kwargs):
+        seen.append(cfg)
+        raise Stop
+
+    module, name = target.rsplit(".", 1)
+    monkeypatch.setattr(__import__(module, fromlist=[name]), name, capture)
+    args = [command, str(tmp_path), "--out", str(tmp_path / "o"), "--augment", "light", "--rotation", "30"]
+    args += ["--model", "resnet10t"] if command == "cv" else ["--models", "resnet10t"]
+    result = runner.invoke(app, args)
+    assert isinstance(result.exception, Stop), result.output
+    assert (seen[0].train.augment, seen[0].train.rotation) == ("light", 30.0)
+    bad = runner.invoke(app, [command, str(tmp_path), "--out", str(tmp_path / "o"), "--augment", "heavy"])
+    assert bad.exit_code == 2 and "augment must be one of paper, light, none" in bad.output
+
+
+def test_train_records_the_resolved_paper_augmentation(disc_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(disc_data), "--model", "resnet10t", "--out", str(out), *TINY])
+    assert result.exit_code == 0, result.output
+    train = json.loads((out / "config.json").read_text())["train"]
+    assert train["augment"] == "paper" and train["augmentation"] == {
+        "rotation": 360.0, "horizontal_flip": True, "vertical_flip": False, "zoom": 0.15, "shift": 0.15,
+        "shear": 0.15,
+    }

@@ -14,7 +14,10 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from covidct.data.manifest import (
     MANIFEST_COLUMNS,
     NO_PATIENTS_WARNING,
+    canonical_label,
+    class_order,
     load_manifest,
+    resolve_aliases,
     save_manifest,
     scan_dataset,
 )
@@ -58,7 +61,7 @@ def test_class_folders_layout_with_bad_files_and_duplicates(tmp_path: Path) -> N
     (root / ".hidden").mkdir()
     png(root / ".hidden" / "x.png", 1)
     scan = scan_dataset(root)
-    assert scan.layout == "class_folders" and scan.classes == ("COVID-19", "Healthy")
+    assert scan.layout == "class_folders" and scan.classes == ("COVID-19", "non-COVID")
     assert [Path(s.path).name for s in scan.samples] == [
         "Covid (1).png",
         "Covid (2).png",
@@ -73,7 +76,7 @@ def test_class_folders_layout_with_bad_files_and_duplicates(tmp_path: Path) -> N
         ("Covid (1).png", "Covid (10).png")
     ]
     assert scan.size_range() == ((6, 12), (5, 9))
-    assert scan.class_counts() == {"COVID-19": (3, 0), "Healthy": (1, 0)}
+    assert scan.class_counts() == {"COVID-19": (3, 0), "non-COVID": (1, 0)}
 
 
 def test_class_patient_layout_pngs_and_dicom_series(tmp_path: Path) -> None:
@@ -189,3 +192,61 @@ def test_errors_for_unusable_roots(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no readable images") as info:
         scan_dataset(tmp_path / "bad")
     assert str(info.value).startswith(str(tmp_path / "bad"))
+
+
+def test_csv_duplicate_rows_are_one_sample_or_a_clear_error(tmp_path: Path) -> None:
+    png(tmp_path / "a.png", 1)
+    png(tmp_path / "b.png", 2)
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("path,label,patient_id\na.png,Normal,p1\nb.png,covid,p2\na.png,Healthy,p1\n")
+    scan = scan_dataset(csv_path)
+    assert sorted(Path(s.path).name for s in scan.samples) == ["a.png", "b.png"]
+    assert len(scan.rows) == 2
+    assert any("1 duplicate row(s)" in w and "line 4 repeats line 2" in w for w in scan.warnings), (
+        scan.warnings
+    )
+    csv_path.write_text("path,label,patient_id\na.png,Normal,p1\nb.png,covid,p2\na.png,covid,p1\n")
+    with pytest.raises(
+        DataError, match=r"lines 2 and 4 give .*a\.png two labels \('Healthy' and 'COVID-19'\)"
+    ):
+        scan_dataset(csv_path)
+    csv_path.write_text("path,label,patient_id\na.png,Normal,p1\na.png,Normal,p9\nb.png,covid,p2\n")
+    with pytest.raises(DataError, match="lines 2 and 3 .* two patient ids"):
+        scan_dataset(csv_path)
+
+
+def test_manifest_with_duplicate_rows(tmp_path: Path) -> None:
+    png(tmp_path / "a.png", 1)
+    png(tmp_path / "b.png", 2)
+    (tmp_path / "labels.csv").write_text("path,label\na.png,Normal\nb.png,covid\n")
+    manifest = save_manifest(scan_dataset(tmp_path / "labels.csv"), tmp_path / "manifest.csv")
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join([*lines, lines[1]]) + "\n")
+    back = load_manifest(manifest)
+    assert len(back.samples) == 2 and any("duplicate row" in w for w in back.warnings)
+    a_line = next(n for n, line in enumerate(lines) if "a.png" in line)
+    manifest.write_text("\n".join([*lines, lines[a_line].replace(",Healthy,", ",COVID-19,")]) + "\n")
+    with pytest.raises(DataError, match=f"lines {a_line + 1} and 4 .* two labels"):
+        load_manifest(manifest)
+
+
+@pytest.mark.parametrize("spelling", ["non-COVID", "Non-COVID", "non-covid", "Non-Covid", "NON-COVID"])
+def test_non_covid_is_its_own_class_not_healthy(spelling: str) -> None:
+    """issue 10: "non-COVID" (not infected by SARS-CoV-2) is not evidence of a healthy lung."""
+    aliases = resolve_aliases()
+    assert canonical_label(spelling, aliases) == "non-COVID"
+    assert canonical_label("Normal", aliases) == canonical_label("healthy", aliases) == "Healthy"
+    assert class_order(["Healthy", "non-COVID", "COVID-19", "Pneumonia"]) == (
+        "COVID-19", "non-COVID", "Healthy", "Pneumonia"
+    )
+
+
+def test_non_covid_folder_and_csv_label_stay_non_covid(tmp_path: Path) -> None:
+    png(tmp_path / "ds" / "Non-COVID" / "a.png", 1)
+    png(tmp_path / "ds" / "Normal" / "b.png", 2)
+    scan = scan_dataset(tmp_path / "ds")
+    assert scan.classes == ("non-COVID", "Healthy")
+    assert {Path(s.path).name: s.label for s in scan.samples} == {"a.png": "non-COVID", "b.png": "Healthy"}
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label\nds/Non-COVID/a.png,non-covid\n")
+    assert [s.label for s in scan_dataset(manifest).samples] == ["non-COVID"]

@@ -45,8 +45,8 @@ def test_scan_sarscov2_ct(shared_data: Path) -> None:
 
     scan = scan_dataset(shared_data / "sarscov2-ct")
     assert len(scan.samples) == 2481 and not scan.skipped
-    assert scan.layout == "class_folders" and scan.classes == ("COVID-19", "Healthy")
-    assert scan.class_counts() == {"COVID-19": (1252, 0), "Healthy": (1229, 0)}
+    assert scan.layout == "class_folders" and scan.classes == ("COVID-19", "non-COVID")
+    assert scan.class_counts() == {"COVID-19": (1252, 0), "non-COVID": (1229, 0)}
     assert not scan.has_patients and "slice-level" in (scan.warning or "")
     pairs = {tuple(Path(p).name for p in group) for group in scan.duplicates}
     assert pairs == {("Covid (128).png", "Covid (129).png"), ("Covid (134).png", "Covid (135).png")}

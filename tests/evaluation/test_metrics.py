@@ -107,3 +107,15 @@ def test_one_vs_rest_undefined_values_are_nan_not_errors() -> None:
     assert scores["C"]["accuracy"] == 1.0
     zero = one_vs_rest_scores(["A", "A", "A"], ["A", "B", "A"], CLASSES, zero_division=0.0)
     assert zero["C"]["precision"] == 0.0
+
+
+def test_precision_of_a_present_but_never_predicted_class_is_zero_not_nan() -> None:
+    scores = one_vs_rest_scores(["A", "A", "B", "B"], ["B", "B", "B", "B"], CLASSES)
+    assert scores["A"]["precision"] == 0.0 and scores["A"]["f1"] == 0.0 and scores["A"]["sensitivity"] == 0.0
+    assert scores["A"]["specificity"] == 1.0
+    # C is absent from the ground truth (and never predicted): undefined, not 0
+    assert all(math.isnan(scores["C"][m]) for m in ("precision", "f1", "sensitivity"))
+    # only one class in the ground truth: its specificity has no negatives
+    only = one_vs_rest_scores(["B", "B"], ["B", "A"], CLASSES)
+    assert math.isnan(only["B"]["specificity"]) and only["B"]["sensitivity"] == 0.5
+    assert only["A"]["precision"] == 0.0 and math.isnan(only["A"]["sensitivity"])

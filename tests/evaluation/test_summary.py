@@ -145,3 +145,34 @@ def test_binary_run_like_sarscov2(tmp_path: Path) -> None:
     pc = payload["per_class"]
     assert pc["COVID-19"]["sensitivity"]["mean"] == pytest.approx(pc["Healthy"]["specificity"]["mean"])
     assert not (tmp_path / "confusion_matrix_patient.png").exists()  # no patient ids
+
+
+def _fold_rows(fold: int, labels: list[str], predicted: list[str]) -> list[dict]:
+    rows = []
+    for k, (t, p) in enumerate(zip(labels, predicted, strict=True)):
+        row = {"path": f"f{fold}/{k}.png", "patient_id": f"f{fold}p{k}", "label": t}
+        row.update({f"prob_{c}": (0.8 if c == p else 0.1) for c in CLASSES})
+        row.update(fold=fold, repeat=0, model="m", run_id="r")
+        rows.append(row)
+    return rows
+
+
+def test_never_predicted_class_counts_as_zero_precision_in_the_fold_mean() -> None:
+    # COVID-19 is in every fold's ground truth; predicted (half right) only in fold 0. Pneumonia is absent
+    # from fold 3. Dropping the NaN folds gave COVID-19 precision 0.5; counting them as 0 gives 0.125.
+    c, h, p = CLASSES
+    rows = _fold_rows(0, [c, h, h, p], [c, c, h, p])
+    for fold in (1, 2):
+        rows += _fold_rows(fold, [c, c, h, p], [h, h, h, p])
+    rows += _fold_rows(3, [c, h, h], [h, h, h])
+    summary = summarize(pd.DataFrame(rows))
+    covid = summary["per_class"][c]
+    assert covid["precision"]["mean"] == pytest.approx(0.125) and covid["precision"]["n"] == 4
+    assert covid["f1"]["mean"] == pytest.approx((2 / 3) / 4)
+    pneumonia = summary["per_class"][p]
+    assert pneumonia["sensitivity"]["n"] == 3 and pneumonia["precision"]["n"] == 3
+    notes = " | ".join(summary["warnings"])
+    assert "slice level: class COVID-19 present but never predicted in 3 of 4 folds" in notes
+    absent = "sensitivity (class Pneumonia) undefined in 1 of 4 folds (Pneumonia absent from those folds'"
+    assert absent in notes
+    assert "missing from the fold" not in notes

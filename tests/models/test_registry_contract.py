@@ -26,7 +26,7 @@ def test_registry_holds_the_papers_20_models() -> None:
 def test_spec_builds_and_cam_layer_resolves(spec) -> None:
     assert timm.is_model(spec.arch)
     with torch.device("meta"):
-        model = timm.create_model(spec.arch, pretrained=False, num_classes=3)
+        model = create_model(spec.name, 3, pretrained=False)
     layer = model.get_submodule(spec.cam_layer)
     assert isinstance(layer, torch.nn.Module)
     head = model.get_classifier()
@@ -85,3 +85,27 @@ def test_unreachable_hub_fails_at_once_with_a_clear_message(monkeypatch) -> None
         create_model("EfficientNetB0", 3, pretrained=True)
     assert probes == [True]  # one probe, then cache-only: no minute of download retries
     assert constants.HF_HUB_OFFLINE == before
+
+
+@pytest.mark.parametrize(("name", "params"), [("VGG16", 14_716_227), ("VGG19", 20_025_923)])
+def test_vgg_is_the_keras_base_plus_gap_and_dense(name: str, params: int) -> None:
+    """issue 10: Keras include_top=False + GlobalAveragePooling + Dense, not timm's fc6/fc7 (134M/139M)."""
+    from covidct.models.registry import count_parameters
+
+    assert count_parameters(name, 3) == params  # Keras conv base 14,714,688 / 20,024,384 + 512 * 3 + 3
+    model = create_model(name, 3, pretrained=False, dropout=0.2).eval()
+    assert sum(p.numel() for p in model.parameters()) == params
+    assert isinstance(model.pre_logits, torch.nn.Identity) and model.get_classifier().in_features == 512
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 3)  # GAP: any input size, as in Keras
+    assert isinstance(model.get_submodule(get_spec(name).cam_layer), torch.nn.ReLU)  # last conv block
+
+
+def test_models_command_shows_the_corrected_vgg_counts() -> None:
+    from typer.testing import CliRunner
+
+    from covidct.cli.main import app
+
+    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 3}
+    assert rows["VGG16"].rstrip(" │").endswith("14.7") and rows["VGG19"].rstrip(" │").endswith("20.0")

@@ -21,6 +21,7 @@ def write_fake_study(
     slices_per_patient: int = 2,
     skip: tuple[tuple[str, int, int], ...] = (),
     seed: int = 0,
+    classes: tuple[str, ...] = CLASSES,
 ) -> Path:
     """``models`` maps a model name to its signal strength (higher = more accurate). Same patients in every
     fold for every model (paired). ``skip`` lists (model, repeat, fold) jobs left without predictions."""
@@ -31,15 +32,15 @@ def write_fake_study(
                 if (model, repeat, fold) in skip:
                     continue
                 rows = []
-                for ci, cls in enumerate(CLASSES):
+                for ci, cls in enumerate(classes):
                     for p in range(patients_per_class):
                         pid = f"{cls}-f{fold}p{p}"
                         for s in range(slices_per_patient):
-                            logits = rng.normal(size=len(CLASSES))
+                            logits = rng.normal(size=len(classes))
                             logits[ci] += signal
                             prob = np.exp(logits) / np.exp(logits).sum()
                             row = {"path": f"{pid}/{s}.png", "patient_id": pid, "label": cls}
-                            row.update({f"prob_{c}": float(v) for c, v in zip(CLASSES, prob, strict=True)})
+                            row.update({f"prob_{c}": float(v) for c, v in zip(classes, prob, strict=True)})
                             row.update(fold=fold, repeat=repeat, model=model, run_id="fake")
                             rows.append(row)
                 out = root / "models" / model / "folds" / f"r{repeat}_f{fold}" / "predictions.csv"

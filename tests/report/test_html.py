@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from fake_study import write_fake_study
+from fake_study import CLASSES, write_fake_study
 
 from covidct.errors import ConfigError, DataError
 from covidct.report.html import render_report, write_report
@@ -66,22 +66,55 @@ def test_report_is_self_contained_and_lists_every_model(fake_study: Path) -> Non
     assert "Wilcoxon" in text
 
 
-def test_reference_paper_is_shown_beside_ours(fake_study: Path) -> None:
-    page = parse(render_report(fake_study, reference="paper"))
+def _reference_rows(text: str) -> list[list[str]]:
+    section = text.split('id="reference"', 1)[1]
+    rows = []
+    for tr in section.split("<tr>")[1:]:
+        rows.append([cell.split("</td>")[0] for cell in tr.split("<td>")[1:]])
+    return [r for r in rows if r]
+
+
+def test_reference_paper_shows_the_published_row_beside_every_model(fake_study: Path) -> None:
+    """issue 10: all 20 models' per-class tables ship with covidct; each model gets its own row."""
+    html = render_report(fake_study, reference="paper")
+    page = parse(html)
     assert "reference" in page.ids
-    text = " ".join(page.text)
-    assert "0.9769 ± 0.0046" in text  # EfficientNetB5 F1, arXiv:2012.11860 abstract
-    assert "Ours: EfficientNetB5, COVID-19 one-vs-rest" in text
-    assert "could not be verified" in text  # says what is not stored
-    assert "(2-class task; this study has 3 classes)" in text  # no cross-task comparison
+    rows = _reference_rows(html)
+    paper = {(r[0], r[1]): r for r in rows if r[2].startswith("paper (")}
+    assert paper[("EfficientNetB5", "COVID-19")][3:] == [
+        "0.9769 ± 0.0046", "0.9759 ± 0.0048", "0.9788 ± 0.0055", "0.9730 ± 0.0057", "0.9751 ± 0.0051"
+    ]
+    assert paper[("VGG16", "Pneumonia")][2] == "paper (VGG16)" and len(paper) == 2 * 3
+    ours = {(r[0], r[1]) for r in rows if r[2] == "ours"}
+    assert ours == {(m, c) for m in ("EfficientNetB5", "VGG16", "resnet10t") for c in CLASSES}
+    assert any(r[0] == "resnet10t" and "no published row" in r[3] for r in rows)
+    assert "0.9845" not in html  # the 2-class abstract figures are another task
 
 
-def test_reference_values_are_the_abstracts() -> None:
+def test_reference_is_not_shown_beside_another_task(tmp_path: Path) -> None:
+    study = write_fake_study(tmp_path / "s", {"EfficientNetB5": 2.0}, classes=("COVID-19", "non-COVID"))
+    html = render_report(study, reference="paper")
+    assert "are another task" in html and "0.9769" not in html
+    rows = _reference_rows(html)
+    dataset = "alternate 2-class dataset (as named in the abstract)"
+    assert rows[0][:4] == [dataset, "EfficientNetB5", "Accuracy", "0.9845 ± 0.0109"]
+    assert len(rows[0]) == 5  # beside our COVID-19 one-vs-rest value
+
+
+def test_reference_tables_are_the_shipped_csv() -> None:
+    import csv
+    from importlib import resources
+
     assert get_reference("PAPER") is PAPER
-    by_metric = {(v.dataset.startswith("A COVID"), v.metric): (v.mean, v.std) for v in PAPER.values}
-    assert by_metric[(True, "accuracy")] == (0.9759, 0.0048)
-    assert by_metric[(False, "precision")] == (0.9526, 0.0523)
-    assert {v.model for v in PAPER.values} == {"EfficientNetB5"}
+    data = resources.files("covidct.report").joinpath("data", "garg2022_tables.csv").read_text()
+    rows = list(csv.DictReader(data.splitlines()))
+    assert len(rows) == 60 and len(PAPER.models()) == 20
+    assert PAPER.per_class("vgg19")["Healthy"]["sensitivity"].mean == float(
+        next(r for r in rows if r["model"] == "VGG19" and r["class"] == "Healthy")["sensitivity_mean"]
+    )
+    assert PAPER.per_class("tf_efficientnet_b5.ns_jft_in1k")["COVID-19"]["f1"].std == 0.0046
+    readme = resources.files("covidct.report").joinpath("data", "README.md").read_text()
+    assert "arXiv:2012.11860" in readme and "Garg" in readme
     with pytest.raises(ConfigError, match="reference"):
         get_reference("nature")
 

@@ -1,10 +1,10 @@
-"""CLI ``covidct data scan | summary | synth | lungs``: dataset manifests, synthetic phantoms (issue #2), lung
-masks (issue 14)."""
+"""CLI ``covidct data scan | summary | synth | lungs | audit``: manifests, synthetic phantoms (issue #2), lung
+masks (issue 14), the leakage audit (issue 10)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -18,7 +18,8 @@ ALIAS_HELP = (
     "Extra label alias KEY=VALUE (folder/CSV label -> class), e.g. --alias Others=Pneumonia. Repeatable."
 )
 CLASSES_HELP = (
-    "Fixed class order, comma-separated (default: COVID-19, Healthy, Pneumonia, then others sorted)."
+    "Fixed class order, comma-separated (default: COVID-19, non-COVID, Healthy, Pneumonia, then the others "
+    "sorted)."
 )
 
 
@@ -100,9 +101,10 @@ def scan(
     classes: str | None = typer.Option(None, "--classes", help=CLASSES_HELP),
 ) -> None:
     """Find, hash and validate every image; optionally write a manifest CSV."""
-    from covidct.cli._common import console
+    from covidct.cli._common import check_out, console
     from covidct.data.manifest import save_manifest
 
+    check_out(out, folder=False)
     result = _scan(data, alias, classes)
     counts = ", ".join(f"{label} {n}" for label, (n, _) in result.class_counts().items())
     console.print(
@@ -167,6 +169,59 @@ def synth(
         highlight=False,
         soft_wrap=True,
     )
+
+
+@data_app.command()
+def audit(
+    data: Annotated[
+        Path, typer.Argument(help="Dataset folder, dataset CSV or manifest (as for 'covidct data scan').")
+    ],
+    folds: Annotated[
+        Path | None,
+        typer.Option(
+            "--folds", help="A fold plan (RUN/folds.csv): count pairs across its train/test splits."
+        ),
+    ] = None,
+    threshold: Annotated[
+        int | None,
+        typer.Option("--threshold", help="Near-duplicate Hamming distance, of 256 phash bits (default: 32)."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the pairs as CSV here.")] = None,
+) -> None:
+    """Leakage audit: exact (sha256) and near-duplicate (perceptual hash) image pairs, and fold crossings."""
+    from rich.table import Table
+
+    from covidct.cli._common import console, err_console
+    from covidct.data.audit import DEFAULT_THRESHOLD, HASH_BITS, write_pairs
+    from covidct.data.audit import audit as run_audit
+
+    plain = {"markup": False, "highlight": False, "soft_wrap": True}
+    limit = DEFAULT_THRESHOLD if threshold is None else threshold
+    result = run_audit(data, folds=folds, threshold=limit)
+    console.print(
+        f"{result.n_samples} slices: {result.n_exact} exact-duplicate pair(s) (same sha256), {result.n_near} "
+        f"near-duplicate pair(s) (phash, Hamming distance <= {limit} of {HASH_BITS} bits)",
+        **plain,
+    )
+    spread = ", ".join(f"{d}: {n}" for d, n in sorted(result.distances.items()) if d <= 2 * limit)
+    console.print(f"nearest-neighbour distance per slice (distance: slices): {spread or 'none'}", **plain)
+    if result.crossings is not None:
+        table = Table(title=f"pairs across test vs train/val of {folds}", title_justify="left")
+        for name in ("Repeat", "Fold", "Pairs crossing", "Exact crossing"):
+            table.add_column(name, justify="right")
+        for row in result.crossings.itertuples(index=False):
+            table.add_row(str(row.repeat), str(row.fold), str(row.pairs_crossing), str(row.exact_crossing))
+        console.print(table)
+        total = int(result.crossings["pairs_crossing"].sum())
+        console.print(
+            f"{total} pair crossing(s) over {len(result.crossings)} fold(s) "
+            f"({int(result.crossings['exact_crossing'].sum())} exact)",
+            **plain,
+        )
+    if out is not None:
+        console.print(f"wrote {write_pairs(result.pairs, out)}", **plain)
+    for path, reason in result.unreadable[:10]:
+        err_console.print(f"warning: skipped {path}: {reason}", style="yellow", **plain)
 
 
 @data_app.command()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from covidct.cli._common import console
+from covidct.cli._common import check_out, console
 from covidct.explain.methods import DEFAULT_METHOD, METHOD_NAMES
 
 
@@ -77,6 +77,7 @@ def explain(
         tolerance=tolerance,
         audit=audit or lungs is not None,
     )
+    check_out(out, folder=True)
     with console.status(f"{cfg.method}: explaining {len(inputs)} input(s)..."):
         result = run_explain(
             checkpoint, inputs, out, masks=masks, lungs=lungs, slice_labels=slice_labels, config=cfg
@@ -140,6 +141,7 @@ def activations(
     """The paper's intermediate activation maps: per backbone stage, a grid of the most active channels."""
     from covidct.explain.api import activations as run_activations
 
+    check_out(out, folder=True)
     result = run_activations(checkpoint, image, out, top=top, window=window)
     note = f" (middle of {result.n_slices_in_input} slices)" if result.n_slices_in_input > 1 else ""
     console.print(f"activations of {result.source}{note}", markup=False, highlight=False)

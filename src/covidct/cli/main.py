@@ -17,7 +17,7 @@ from typer.core import TyperGroup
 from covidct import __version__
 from covidct.errors import CovidCTError
 
-COMMAND_MODULES = ("data", "models", "train", "metrics", "explain", "predict", "study", "serve")
+COMMAND_MODULES = ("data", "models", "train", "metrics", "evaluate", "explain", "predict", "study", "serve")
 
 err_console = Console(stderr=True)
 

@@ -51,7 +51,31 @@ def render_summary(summary: dict[str, Any], level: str) -> list[Any]:
     for name, block in chosen:
         out.append(_per_class_table(f"{head} | per class, {name} level (one-vs-rest)", block, classes))
     out.append(_overall_table(f"{head} | multi-class", [(name, block) for name, block in chosen]))
+    out.extend(_interval_lines(chosen))
     return out
+
+
+def _interval_lines(levels: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    """One plain line per level: accuracy with its 95% bootstrap CI, and the ECE."""
+    from rich.text import Text
+
+    from covidct.evaluation.summary import format_mean_std
+
+    lines = []
+    for name, block in levels:
+        boot, cal = block.get("bootstrap"), block.get("calibration") or {}
+        if not boot:
+            continue
+        ece = cal.get("ece")
+        ece_text = f"; ECE {ece:.3f}" if isinstance(ece, float) else ""
+        lines.append(
+            Text(
+                f"{name} level: accuracy {format_mean_std(block['overall'].get('accuracy'), ci=True)} "
+                f"(mean ± std over folds [95% CI of the pooled accuracy: {boot['n_boot']} bootstrap "
+                f"resamples of {boot['n_units']} {boot['unit']}s, seed {boot['seed']}]){ece_text}"
+            )
+        )
+    return lines
 
 
 def register(app: typer.Typer) -> None:

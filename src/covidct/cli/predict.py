@@ -8,6 +8,7 @@ import typer
 
 from covidct.cli._common import (
     backend_option,
+    check_out,
     console,
     err_console,
     precision_option,
@@ -49,6 +50,9 @@ def predict(
         raise ConfigError(f"{out}: --out must end in .csv or .json")
     if explain and model.suffix.lower() == ".onnx":
         raise ConfigError("--explain needs a torch checkpoint (Grad-CAM uses gradients); got an .onnx model")
+    check_out(out, folder=False)
+    if explain:
+        check_out(explain_dir, folder=True, option="--explain-dir")
     predictor = Predictor.from_path(
         model, backend=backend, precision=precision, device=device, threads=threads, batch_size=batch_size
     )
@@ -113,6 +117,7 @@ def export(
     """Export to ONNX (dynamic batch; classes, input size, normalisation, window in its metadata)."""
     from covidct.inference.export import export_onnx
 
+    check_out(out, folder=False)
     with console.status(f"exporting {checkpoint.name} to ONNX..."):
         result = export_onnx(checkpoint, out, check=check, tolerance=tolerance, opset=opset)
     console.print(f"wrote {result.path}  ({result.model_name}, {result.input_size} px, classes: "

@@ -30,6 +30,9 @@ def serve(
     ),
     backend: str | None = backend_option(),
     precision: str = precision_option(),
+    timeout_s: float = typer.Option(
+        120.0, "--timeout-s", help="Time budget of one request in seconds (answered 408 when it runs out)."
+    ),
 ) -> None:
     """Serve MODEL over HTTP: POST /predict, POST /explain (Grad-CAM), GET /health, GET /model, the page at /.
 
@@ -43,4 +46,4 @@ def serve(
         )
     console.print(f"covidct serve: loading {model} …  then http://{host}:{port}/ (Ctrl-C to stop)")
     run_service(model, host=host, port=port, max_upload_mb=max_upload_mb, worker_threads=worker_threads,
-                threads=threads, backend=backend, precision=precision)
+                threads=threads, backend=backend, precision=precision, request_timeout_s=timeout_s)

@@ -59,8 +59,22 @@ Patience = Annotated[
     int | None, typer.Option(help="Early stopping after N epochs without improvement.", rich_help_panel=_T)
 ]
 Augment = Annotated[
-    bool | None,
-    typer.Option("--augment/--no-augment", help="Flips, rotation, zoom/shift/shear.", rich_help_panel=_T),
+    str | None,
+    typer.Option(
+        "--augment",
+        help="Augmentation preset: paper (the authors': rotation 360 deg, horizontal flip, zoom/shift 0.15, "
+        "shear 0.15 deg; default), light (rotation 15 deg, both flips, shear ~8.5 deg) or none.",
+        rich_help_panel=_T,
+    ),
+]
+NoAugment = Annotated[
+    bool | None, typer.Option("--no-augment", help="No augmentation (= --augment none).", rich_help_panel=_T)
+]
+Rotation = Annotated[
+    float | None,
+    typer.Option(
+        help="Rotation range in degrees, overrides the preset's (paper 360, light 15).", rich_help_panel=_T
+    ),
 ]
 ValFraction = Annotated[
     float | None,
@@ -96,6 +110,21 @@ Standardize = Annotated[
         rich_help_panel=_T,
     ),
 ]
+GroupNearDuplicates = Annotated[
+    bool | None,
+    typer.Option(
+        "--group-near-duplicates/--no-group-near-duplicates",
+        help="Keep near-duplicate images (perceptual hash, see 'covidct data audit') on one side of every "
+        "split (default: no).",
+    ),
+]
+NearDuplicateThreshold = Annotated[
+    int | None,
+    typer.Option(
+        "--near-duplicate-threshold",
+        help="Hamming distance (of 256 phash bits) for --group-near-duplicates (default: 32).",
+    ),
+]
 ConfigFile = Annotated[
     Path | None, typer.Option("--config", help="A run's config.json to replay; flags override.")
 ]
@@ -104,8 +133,8 @@ ConfigFile = Annotated[
 #: The command parameters that are ``TrainConfig`` fields (shared by train, cv and compare).
 TRAIN_OPTIONS = (
     "epochs", "batch_size", "image_size", "lr", "pretrained", "weights", "weights_dir", "seed", "dropout",
-    "freeze_backbone", "class_weighting", "sampler", "patience", "augment", "val_fraction", "workers", "cache",
-    "device", "amp", "crop", "standardize",
+    "freeze_backbone", "class_weighting", "sampler", "patience", "augment", "rotation", "val_fraction",
+    "workers", "cache", "device", "amp", "crop", "standardize",
 )
 
 
@@ -116,7 +145,14 @@ def train_overrides(**options: Any) -> dict[str, Any]:
 
 def train_options(values: dict[str, Any]) -> dict[str, Any]:
     """The ``TrainConfig`` overrides among a command's parameter values (pass ``locals()``)."""
-    return train_overrides(**{k: v for k, v in values.items() if k in TRAIN_OPTIONS})
+    options = {k: v for k, v in values.items() if k in TRAIN_OPTIONS}
+    if values.get("no_augment"):
+        if options.get("augment") not in (None, "none"):
+            from covidct.errors import ConfigError
+
+            raise ConfigError(f"--no-augment contradicts --augment {options['augment']}")
+        options["augment"] = "none"
+    return train_overrides(**options)
 
 
 def _progress() -> Any:
@@ -169,6 +205,8 @@ def register(app: typer.Typer) -> None:
         sampler: Sampler = None,
         patience: Patience = None,
         augment: Augment = None,
+        no_augment: NoAugment = None,
+        rotation: Rotation = None,
         val_fraction: ValFraction = None,
         workers: Workers = None,
         cache: Cache = None,
@@ -180,7 +218,7 @@ def register(app: typer.Typer) -> None:
         config: ConfigFile = None,
     ) -> None:
         """Train one model; the validation split comes from the training patients. Writes RUN/best.pt."""
-        from covidct.cli._common import console
+        from covidct.cli._common import check_out, console
         from covidct.config import load_config
         from covidct.training.config import TrainRunConfig
         from covidct.training.fit import train as train_api
@@ -195,6 +233,7 @@ def register(app: typer.Typer) -> None:
             resume=resume,
             train=overrides,
         )
+        check_out(cfg.out, folder=True)
         with _progress() as progress:
             result = train_api(cfg, progress=progress)
         last = result.history[-1] if result.history else {}
@@ -205,7 +244,12 @@ def register(app: typer.Typer) -> None:
         )
         console.print(f"checkpoint: {result.best_path}\nlog: {result.log_path}")
         if result.skipped:
-            console.print(f"[yellow]{len(result.skipped)} unreadable file(s) skipped[/yellow]")
+            console.print(
+                f"[yellow]{len(result.skipped)} unreadable file(s) skipped[/yellow] (listed in "
+                f"{Path(cfg.out) / 'warnings.json'} and manifest.csv):"
+            )
+            for path, reason in result.skipped[:10]:
+                console.print(f"  {path}: {reason}", markup=False, highlight=False, soft_wrap=True)
 
     @app.command()
     def cv(
@@ -217,6 +261,8 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[
             int | None, typer.Option(help="Seed of the folds and of training (default: 0).")
         ] = None,
+        group_near_duplicates: GroupNearDuplicates = None,
+        near_duplicate_threshold: NearDuplicateThreshold = None,
         epochs: Epochs = None,
         batch_size: BatchSize = None,
         image_size: ImageSize = None,
@@ -230,6 +276,8 @@ def register(app: typer.Typer) -> None:
         sampler: Sampler = None,
         patience: Patience = None,
         augment: Augment = None,
+        no_augment: NoAugment = None,
+        rotation: Rotation = None,
         val_fraction: ValFraction = None,
         workers: Workers = None,
         cache: Cache = None,
@@ -240,7 +288,7 @@ def register(app: typer.Typer) -> None:
         config: ConfigFile = None,
     ) -> None:
         """Patient-grouped, class-stratified repeated k-fold CV. A rerun skips finished folds."""
-        from covidct.cli._common import console
+        from covidct.cli._common import check_out, console
         from covidct.cli.metrics import render_summary
         from covidct.config import load_config
         from covidct.training.config import CVConfig
@@ -256,8 +304,11 @@ def register(app: typer.Typer) -> None:
             folds=folds,
             repeats=repeats,
             seed=seed,
+            group_near_duplicates=group_near_duplicates,
+            near_duplicate_threshold=near_duplicate_threshold,
             train=overrides,
         )
+        check_out(cfg.out, folder=True)
         with _progress() as progress:
             result = cross_validate(cfg, progress=progress)
         for renderable in render_summary(result.metrics, "both"):

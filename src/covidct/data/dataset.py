@@ -125,6 +125,8 @@ class SliceDataset(Dataset):
         cache: a :class:`SliceCache` holding these paths (unreadable ones are dropped from the dataset), ``True``
             to build one now, or ``None``/``False`` to decode on every access.
         loader: ``path -> 2-D array in [0, 1]`` (default: :func:`covidct.data.readers.load_slice`).
+        with_index: items are ``(tensor, label, index into samples)`` so a training loop can name the files of
+            a batch that went wrong (a non-finite loss).
     """
 
     def __init__(
@@ -136,8 +138,10 @@ class SliceDataset(Dataset):
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         cache: SliceCache | bool | None = None,
         loader: Loader | None = None,
+        with_index: bool = False,
     ) -> None:
         self.classes = tuple(classes)
+        self.with_index = with_index
         self.preprocess = preprocess
         self.augment = augment
         self.loader = loader
@@ -178,7 +182,7 @@ class SliceDataset(Dataset):
             warnings.warn(f"{path}: unreadable, skipped ({exc})", CovidCTWarning, stacklevel=2)
             return None
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | tuple[torch.Tensor, int, int] | None:
         image = self._image(index)
         if image is None:
             return None
@@ -186,6 +190,8 @@ class SliceDataset(Dataset):
         if self.augment is not None:
             x = self.augment(x)
         x = (x.expand(3, -1, -1) - self._mean) / self._std
+        if self.with_index:
+            return x, int(self.labels[index]), index
         return x, int(self.labels[index])
 
 

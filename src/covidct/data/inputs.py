@@ -28,6 +28,7 @@ import numpy as np
 from covidct.data.manifest import DEFAULT_ALIASES, natural_key
 from covidct.data.readers import (
     Normalization,
+    TagError,
     detect_format,
     load_series,
     load_slice,
@@ -98,6 +99,9 @@ def _plan_folder(root: Path, skipped: list[tuple[str, str]]) -> Iterator[_Item]:
             group = str(folder) if len(headers) == 1 else f"{folder}#{uid}"
             try:
                 order, _ = slice_positions([h for _, h in members], folder)
+            except TagError as exc:  # a malformed position tag: the series is skipped, like a bad file
+                skipped.append((exc.path, f"{exc.reason}; its series ({len(members)} files) skipped"))
+                continue
             except DataError:  # no ordering tags: keep the natural file order rather than drop the series
                 order = list(range(len(members)))
             yield _Item("series", tuple(members[i][0] for i in order), group)

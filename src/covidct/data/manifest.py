@@ -9,6 +9,10 @@
 Every file is hashed (sha256) and validated by decoding it; unreadable files are listed in ``skipped`` (never
 fatal), exact duplicates in ``duplicates``. Labels pass through aliases (``Covid`` -> ``COVID-19``, ...) and
 the class order is fixed: canonical classes first, then the others sorted.
+
+Class names claim no more than the data says (issue 10): ``non-COVID`` (SARS-CoV-2 CT-scan set: "not
+infected by SARS-CoV-2", many with other lung disease) stays ``non-COVID``; only ``Normal``/``Healthy`` become
+``Healthy``. One-vs-rest metrics count ``non-COVID`` as "rest" against ``COVID-19`` like any other class.
 """
 
 from __future__ import annotations
@@ -26,13 +30,18 @@ from covidct.data.readers import ImageInfo, detect_format, order_dicom_files, pr
 from covidct.errors import ConfigError, DataError
 from covidct.utils import atomic_path, sha256_file
 
-CANONICAL_CLASSES = ("COVID-19", "Healthy", "Pneumonia")
+CANONICAL_CLASSES = ("COVID-19", "non-COVID", "Healthy", "Pneumonia")
 DEFAULT_ALIASES: dict[str, str] = {
     "Covid": "COVID-19",
     "COVID": "COVID-19",
     "COVID-19": "COVID-19",
     "covid": "COVID-19",
-    "non-COVID": "Healthy",
+    "non-COVID": "non-COVID",  # not verified healthy: its own class, never "Healthy" (issue 10)
+    "Non-COVID": "non-COVID",
+    "non-covid": "non-COVID",
+    "Non-Covid": "non-COVID",
+    "nonCOVID": "non-COVID",
+    "non_COVID": "non-COVID",
     "Healthy": "Healthy",
     "Normal": "Healthy",
     "Others": "Pneumonia",
@@ -49,11 +58,15 @@ LAYOUTS = ("class_folders", "class_patient", "csv")
 
 @dataclass(frozen=True)
 class Sample:
-    """One labelled slice: a file path (or ``"volume#k"``), its class and its patient (None when unknown)."""
+    """One labelled slice: a file path (or ``"volume#k"``), its class and its patient (None when unknown).
+
+    ``sha256`` is the file's content hash where known: byte-identical images are grouped in splits.
+    """
 
     path: str
     label: str
     patient_id: str | None
+    sha256: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -179,7 +192,45 @@ def _folder_candidates(
     return candidates, ("class_patient" if nested else "class_folders")
 
 
-def _csv_candidates(path: Path, aliases: Mapping[str, str]) -> list[tuple[Path, str, str | None]]:
+def dedupe_rows(
+    source: Path, rows: Sequence[tuple[int, str, str, str | None]]
+) -> tuple[list[int], list[str]]:
+    """Positions of the rows to keep and notes, for ``(line, path, label, patient_id)`` rows of one CSV.
+
+    The same path again with the same label and patient is dropped (one sample, a note); the same path with
+    another label or patient id is a :class:`DataError` naming both lines.
+    """
+    first: dict[str, int] = {}
+    keep: list[int] = []
+    repeats: list[tuple[int, int, str]] = []
+    for pos, (line, file, label, patient) in enumerate(rows):
+        if file not in first:
+            first[file] = pos
+            keep.append(pos)
+            continue
+        line0, _, label0, patient0 = rows[first[file]]
+        if label != label0:
+            raise DataError(
+                source, f"lines {line0} and {line} give {file} two labels ({label0!r} and {label!r})"
+            )
+        if patient != patient0:
+            raise DataError(
+                source, f"lines {line0} and {line} give {file} two patient ids ({patient0!r} and {patient!r})"
+            )
+        repeats.append((line0, line, file))
+    notes = []
+    if repeats:
+        line0, line, file = repeats[0]
+        notes.append(
+            f"{source.name}: {len(repeats)} duplicate row(s) (the same path and label again; e.g. line "
+            f"{line} repeats line {line0}: {file}); each file is one sample"
+        )
+    return keep, notes
+
+
+def _csv_candidates(
+    path: Path, aliases: Mapping[str, str]
+) -> tuple[list[tuple[Path, str, str | None]], list[str]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
@@ -190,6 +241,7 @@ def _csv_candidates(path: Path, aliases: Mapping[str, str]) -> list[tuple[Path, 
                 )
             pid = fields.get("patient_id") or fields.get("patient")
             out = []
+            lines = []
             for line, row in enumerate(reader, start=2):
                 raw_path, raw_label = (
                     (row.get(fields["path"]) or "").strip(),
@@ -201,9 +253,11 @@ def _csv_candidates(path: Path, aliases: Mapping[str, str]) -> list[tuple[Path, 
                 file = file if file.is_absolute() else path.parent / file
                 patient = (row.get(pid) or "").strip() or None if pid else None
                 out.append((Path(os.path.abspath(file)), canonical_label(raw_label, aliases), patient))
+                lines.append(line)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(path, f"cannot read the CSV ({exc})") from None
-    return out
+    keep, notes = dedupe_rows(path, [(n, str(f), lab, p) for n, (f, lab, p) in zip(lines, out, strict=True)])
+    return [out[i] for i in keep], notes
 
 
 def _probe(path: Path) -> tuple[str, ImageInfo | None, str | None]:
@@ -246,12 +300,13 @@ def scan_dataset(
     """Find, hash and validate every image under ``root`` (a folder or a CSV file); see the module doc."""
     base = Path(os.path.abspath(root))
     merged = resolve_aliases(aliases)
+    notes: list[str] = []
     if not base.exists():
         raise DataError(base, "not found")
     if base.is_file():
         if base.suffix.lower() != ".csv":
             raise DataError(base, "expected a dataset folder or a CSV file (path,label[,patient_id])")
-        candidates, layout = _csv_candidates(base, merged), "csv"
+        (candidates, notes), layout = _csv_candidates(base, merged), "csv"
     else:
         candidates, layout = _folder_candidates(base, merged)
     if classes is not None:
@@ -300,8 +355,8 @@ def scan_dataset(
         )
 
     rows.sort(key=sort_key)
-    samples = [Sample(r.path, r.label, r.patient_id) for r in rows if r.readable]
-    return _finish(str(base), layout, order, samples, rows, skipped)
+    samples = [Sample(r.path, r.label, r.patient_id, r.sha256 or None) for r in rows if r.readable]
+    return _finish(str(base), layout, order, samples, rows, skipped, notes)
 
 
 def _finish(
@@ -311,6 +366,7 @@ def _finish(
     samples: list[Sample],
     rows: list[ManifestRow],
     skipped: list[tuple[str, str]],
+    notes: Sequence[str] = (),
 ) -> DatasetScan:
     by_hash: dict[str, set[str]] = defaultdict(set)
     for r in rows:
@@ -325,6 +381,7 @@ def _finish(
     warnings = [] if has_patients else [NO_PATIENTS_WARNING]
     if any(with_ids) and not all(with_ids):
         warnings.append("some images sit directly in a class folder and have no patient id")
+    warnings.extend(notes)
     if not samples:
         raise DataError(root, f"no readable images found ({len(skipped)} unreadable or unknown files)")
     return DatasetScan(
@@ -358,6 +415,7 @@ def load_manifest(path: str | os.PathLike[str], *, classes: Sequence[str] | None
     """Read a manifest from :func:`save_manifest` (no re-validation; relative paths -> the CSV's folder)."""
     source = Path(os.path.abspath(path))
     rows: list[ManifestRow] = []
+    lines: list[int] = []
     try:
         with open(source, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
@@ -381,11 +439,16 @@ def load_manifest(path: str | os.PathLike[str], *, classes: Sequence[str] | None
                             raw["readable"].strip().lower() in ("true", "1", "yes"),
                         )
                     )
+                    lines.append(line)
                 except (TypeError, ValueError) as exc:
                     raise DataError(source, f"line {line}: {exc}") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(source, f"cannot read the manifest ({exc})") from None
-    samples = [Sample(r.path, r.label, r.patient_id) for r in rows if r.readable]
+    keep, notes = dedupe_rows(
+        source, [(n, r.path, r.label, r.patient_id) for n, r in zip(lines, rows, strict=True)]
+    )
+    rows = [rows[i] for i in keep]
+    samples = [Sample(r.path, r.label, r.patient_id, r.sha256 or None) for r in rows if r.readable]
     skipped = [(r.path, "marked unreadable in the manifest") for r in rows if not r.readable]
     order = class_order([s.label for s in samples], classes)
-    return _finish(str(source), "csv", order, samples, rows, skipped)
+    return _finish(str(source), "csv", order, samples, rows, skipped, notes)

@@ -21,6 +21,19 @@ from covidct.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Largest network input side. The paper's largest network (EfficientNet-B7) takes 600 px and CT slices are
+#: 512 px; one 3 x 4096 x 4096 float32 input is already 200 MB before the first convolution, so larger sizes
+#: only exhaust memory (``--image-size 100000`` asked for a 120 GB batch).
+MAX_IMAGE_SIZE = 4096
+
+
+def check_image_size(value: int, name: str = "image_size", minimum: int = 8) -> None:
+    """ConfigError unless ``minimum <= value <= MAX_IMAGE_SIZE``, with the reason for the bound."""
+    if not minimum <= value <= MAX_IMAGE_SIZE:
+        raise ConfigError(
+            f"{name} must be between {minimum} and {MAX_IMAGE_SIZE} px, got {value} (CT slices are 512 px "
+            "and the paper's largest input is 600 px; larger inputs only exhaust memory)"
+        )
 
 
 def resize_slice(image: np.ndarray, size: int) -> np.ndarray:
@@ -46,8 +59,7 @@ class Preprocess:
     crop_margin: float = DEFAULT_MARGIN
 
     def __post_init__(self) -> None:
-        if self.image_size < 8:
-            raise ConfigError(f"image_size must be >= 8, got {self.image_size}")
+        check_image_size(self.image_size)
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ConfigError(f"mean/std must have 3 entries and std > 0, got {self.mean}, {self.std}")
         if self.crop not in CROPS:

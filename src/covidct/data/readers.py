@@ -13,6 +13,7 @@ Every failure raises ``DataError(path, reason)``: the message starts with the fi
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -43,6 +44,10 @@ SUFFIX_FORMATS = {
 PIL_FORMATS = ("png", "jpeg", "bmp")
 _SOURCE_INDEX = re.compile(r"^(?P<path>.+)#(?P<index>\d+)$")
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as PIL's convert("L")
+
+
+class TagError(DataError):
+    """A numeric DICOM tag holding text, NaN or Inf: a malformed file, not merely an untagged one."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,19 @@ def _checked_format(path: Path) -> str:
     return fmt
 
 
+def require_finite(values: np.ndarray, path: PathLike, what: str = "pixel") -> np.ndarray:
+    """``values`` if all are finite, else DataError: a NaN or Inf pixel must never become a class."""
+    if values.dtype.kind in "fc" and not np.isfinite(values).all():
+        n_nan = int(np.isnan(values).sum())
+        n_inf = int((~np.isfinite(values)).sum()) - n_nan
+        raise DataError(
+            path,
+            f"non-finite {what} values ({n_nan} NaN, {n_inf} infinite of {values.size}): the image cannot be "
+            "classified",
+        )
+    return values
+
+
 # ----------------------------------------------------------------------------------------------- 2-D images
 def _to_unit(arr: np.ndarray, norm: str | tuple[float, float], win: Window) -> np.ndarray:
     """8-bit -> /255; wider integers and floats -> min-max, HU window or fixed range."""
@@ -208,7 +226,7 @@ def _load_pil(path: Path, norm: str | tuple[float, float], win: Window) -> np.nd
         raise DataError(path, f"expected a 2-D grayscale image, got shape {arr.shape}")
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("="))
-    return _to_unit(arr, norm, win)
+    return _to_unit(require_finite(arr, path), norm, win)
 
 
 def _load_tiff(path: Path, norm: str | tuple[float, float], win: Window, index: int | None) -> np.ndarray:
@@ -230,7 +248,7 @@ def _load_tiff(path: Path, norm: str | tuple[float, float], win: Window, index: 
         raise DataError(path, f"truncated or corrupt TIFF ({exc})") from None
     if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[-1] not in (3, 4):
         arr = np.moveaxis(arr, 0, -1)  # planar RGB
-    arr = _luminance(arr)
+    arr = _luminance(require_finite(arr, path))
     if arr.ndim != 2:
         raise DataError(path, f"expected a 2-D grayscale image, got shape {arr.shape}")
     return _to_unit(arr, norm, win)
@@ -247,12 +265,16 @@ def _has_dicm_marker(path: Path) -> bool:
 
 
 def _read_dicom(path: Path, *, header_only: bool = False) -> Any:
-    """pydicom Dataset; ``header_only`` stops before the pixel data (fast ordering)."""
-    import pydicom
+    """pydicom Dataset; ``header_only`` stops before the pixel data (fast ordering). Announced pixel sizes are
+    bounded (``data.dicom_limits``) before decoding, for every transfer syntax."""
     from pydicom.errors import InvalidDicomError
 
+    from covidct.data.dicom_limits import read_bounded
+
     try:
-        return pydicom.dcmread(path, stop_before_pixels=header_only)
+        return read_bounded(path, header_only=header_only)  # sizes bounded before decoding
+    except DataError:
+        raise
     except InvalidDicomError:
         raise DataError(path, "not a DICOM file (no 'DICM' marker after the 128-byte preamble)") from None
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on malformed files; all are data errors
@@ -276,12 +298,31 @@ def _n_frames(ds: Any) -> int:
         return 1
 
 
+def _ends_early(ds: Any, path: Path) -> bool:
+    """pydicom stops silently at a cut: the last element read does not end where the file does."""
+    tags = list(ds.keys())
+    if not tags:
+        return True
+    try:
+        last = ds.get_item(tags[-1])
+        end = int(last.value_tell) + int(last.length)
+        return last.length != 0xFFFFFFFF and end != path.stat().st_size
+    except (AttributeError, TypeError, ValueError, OSError):  # no offsets: already converted by pydicom
+        return False
+
+
 def _decode_dicom(ds: Any, path: Path) -> np.ndarray:
     """Raw stored values, (frames, H, W) or (frames, H, W, 3), with clear messages for missing decoders."""
     from pydicom.pixels import get_decoder
 
     if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        raise DataError(path, "DICOM without pixel data (no PixelData element)")
+        if _ends_early(ds, path):
+            raise DataError(path, "truncated DICOM file: it ends before the pixel data")
+        if "Rows" in ds and "Columns" in ds:
+            size = f"{ds.Rows}x{ds.Columns}"
+            reason = f"the header describes a {size} image but the file ends without pixel data"
+            raise DataError(path, f"truncated DICOM file: {reason}")
+        raise DataError(path, "DICOM without pixel data (no PixelData element: not an image)")
     meta = getattr(ds, "file_meta", None)
     uid = meta.get("TransferSyntaxUID") if meta is not None else None
     if uid is not None and "PixelData" in ds:
@@ -301,6 +342,8 @@ def _decode_dicom(ds: Any, path: Path) -> np.ndarray:
         arr = np.asarray(ds.pixel_array)
     except Exception as exc:  # noqa: BLE001 - decoder plugins raise arbitrary types on corrupt streams
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        if "less than expected" in first:
+            raise DataError(path, f"truncated DICOM file ({first})") from None
         raise DataError(path, f"cannot decode pixel data ({first})") from None
     n = _n_frames(ds)
     if n == 1:
@@ -310,14 +353,55 @@ def _decode_dicom(ds: Any, path: Path) -> np.ndarray:
     return arr
 
 
-def _frame_rescale(ds: Any, k: int) -> tuple[float, float]:
+def _raw_text(ds: Any, keyword: str) -> str:
+    """The stored text of a tag (for messages), even when pydicom cannot convert it."""
+    try:
+        value = ds.get_item(keyword).value
+    except Exception:  # noqa: BLE001 - only for a message
+        return "?"
+    if isinstance(value, bytes):
+        return value.decode("latin-1", "replace").strip()
+    return str(value) if isinstance(value, (str, int, float)) else "\\".join(str(v) for v in value)
+
+
+def tag_numbers(ds: Any, keyword: str, path: PathLike) -> list[float] | None:
+    """A numeric DICOM tag (DS/IS, maybe multi-valued) as finite floats; None when absent or empty.
+
+    DataError naming the file and the tag for text that is not a number, NaN or infinity (a "1e309" slope
+    would otherwise turn every pixel into Inf, and Inf through a window into a confident class).
+    """
+    try:
+        value = ds.get(keyword)
+        if value is None or value == "":
+            return None
+        items = [value] if isinstance(value, (str, bytes, int, float)) else list(value)
+        numbers = [float(v) for v in items]
+    except (TypeError, ValueError, OverflowError):
+        raise TagError(path, f"{keyword} is not a number ({_raw_text(ds, keyword)!r})") from None
+    if not all(math.isfinite(v) for v in numbers):
+        raise TagError(path, f"{keyword} is not a finite number ({_raw_text(ds, keyword)!r})")
+    return numbers
+
+
+def _tag_number(ds: Any, keyword: str, path: PathLike, default: float | None = None) -> float | None:
+    numbers = tag_numbers(ds, keyword, path)
+    if numbers is None:
+        return default
+    if len(numbers) != 1:
+        raise TagError(path, f"{keyword} holds {len(numbers)} values, expected one")
+    return numbers[0]
+
+
+def _frame_rescale(ds: Any, k: int, path: PathLike) -> tuple[float, float]:
     """(slope, intercept) of frame k: per-frame functional group > shared group > top level."""
     per, shared = ds.get("PerFrameFunctionalGroupsSequence"), ds.get("SharedFunctionalGroupsSequence")
     for item in ([per[k]] if per and len(per) > k else []) + ([shared[0]] if shared else []):
         pvt = item.get("PixelValueTransformationSequence")
         if pvt:
-            return float(pvt[0].get("RescaleSlope", 1.0)), float(pvt[0].get("RescaleIntercept", 0.0))
-    return float(ds.get("RescaleSlope", 1.0) or 1.0), float(ds.get("RescaleIntercept", 0.0) or 0.0)
+            slope = _tag_number(pvt[0], "RescaleSlope", path, 1.0)
+            return slope, _tag_number(pvt[0], "RescaleIntercept", path, 0.0)  # type: ignore[return-value]
+    slope = _tag_number(ds, "RescaleSlope", path) or 1.0  # 0 or empty -> 1, as scanners that omit it mean
+    return slope, _tag_number(ds, "RescaleIntercept", path, 0.0)  # type: ignore[return-value]
 
 
 def _is_hu(ds: Any) -> bool:
@@ -329,36 +413,53 @@ def _is_hu(ds: Any) -> bool:
 
 def _dicom_frames(ds: Any, path: Path, win: Window, norm: str | tuple[float, float] = "minmax") -> np.ndarray:
     """(frames, H, W) float32 in [0, 1]: HU through the window for CT, else ``norm``."""
-    raw = _decode_dicom(ds, path)
+    raw = require_finite(_decode_dicom(ds, path), path)  # FloatPixelData can hold NaN
     if raw.ndim == 4:  # colour (secondary capture): luminance of the stored values
         return np.stack([_to_unit(_luminance(frame), "minmax", win) for frame in raw])
     if not _is_hu(ds):
         return np.stack([_to_unit(frame, norm, win) for frame in raw])
-    if ds.get("ModalityLUTSequence"):
+    if "ModalityLUTSequence" in ds:
         from pydicom.pixels import apply_modality_lut
 
-        return apply_window(apply_modality_lut(raw, ds), win)
+        lut = ds.get("ModalityLUTSequence")
+        if not lut or any(key not in lut[0] for key in ("LUTDescriptor", "LUTData")):
+            raise DataError(path, "empty or incomplete ModalityLUTSequence (no LUTDescriptor/LUTData)")
+        try:
+            hu = np.asarray(apply_modality_lut(raw, ds), dtype=np.float32)
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many types on a malformed LUT
+            raise DataError(path, f"invalid ModalityLUTSequence ({type(exc).__name__}: {exc})") from None
+        return apply_window(require_finite(hu, path, "Hounsfield"), win)
     out = np.empty(raw.shape, dtype=np.float32)
     for k, frame in enumerate(raw):
-        slope, intercept = _frame_rescale(ds, k)
-        out[k] = apply_window(frame.astype(np.float32) * np.float32(slope) + np.float32(intercept), win)
+        slope, intercept = _frame_rescale(ds, k, path)
+        with np.errstate(over="ignore", invalid="ignore"):
+            hu = frame.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+        out[k] = apply_window(require_finite(hu, path, "Hounsfield (after RescaleSlope/Intercept)"), win)
     return out
 
 
-def _geometry(ds: Any, k: int | None = None) -> tuple[list[float] | None, list[float] | None]:
+def _source_path(ds: Any, default: PathLike) -> PathLike:
+    name = getattr(ds, "filename", None)
+    return name if isinstance(name, (str, os.PathLike)) and name else default
+
+
+def _geometry(
+    ds: Any, k: int | None = None, path: PathLike = "DICOM"
+) -> tuple[list[float] | None, list[float] | None]:
     """(ImagePositionPatient, ImageOrientationPatient) of a slice (or of frame k of a multi-frame file)."""
-    ipp, iop = ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient")
+    path = _source_path(ds, path)
+    ipp, iop = tag_numbers(ds, "ImagePositionPatient", path), tag_numbers(ds, "ImageOrientationPatient", path)
     if k is not None:
         per = ds.get("PerFrameFunctionalGroupsSequence")
         shared = ds.get("SharedFunctionalGroupsSequence")
         for item in ([per[k]] if per and len(per) > k else []) + ([shared[0]] if shared else []):
             if ipp is None and item.get("PlanePositionSequence"):
-                ipp = item.PlanePositionSequence[0].get("ImagePositionPatient")
+                ipp = tag_numbers(item.PlanePositionSequence[0], "ImagePositionPatient", path)
             if iop is None and item.get("PlaneOrientationSequence"):
-                iop = item.PlaneOrientationSequence[0].get("ImageOrientationPatient")
+                iop = tag_numbers(item.PlaneOrientationSequence[0], "ImageOrientationPatient", path)
     ok_ipp = ipp is not None and len(ipp) == 3
     ok_iop = iop is not None and len(iop) == 6
-    return ([float(v) for v in ipp] if ok_ipp else None), ([float(v) for v in iop] if ok_iop else None)
+    return (ipp if ok_ipp else None), (iop if ok_iop else None)
 
 
 def slice_positions(headers: list[Any], where: PathLike) -> tuple[list[int], list[float] | None]:
@@ -367,22 +468,24 @@ def slice_positions(headers: list[Any], where: PathLike) -> tuple[list[int], lis
     Returns (order, sorted positions in mm or None for the InstanceNumber fallback). Never uses file names.
     """
     if len(headers) == 1:
-        ipp, iop = _geometry(headers[0])
-        z = ipp[2] if ipp else headers[0].get("SliceLocation")
+        ipp, iop = _geometry(headers[0], path=where)
+        z = ipp[2] if ipp else _tag_number(headers[0], "SliceLocation", _source_path(headers[0], where))
         return [0], ([float(z)] if z is not None else None)
-    geometry = [_geometry(h) for h in headers]
+    geometry = [_geometry(h, path=where) for h in headers]
+    locations = [_tag_number(h, "SliceLocation", _source_path(h, where)) for h in headers]
+    instances = [_tag_number(h, "InstanceNumber", _source_path(h, where)) for h in headers]
     keys: list[float] | None = None
     if all(ipp and iop for ipp, iop in geometry):
         iop0 = np.asarray(geometry[0][1])
         normal = np.cross(iop0[:3], iop0[3:])
         keys = [float(np.dot(ipp, normal)) for ipp, _ in geometry]
-    elif all(h.get("SliceLocation") is not None for h in headers):
-        keys = [float(h.SliceLocation) for h in headers]
+    elif all(z is not None for z in locations):
+        keys = [float(z) for z in locations]  # type: ignore[arg-type]
     if keys is not None:
         order = sorted(range(len(headers)), key=lambda i: keys[i])
         return order, [keys[i] for i in order]
-    if all(h.get("InstanceNumber") is not None for h in headers):
-        order = sorted(range(len(headers)), key=lambda i: int(headers[i].InstanceNumber))
+    if all(n is not None for n in instances):
+        order = sorted(range(len(headers)), key=lambda i: instances[i])  # type: ignore[arg-type, return-value]
         return order, None
     raise DataError(
         where, "cannot order the slices: no ImagePositionPatient, SliceLocation or InstanceNumber"
@@ -433,7 +536,7 @@ def _load_dicom_file_series(path: Path, win: Window) -> Series:
     frames = _dicom_frames(ds, path, win)
     patient = str(ds.get("PatientID", "") or "").strip() or None
     n = frames.shape[0]
-    geometry = [_geometry(ds, k) for k in range(n)]
+    geometry = [_geometry(ds, k, path) for k in range(n)]
     if n > 1 and all(ipp and iop for ipp, iop in geometry):
         iop0 = np.asarray(geometry[0][1])
         normal = np.cross(iop0[:3], iop0[3:])
@@ -455,6 +558,7 @@ def _load_nifti(path: Path, win: Window) -> Series:
         data = img.get_fdata(dtype=np.float32)
     except Exception as exc:  # noqa: BLE001 - nibabel/gzip/zlib raise many types on malformed files
         raise DataError(path, f"not a readable NIfTI volume ({type(exc).__name__}: {exc})") from None
+    require_finite(data, path, "voxel")
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim == 2:
@@ -507,7 +611,10 @@ def probe_image(path: PathLike) -> ImageInfo:
         return ImageInfo(fmt, image.shape[0], image.shape[1], n)
     if fmt == "dicom":
         ds = _read_dicom(p)
-        raw = _decode_dicom(ds, p)
-        return ImageInfo(fmt, int(raw.shape[1]), int(raw.shape[2]), int(raw.shape[0]))
+        frames = _dicom_frames(ds, p, parse_window("lung"))  # HU too: bad rescale tags, NaN/Inf pixels
+        _geometry(ds, None, p)  # ordering tags must be numbers
+        _tag_number(ds, "SliceLocation", p)
+        _tag_number(ds, "InstanceNumber", p)
+        return ImageInfo(fmt, int(frames.shape[1]), int(frames.shape[2]), int(frames.shape[0]))
     series = _load_nifti(p, parse_window("lung"))
     return ImageInfo(fmt, int(series.images.shape[1]), int(series.images.shape[2]), len(series))

@@ -1,9 +1,15 @@
 """Patient-grouped, class-stratified repeated k-fold splits (the paper's protocol, done without patient leakage).
 
 :class:`PatientStratifiedKFold` follows sklearn (parameters only, validated in ``__init__``; ``split()`` yields
-indices): each repeat is one ``StratifiedGroupKFold(shuffle=True, random_state=seed + repeat)``. Without patient
-ids it falls back to slice-level ``StratifiedKFold`` and warns (:class:`CovidCTWarning`), because neighbouring
-slices of one patient then land on both sides of a split and accuracy is optimistic.
+indices): each repeat is one ``StratifiedGroupKFold(shuffle=True, random_state=seed + repeat)``.
+
+The groups that must never straddle a split are the connected components (:func:`leakage_groups`) of three
+links: same patient id, same file content (sha256: byte-identical images) and, on request, near-duplicate
+pairs (:mod:`covidct.data.audit`). Slices without a patient id are their own group unless such a link joins
+them. When every group is a single slice (no ids, no duplicates) the split is slice-level ``StratifiedKFold``
+and warns
+(:class:`CovidCTWarning`), because neighbouring slices of one patient then land on both sides of a split and
+accuracy is optimistic.
 
 The fold assignment depends only on the samples (in their given order), the class order and the seed, never on
 the model: the comparison study trains every model on identical folds.
@@ -12,11 +18,14 @@ the model: the comparison study trains every model on identical folds.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from covidct.errors import ConfigError, CovidCTWarning, DataError
@@ -25,6 +34,14 @@ SLICE_LEVEL_WARNING = (
     "no patient ids: folds are slice-level, so slices of one patient can be in both training and test; "
     "accuracy is optimistic"
 )
+
+
+def missing_ids_warning(n_missing: int, n_total: int) -> str:
+    """The warning for data where only some slices have a patient id."""
+    return (
+        f"{n_missing} of {n_total} slices have no patient id: each of them is its own group (patients with "
+        "an id stay grouped), so id-less slices of one patient can sit in both train and test"
+    )
 
 
 class SampleLike(Protocol):
@@ -51,6 +68,36 @@ def patient_groups(samples: Sequence[SampleLike]) -> tuple[np.ndarray, bool]:
     """Group key per sample (the patient id, or the slice's own path when unknown) and whether all have ids."""
     keys = [str(s.patient_id) if _has_id(s.patient_id) else f"slice:{s.path}" for s in samples]
     return np.asarray(keys, dtype=object), all(_has_id(s.patient_id) for s in samples)
+
+
+def leakage_groups(samples: Sequence[SampleLike], *, links: Iterable[tuple[int, int]] = ()) -> np.ndarray:
+    """One group key per sample: connected components of same patient id, same sha256, and ``links``.
+
+    ``links`` are extra ``(i, j)`` index pairs that must share a group (near-duplicates). A sample's sha256 is
+    read from its ``sha256`` attribute where it has one. The key of a group is its smallest member key (the
+    patient id, else ``"slice:<path>"``), so keys stay readable and depend only on the samples.
+    """
+    n = len(samples)
+    own, _ = patient_groups(samples)
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    hashes = np.asarray([getattr(s, "sha256", None) or f"#{i}" for i, s in enumerate(samples)], dtype=object)
+    for keys in (own, hashes):  # chain the members of each key: i -> next sample with the same key
+        codes = pd.factorize(pd.Series(keys, dtype=object))[0]
+        order = np.argsort(codes, kind="stable")
+        same = codes[order][1:] == codes[order][:-1]
+        rows.append(order[:-1][same])
+        cols.append(order[1:][same])
+    extra = np.asarray(list(links), dtype=np.int64).reshape(-1, 2)
+    if extra.size and (extra.min() < 0 or extra.max() >= n):
+        raise ValueError(f"links must index the {n} samples")
+    rows.append(extra[:, 0])
+    cols.append(extra[:, 1])
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(r.size, dtype=np.int8), (r, c)), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    first = pd.Series(own, dtype=object).groupby(component).transform("min")
+    return first.to_numpy(dtype=object)
 
 
 def label_indices(samples: Sequence[SampleLike], classes: Sequence[str]) -> np.ndarray:
@@ -128,33 +175,52 @@ class PatientStratifiedKFold:
 
 
 def make_folds(
-    samples: Sequence[SampleLike], classes: Sequence[str], folds: int = 5, repeats: int = 1, seed: int = 0
+    samples: Sequence[SampleLike],
+    classes: Sequence[str],
+    folds: int = 5,
+    repeats: int = 1,
+    seed: int = 0,
+    *,
+    links: Iterable[tuple[int, int]] = (),
+    groups: Sequence[object] | None = None,
 ) -> list[Fold]:
-    """All (repeat, fold) splits of ``samples``: patient-grouped when every sample has a patient id.
+    """All (repeat, fold) splits of ``samples``, grouped by :func:`leakage_groups` (or the given ``groups``).
 
-    Warns with :class:`CovidCTWarning` (text :data:`SLICE_LEVEL_WARNING`) and splits slices otherwise.
-    Slices of a patient id that appears under several labels stay in one group.
+    Slices of one patient id (also under several labels), byte-identical images and ``links`` stay on one
+    side.
+    Warns with :class:`CovidCTWarning`: :data:`SLICE_LEVEL_WARNING` when no sample has a patient id,
+    :func:`missing_ids_warning` when only some have one.
     """
     splitter = PatientStratifiedKFold(folds, repeats, seed)
     if not samples:
         raise DataError("<dataset>", "no samples to split")
     y = label_indices(samples, classes)
-    groups, complete = patient_groups(samples)
-    if not complete:
+    keys = leakage_groups(samples, links=links) if groups is None else np.asarray(groups, dtype=object)
+    n_missing = sum(not _has_id(s.patient_id) for s in samples)
+    if n_missing == len(samples):
         warnings.warn(SLICE_LEVEL_WARNING, CovidCTWarning, stacklevel=2)
+    elif n_missing:
+        warnings.warn(missing_ids_warning(n_missing, len(samples)), CovidCTWarning, stacklevel=2)
+    grouped = len(pd.unique(keys)) < len(samples)  # all singletons: plain slice-level StratifiedKFold
     labels = np.asarray(classes, dtype=object)[y]
     return [
         Fold(repeat=r, fold=f, train_idx=train, test_idx=test)
-        for r, f, train, test in splitter.split(labels, groups if complete else None)
+        for r, f, train, test in splitter.split(labels, keys if grouped else None)
     ]
 
 
 def validation_split(
-    samples: Sequence[SampleLike], classes: Sequence[str], fraction: float = 0.2, seed: int = 0
+    samples: Sequence[SampleLike],
+    classes: Sequence[str],
+    fraction: float = 0.2,
+    seed: int = 0,
+    *,
+    groups: Sequence[object] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Split training samples into (train_idx, val_idx), grouped by patient and stratified where possible.
+    """Split training samples into (train_idx, val_idx), grouped and stratified where possible.
 
-    Uses one fold of ``StratifiedGroupKFold(n_splits=round(1 / fraction))`` (fewer splits when a class has few
+    Groups are :func:`leakage_groups` of ``samples`` unless ``groups`` (one key per sample) is given. Uses one
+    fold of ``StratifiedGroupKFold(n_splits=round(1 / fraction))`` (fewer splits when a class has few
     patients). ``fraction == 0`` returns no validation samples.
     """
     if not 0.0 <= fraction < 1.0:
@@ -164,7 +230,7 @@ def validation_split(
     if fraction == 0.0 or n < 2:
         return everything, np.empty(0, dtype=np.int64)
     y = label_indices(samples, classes)
-    groups, _ = patient_groups(samples)
+    groups = leakage_groups(samples) if groups is None else np.asarray(groups, dtype=object)
     per_class = min(len(np.unique(groups[y == c])) for c in np.unique(y))
     n_splits = min(max(2, round(1.0 / fraction)), len(np.unique(groups)))
     x = np.zeros((n, 1))

@@ -3,8 +3,13 @@
 Per class the paper reports one-vs-rest F1, accuracy, sensitivity, specificity and precision: the class is the
 positive, every other class is negative (so specificity = TN / (TN + FP)). Multi-class scores are accuracy,
 balanced accuracy, macro and weighted F1 and the macro one-vs-rest ROC AUC from probabilities. sklearn computes
-what it can; only specificity and the NaN-tolerant AUC are written here. Undefined values (a class absent from a
-fold) are ``zero_division`` (NaN by default) rather than errors, so they can be skipped when averaging folds.
+what it can; only specificity and the NaN-tolerant AUC are written here.
+
+Undefined is not the same as bad. A class present in ``y_true`` but never predicted has precision 0 (every
+one of its cases was missed; sklearn would call it 0/0), so a fold mean cannot be flattered by dropping such
+folds. Only a class absent from ``y_true`` gets ``zero_division`` (NaN by default) for sensitivity, and for
+precision and F1 when it is also never predicted; specificity is ``zero_division`` when every case is the
+class itself.
 """
 
 from __future__ import annotations
@@ -74,6 +79,8 @@ def one_vs_rest_scores(
     """Per class: ``{"f1", "accuracy", "sensitivity", "specificity", "precision"}`` with the class as positive.
 
     Accuracy here is the binary one-vs-rest accuracy (TP + TN) / N, as in the paper's per-class tables.
+    A class in ``y_true`` that is never predicted has precision 0 and F1 0; ``zero_division`` only where a
+    value is truly undefined (see the module doc).
     """
     t, p = _as_labels(y_true), _as_labels(y_pred)
     if t.shape != p.shape:
@@ -87,6 +94,8 @@ def one_vs_rest_scores(
         t, p, labels=labels, average=None, zero_division=zero_division
     )
     cm = confusion_matrix(t, p, labels=labels)
+    # present but never predicted: TP = FP = 0, yet the class had cases, all missed -> precision 0, not 0/0
+    precision = np.where((cm.sum(axis=0) == 0) & (cm.sum(axis=1) > 0), 0.0, precision)
     n = cm.sum()
     scores: dict[object, dict[str, float]] = {}
     for i, cls in enumerate(labels):

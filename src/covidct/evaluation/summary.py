@@ -3,9 +3,10 @@
 ``per_fold_metrics`` is the one place that groups by (model, repeat, fold); it returns a tidy table that
 ``summarize`` averages and ``evaluation.stats`` pairs across models. Mean ± std is over all folds of all repeats;
 std is the sample standard deviation (``ddof=1``, as pandas and most CV papers report), 0 for a single fold.
-Folds where a metric is undefined (NaN, e.g. AUC in a fold that lacks a class) are left out of that metric's
-mean and counted in ``n``; a warning says so. ``metrics.json`` is always derived: ``covidct metrics RUN`` rebuilds
-it from the saved predictions.
+Folds where a metric is undefined (NaN: a class absent from the fold's ground truth, or AUC in a fold that
+lacks a class) are left out of that metric's mean (``n`` counts the folds used); a warning says which case it
+was. A class present but never predicted has precision 0 in that fold, which counts (also said in a warning).
+``metrics.json`` is always derived: ``covidct metrics RUN`` rebuilds it from the saved predictions.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from covidct.errors import DataError
+from covidct.evaluation.bootstrap import DEFAULT_N_BOOT, DEFAULT_SEED, bootstrap_intervals, calibration_bins
 from covidct.evaluation.metrics import (
     OVERALL_METRICS,
     PER_CLASS_METRICS,
@@ -114,16 +116,82 @@ def _nan_warnings(per_fold: pd.DataFrame, level: str, n_folds: int) -> list[str]
     undefined = per_fold[per_fold["value"].isna()]
     out = []
     for (cls, metric), part in undefined.groupby(["class", "metric"], sort=True):
-        where = "multi-class" if cls == ALL_CLASSES else f"class {cls}"
+        if cls == ALL_CLASSES:
+            where, why = "multi-class", "a class absent from those folds' ground truth"
+        elif metric == "specificity":
+            where, why = f"class {cls}", f"every test case of those folds is {cls}: no negatives"
+        else:
+            where, why = f"class {cls}", f"{cls} absent from those folds' ground truth"
         out.append(
-            f"{level} level: {metric} ({where}) undefined in {len(part)} of {n_folds} folds "
-            "(a class missing from the fold); left out of its mean"
+            f"{level} level: {metric} ({where}) undefined in {len(part)} of {n_folds} folds ({why}); "
+            "left out of its mean"
         )
     return out
 
 
+def _never_predicted_warnings(
+    table: pd.DataFrame, classes: Sequence[str], level: str, n_folds: int
+) -> list[str]:
+    """Classes present in a fold's ground truth but never predicted there (precision 0, which counts)."""
+    counts: dict[str, int] = dict.fromkeys(classes, 0)
+    probs = prob_columns(table)
+    for _, part in table.groupby(["repeat", "fold"], sort=True):
+        predicted = set(predicted_labels(part[probs].to_numpy(dtype=float), classes).tolist())
+        for cls in set(part["label"]) - predicted:
+            if cls in counts:
+                counts[cls] += 1
+    return [
+        f"{level} level: class {cls} present but never predicted in {k} of {n_folds} folds: its precision "
+        "and F1 are 0 there and count in the mean"
+        for cls, k in counts.items()
+        if k
+    ]
+
+
+def _units(table: pd.DataFrame) -> tuple[np.ndarray, str]:
+    """The bootstrap unit of each row: its patient, or the slice itself where no row has a patient id."""
+    missing = missing_patient(table["patient_id"])
+    if missing.all():
+        return table["path"].astype(str).to_numpy(dtype=object), "slice"
+    ids = table["patient_id"].astype(str).where(~missing, "slice:" + table["path"].astype(str))
+    return ids.to_numpy(dtype=object), "patient"
+
+
+def add_intervals(
+    block: dict[str, Any], table: pd.DataFrame, classes: Sequence[str], n_boot: int, seed: int
+) -> None:
+    """Put 95% bootstrap CIs (``ci95``) next to each mean ± std of ``block``, plus its calibration (ECE)."""
+    y_true = table["label"].to_numpy(dtype=object)
+    y_prob = table[prob_columns(table)].to_numpy(dtype=float)
+    calibration = calibration_bins(y_true, y_prob, classes)
+    if n_boot > 0:
+        units, unit = _units(table)
+        ci = bootstrap_intervals(y_true, y_prob, classes, units, n_boot=n_boot, seed=seed)
+        for cls in classes:
+            for m in PER_CLASS_METRICS:
+                block["per_class"][cls][m]["ci95"] = ci["per_class"][cls][m]
+        for m in OVERALL_METRICS:
+            block["overall"][m]["ci95"] = ci["overall"][m]
+        calibration["ece_ci95"] = ci["ece"]
+        block["bootstrap"] = {
+            "n_boot": ci["n_boot"],
+            "seed": ci["seed"],
+            "confidence": ci["confidence"],
+            "unit": unit,
+            "n_units": ci["n_units"],
+            "method": f"percentile interval of the metric on the pooled test predictions, {unit}s resampled "
+            "with replacement (all of a unit's rows together)",
+        }
+    block["calibration"] = calibration
+
+
 def summarize(
-    df: pd.DataFrame, *, warnings: Sequence[str] = (), per_fold: pd.DataFrame | None = None
+    df: pd.DataFrame,
+    *,
+    warnings: Sequence[str] = (),
+    per_fold: pd.DataFrame | None = None,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = DEFAULT_SEED,
 ) -> dict[str, Any]:
     """The paper's numbers for one model: mean ± std over all folds and repeats, slice and patient level.
 
@@ -135,6 +203,9 @@ def summarize(
         ValueError: the table holds several models (use :func:`summarize_by_model`) or no rows.
 
     ``per_fold`` may pass this model's already computed :func:`per_fold_metrics` to avoid computing it twice.
+    Each level also gets ``ci95`` (``[low, high]``) next to every mean ± std: a cluster bootstrap of the pooled
+    predictions (``n_boot`` resamples of patients, of slices without ids, ``seed``; recorded in ``"bootstrap"``;
+    ``n_boot=0`` skips it) and ``"calibration"`` (ECE and reliability bins, :mod:`covidct.evaluation.bootstrap`).
     """
     models = df["model"].unique().tolist()
     if len(models) != 1:
@@ -150,10 +221,15 @@ def summarize(
         notes.append("no patient ids: folds and metrics are slice-level; patient level equals slice level")
     slice_pf = per_fold[per_fold["level"] == "slice"]
     patient_pf = per_fold[per_fold["level"] == "patient"]
-    notes += _nan_warnings(slice_pf, "slice", n_folds) + _nan_warnings(patient_pf, "patient", n_folds)
     patients = aggregate_patients(df)
+    notes += _nan_warnings(slice_pf, "slice", n_folds) + _nan_warnings(patient_pf, "patient", n_folds)
+    notes += _never_predicted_warnings(df, classes, "slice", n_folds)
+    notes += _never_predicted_warnings(patients, classes, "patient", n_folds)
     patient_level = _aggregate_level(patient_pf, classes)
     patient_level["confusion_matrix"] = _confusion(patients, classes)
+    add_intervals(patient_level, patients, classes, n_boot, seed)
+    slice_level = _aggregate_level(slice_pf, classes)
+    add_intervals(slice_level, df, classes, n_boot, seed)
     n_patients = int(df.loc[~missing_patient(df["patient_id"]), "patient_id"].nunique())
     return {
         "model": str(models[0]),
@@ -163,7 +239,7 @@ def summarize(
         "n_samples": int(df["path"].nunique()),
         "n_patients": n_patients,
         "std_ddof": 1,
-        **_aggregate_level(slice_pf, classes),
+        **slice_level,
         "confusion_matrix": _confusion(df, classes),
         "patient_level": patient_level,
         "warnings": list(dict.fromkeys(notes)),
@@ -171,13 +247,20 @@ def summarize(
 
 
 def summarize_by_model(
-    df: pd.DataFrame, *, warnings: Sequence[str] = (), per_fold: pd.DataFrame | None = None
+    df: pd.DataFrame,
+    *,
+    warnings: Sequence[str] = (),
+    per_fold: pd.DataFrame | None = None,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = DEFAULT_SEED,
 ) -> dict[str, dict[str, Any]]:
     """``{model: summarize(rows of that model)}``, models in sorted order."""
     if per_fold is None:
         per_fold = per_fold_metrics(df)
     return {
-        str(model): summarize(part, warnings=warnings, per_fold=per_fold[per_fold["model"] == model])
+        str(model): summarize(
+            part, warnings=warnings, per_fold=per_fold[per_fold["model"] == model], n_boot=n_boot, seed=seed
+        )
         for model, part in df.groupby("model", sort=True)
     }
 
@@ -227,15 +310,22 @@ def json_safe(obj: Any) -> Any:
 _json_safe = json_safe  # kept for callers that imported the private name
 
 
-def format_mean_std(entry: Mapping[str, Any] | None, digits: int = 3) -> str:
-    """``{"mean": 0.9531, "std": 0.0118}`` -> ``"0.953 ± 0.012"``; undefined -> ``"n/a"``."""
+def format_mean_std(entry: Mapping[str, Any] | None, digits: int = 3, *, ci: bool = False) -> str:
+    """``{"mean": 0.9531, "std": 0.0118}`` -> ``"0.953 ± 0.012"``; undefined -> ``"n/a"``.
+
+    ``ci=True`` appends the entry's ``ci95`` where known: ``"0.953 ± 0.012 [0.941, 0.962]"``.
+    """
     if not entry:
         return "n/a"
     mean, std = entry.get("mean"), entry.get("std")
     if mean is None or not math.isfinite(mean):
         return "n/a"
     std = 0.0 if std is None or not math.isfinite(std) else std
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    text = f"{mean:.{digits}f} ± {std:.{digits}f}"
+    bounds = entry.get("ci95") if ci else None
+    if bounds and all(b is not None and math.isfinite(b) for b in bounds):
+        text += f" [{bounds[0]:.{digits}f}, {bounds[1]:.{digits}f}]"
+    return text
 
 
 def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
@@ -246,13 +336,52 @@ def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]
 
 def _md_per_class(block: Mapping[str, Any], classes: Sequence[str]) -> list[str]:
     header = ["Class", *(METRIC_TITLES[m] for m in PER_CLASS_METRICS)]
-    rows = ([cls, *(format_mean_std(block["per_class"][cls].get(m)) for m in PER_CLASS_METRICS)] for cls in classes)
+    rows = (
+        [cls, *(format_mean_std(block["per_class"][cls].get(m), ci=True) for m in PER_CLASS_METRICS)]
+        for cls in classes
+    )
     return _md_table(header, rows)
 
 
 def _md_confusion(cm: Sequence[Sequence[int]], classes: Sequence[str]) -> list[str]:
     header = ["True \\ Predicted", *classes]
     return _md_table(header, ([cls, *(str(v) for v in row)] for cls, row in zip(classes, cm)))
+
+
+def _md_bootstrap_note(summary: Mapping[str, Any]) -> str:
+    boot = summary.get("bootstrap")
+    if not boot:
+        return ""
+    return (
+        f" [low, high] is the {100 * boot['confidence']:.0f}% bootstrap interval of the metric on the pooled "
+        f"test predictions ({boot['n_boot']} resamples of {boot['n_units']} {boot['unit']}s, seed "
+        f"{boot['seed']})."
+    )
+
+
+def _finite(value: Any) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _md_calibration(levels: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    rows = []
+    for label, block in levels:
+        cal = block.get("calibration")
+        if not cal:
+            continue
+        ece = f"{cal['ece']:.3f}" if _finite(cal.get("ece")) else "n/a"
+        bounds = cal.get("ece_ci95") or []
+        if len(bounds) == 2 and all(_finite(b) for b in bounds):
+            ece += f" [{bounds[0]:.3f}, {bounds[1]:.3f}]"
+        rows.append([label, ece, str(cal.get("n_bins"))])
+    if not rows:
+        return []
+    return [
+        "### Calibration (pooled test predictions; reliability diagram in reliability*.png)",
+        "",
+        *_md_table(["Level", "Expected calibration error (top label)", "Bins"], rows),
+        "",
+    ]
 
 
 def summary_markdown(summary: Mapping[str, Any], *, title: str | None = None) -> str:
@@ -263,6 +392,7 @@ def summary_markdown(summary: Mapping[str, Any], *, title: str | None = None) ->
     lines.append(
         f"{summary['n_folds']} folds ({summary['n_repeats']} repeat(s)), {summary['n_samples']} slices, "
         f"{summary['n_patients']} patients. Values are mean ± std (ddof=1) over all folds and repeats."
+        + _md_bootstrap_note(summary)
     )
     lines.append("")
     for note in summary.get("warnings", []):
@@ -272,8 +402,12 @@ def summary_markdown(summary: Mapping[str, Any], *, title: str | None = None) ->
     lines += ["### Per class, slice level (one-vs-rest)", "", *_md_per_class(summary, classes), ""]
     header = ["Level", *(METRIC_TITLES[m] for m in OVERALL_METRICS)]
     levels = [("Slice", summary), ("Patient", summary["patient_level"])]
-    rows = ([label, *(format_mean_std(block["overall"].get(m)) for m in OVERALL_METRICS)] for label, block in levels)
+    rows = (
+        [label, *(format_mean_std(block["overall"].get(m), ci=True) for m in OVERALL_METRICS)]
+        for label, block in levels
+    )
     lines += ["### Multi-class", "", *_md_table(header, rows), ""]
+    lines += _md_calibration(levels)
     lines += ["### Per class, patient level (mean probability per patient)", "",
               *_md_per_class(summary["patient_level"], classes), ""]
     lines += ["### Confusion matrix, slice level (summed over folds and repeats)", "",
@@ -287,18 +421,21 @@ def _safe_name(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_") or "model"
 
 
-def compute_run_metrics(run_dir: PathLike) -> dict[str, Any]:
+def compute_run_metrics(
+    run_dir: PathLike, *, n_boot: int = DEFAULT_N_BOOT, seed: int = DEFAULT_SEED
+) -> dict[str, Any]:
     """Recompute a run's metrics from its saved predictions and write them into the run folder.
 
     Writes ``metrics.json`` (the :func:`summarize` dict, NaN as null; with several models
     ``{"models": {model: summary}, ...}``), ``metrics.md``, ``per_fold_metrics.csv``, ``confusion_matrix.png``
-    (+ ``confusion_matrix_patient.png``) and ``roc.png`` (suffixed ``_<model>`` with several models).
+    (+ ``confusion_matrix_patient.png``), ``roc.png`` and ``reliability.png`` (suffixed ``_<model>`` with
+    several models). ``n_boot``/``seed``: the bootstrap CIs (see :func:`summarize`).
     Returns what ``metrics.json`` holds.
 
     Raises:
         DataError: no run folder or no (valid) predictions in it.
     """
-    from covidct.report.figures import plot_confusion_matrix, plot_roc
+    from covidct.report.figures import plot_confusion_matrix, plot_reliability, plot_roc
 
     run = Path(run_dir)
     df = read_run_predictions(run)
@@ -306,7 +443,7 @@ def compute_run_metrics(run_dir: PathLike) -> dict[str, Any]:
         raise DataError(run, "the predictions table has no rows")
     recorded = run_warnings(run)
     per_fold = per_fold_metrics(df)
-    by_model = summarize_by_model(df, warnings=recorded, per_fold=per_fold)
+    by_model = summarize_by_model(df, warnings=recorded, per_fold=per_fold, n_boot=n_boot, seed=seed)
     classes = classes_of(df)
     single = len(by_model) == 1
     run_ids = sorted(str(r) for r in df["run_id"].unique() if str(r))
@@ -323,6 +460,11 @@ def compute_run_metrics(run_dir: PathLike) -> dict[str, Any]:
                                   run / f"confusion_matrix_patient{suffix}.png",
                                   title=f"{model or 'model'}: confusion matrix (patient level)")
         plot_roc(part, run / f"roc{suffix}.png", title=f"{model or 'model'}: ROC one-vs-rest (pooled folds)")
+        plot_reliability(
+            summary["calibration"],
+            run / f"reliability{suffix}.png",
+            title=f"{model or 'model'}: reliability (slice level, pooled folds)",
+        )
         md += [summary_markdown(summary), ""]
     with atomic_path(run / "per_fold_metrics.csv") as tmp:
         per_fold.to_csv(tmp, index=False)

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from covidct.data.preprocess import Preprocess
-from covidct.errors import ConfigError
+from covidct.errors import ConfigError, DataError
 from covidct.explain.methods import DEFAULT_METHOD, check_method, get_method
 from covidct.models.registry import ModelSpec
 from covidct.utils import package_versions, write_json_atomic, write_text_atomic
@@ -449,6 +449,13 @@ def compute_cams(
             raise ConfigError(f"{len(names)} class names for a model with {logits.shape[1]} outputs")
         names = tuple(str(k) for k in range(logits.shape[1]))
     probs = torch.softmax(logits, dim=1).numpy()
+    bad = np.flatnonzero(~np.isfinite(probs).all(axis=1))
+    if bad.size:  # argmax of NaN is class 0: never label a panel with a class the model did not give
+        raise DataError(
+            sources[int(bad[0])],
+            f"the model gave non-finite probabilities (NaN/Inf) for {bad.size} slice(s); no class or map is "
+            "written. The model file may be corrupted, or its weights diverged in training",
+        )
     stacked = np.concatenate(net_maps)
     maps = tuple(np.stack(_to_slice(stacked[i], image, preprocess)) for i, image in enumerate(images))
     return CamBatch(

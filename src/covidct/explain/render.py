@@ -15,6 +15,23 @@ from covidct.utils import atomic_path  # noqa: E402
 
 CMAP = "jet"
 OVERLAY_ALPHA = 0.45
+DISPLAY_MAX = 640  # panels are ~320 px wide: slices and maps are shrunk to this before drawing (issue 11)
+
+
+def display_size(array: np.ndarray, max_side: int = DISPLAY_MAX) -> np.ndarray:
+    """A 2-D array in float32, shrunk (bilinear, antialiased) so its longer side is at most ``max_side``.
+
+    matplotlib would otherwise resample a huge slice at full size in float64 (gigabytes for 9000 x 9000)."""
+    from PIL import Image
+
+    array = np.asarray(array, dtype=np.float32)
+    h, w = array.shape
+    if max(h, w) <= max_side:
+        return array
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    pil = Image.fromarray(np.ascontiguousarray(array), mode="F")
+    return np.asarray(pil.resize(size, Image.BILINEAR, reducing_gap=2.0), dtype=np.float32)
 
 
 def _save(fig: plt.Figure, path: str | Path, dpi: int = 100) -> Path:
@@ -38,7 +55,12 @@ def save_cam_panel(
     contour: np.ndarray | None = None,
 ) -> Path:
     """The slice, then one heatmap overlay per ``(label, map)``; maps are in [0, 1] at the slice's size.
-    ``contour`` (a mask, e.g. the lungs) is outlined on the overlays; ``flag`` is a warning shown in red."""
+    ``contour`` (a mask, e.g. the lungs) is outlined on the overlays; ``flag`` is a warning shown in red.
+    Slice, maps and contour are drawn at display size (see :func:`display_size`)."""
+    image = display_size(image)
+    overlays = [(label, display_size(heat)) for label, heat in overlays]
+    if contour is not None:
+        contour = display_size(np.asarray(contour, dtype=np.float32)) > 0.5
     n = 1 + len(overlays)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6), squeeze=False)
     axes = axes[0]
@@ -93,7 +115,7 @@ def save_activation_overview(
     fig, axes = plt.subplots(2, n, figsize=(2.4 * n, 5.0), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    axes[0, 0].imshow(image, cmap="gray", vmin=0.0, vmax=1.0)
+    axes[0, 0].imshow(display_size(image), cmap="gray", vmin=0.0, vmax=1.0)
     axes[0, 0].set_title("slice", fontsize=8)
     for col, (name, mean_map, top_map) in enumerate(stages, start=1):
         axes[0, col].imshow(mean_map, cmap="viridis")

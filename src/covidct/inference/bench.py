@@ -86,8 +86,10 @@ class BenchConfig:
             raise ConfigError(f"batch sizes must be >= 1, got {self.batch_sizes}")
         if self.repeats < 1 or self.warmup < 0:
             raise ConfigError(f"repeats must be >= 1 and warmup >= 0, got {self.repeats}, {self.warmup}")
-        if self.image_size is not None and self.image_size < 8:
-            raise ConfigError(f"image size must be >= 8, got {self.image_size}")
+        if self.image_size is not None:
+            from covidct.data.preprocess import check_image_size
+
+            check_image_size(self.image_size, "image size")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"unknown device {self.device!r}: use cpu or cuda")
 

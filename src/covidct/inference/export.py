@@ -128,10 +128,11 @@ def export_module(model: object, path: str | os.PathLike[str], *, image_size: in
 def _write_metadata(path: Path, info: object, **extra: str) -> None:
     import onnx
 
-    from covidct.inference.onnx_meta import onnx_metadata
+    from covidct.inference.onnx_meta import WEIGHTS_HASH_KEY, onnx_metadata, onnx_weights_sha256
 
     proto = onnx.load(str(path))
     props = onnx_metadata(info, **extra)  # type: ignore[arg-type]
+    props[WEIGHTS_HASH_KEY] = onnx_weights_sha256(proto)
     props["covidct_version"] = props.get("covidct_version") or __version__
     del proto.metadata_props[:]
     for key, value in props.items():

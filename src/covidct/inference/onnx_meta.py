@@ -2,11 +2,14 @@
 
 Keys (strings; JSON where structured): ``covidct_meta`` (everything below in one JSON object), ``model_name``,
 ``timm_name``, ``classes``, ``input_size``, ``mean``, ``std``, ``window``, ``covidct_version``, ``preprocess``
-(lung crop / standardisation, see :meth:`covidct.data.preprocess.Preprocess.record`). No torch here.
+(lung crop / standardisation, see :meth:`covidct.data.preprocess.Preprocess.record`), and
+``weights_sha256`` (:func:`onnx_weights_sha256` of the graph's initializers), checked by
+:func:`verify_weights` when a predictor opens the file. No torch here.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -16,6 +19,7 @@ from covidct.errors import CheckpointError
 from covidct.inference.predictor import ModelInfo
 
 META_KEY = "covidct_meta"
+WEIGHTS_HASH_KEY = "weights_sha256"
 
 
 def onnx_metadata(info: ModelInfo, **extra: Any) -> dict[str, str]:
@@ -76,6 +80,43 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return session_metadata(open_session(path), path)
 
 
+def onnx_weights_sha256(proto: Any) -> str:
+    """SHA-256 over an ONNX graph's initializers (sorted names, element type, dims and values)."""
+    from onnx import numpy_helper
+
+    digest = hashlib.sha256()
+    for init in sorted(proto.graph.initializer, key=lambda t: t.name):
+        digest.update(f"{init.name}|{init.data_type}|{tuple(init.dims)}\n".encode())
+        digest.update(numpy_helper.to_array(init).tobytes())
+    return digest.hexdigest()
+
+
+def verify_weights(path: str | os.PathLike[str], session: Any) -> None:
+    """CheckpointError when the weights no longer match the hash written at export (files from before the hash
+    existed have none and are not checked)."""
+    stored = session.get_modelmeta().custom_metadata_map.get(WEIGHTS_HASH_KEY)
+    if not stored:
+        return
+    import onnx
+
+    try:
+        proto = onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and friends on damaged files
+        raise CheckpointError(f"{path}: corrupt ONNX model ({type(exc).__name__})") from None
+    _check_hash(path, stored, proto)
+
+
+def _check_hash(path: str | os.PathLike[str], stored: str | None, proto: Any) -> None:
+    if not stored:
+        return
+    actual = onnx_weights_sha256(proto)
+    if actual != stored:
+        raise CheckpointError(
+            f"{path}: model corrupted: weights hash mismatch (stored sha256 {stored[:12]}..., weights give "
+            f"{actual[:12]}...); the file changed after export: export it again"
+        )
+
+
 def read_metadata_props(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The covidct record of an ONNX file read with the ``onnx`` package (no onnxruntime session: for the
     OpenVINO backend, which reads the graph itself)."""
@@ -89,6 +130,7 @@ def read_metadata_props(path: str | os.PathLike[str]) -> dict[str, Any]:
     except Exception as exc:  # protobuf's DecodeError and friends
         raise CheckpointError(f"{path}: corrupt or not an ONNX model ({type(exc).__name__})") from None
     props = {p.key: p.value for p in proto.metadata_props}
+    _check_hash(path, props.get(WEIGHTS_HASH_KEY), proto)
     if META_KEY not in props:
         raise CheckpointError(f"{path}: ONNX model was not exported by covidct (no {META_KEY} metadata)")
     try:

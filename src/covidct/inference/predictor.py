@@ -366,9 +366,21 @@ class Predictor:
         """``(N, 3, S, S)`` float32 -> ``(N, n_classes)`` logits."""
         raise NotImplementedError
 
-    def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
-        """Preprocessed batch -> probabilities."""
-        return softmax(self.logits(pixels))
+    def predict_proba(self, pixels: np.ndarray, sources: Sequence[str] | None = None) -> np.ndarray:
+        """Preprocessed batch -> probabilities, all finite: a NaN/Inf output raises (argmax of NaN is class
+        0, which would be reported as a confident diagnosis), naming the slice (``sources``) and the model."""
+        with np.errstate(invalid="ignore", over="ignore"):
+            probs = softmax(self.logits(pixels))
+        bad = np.flatnonzero(~np.isfinite(probs).all(axis=1))
+        if bad.size:
+            where = sources[int(bad[0])] if sources is not None else f"batch item {int(bad[0])}"
+            more = f" (and {bad.size - 1} more slice(s) of this batch)" if bad.size > 1 else ""
+            raise DataError(
+                where,
+                f"model {self.info.model_name!r} gave non-finite probabilities (NaN/Inf){more}; no class is "
+                "reported. The model file may be corrupted, or its weights diverged in training",
+            )
+        return probs
 
     def predict(
         self, inputs: InputLike | Sequence[InputLike], *, batch_size: int | None = None,
@@ -406,7 +418,7 @@ class Predictor:
         probs: list[np.ndarray] = []
         found: list[bool] = []
         for batch in _batches(jobs, self.preprocess, size, found_skipped, prefetch=self.prefetch):
-            probs.append(self.predict_proba(batch.pixels))
+            probs.append(self.predict_proba(batch.pixels, batch.sources))
             sources.extend(batch.sources)
             groups.extend(batch.groups)
             found.extend(batch.lungs_found)
@@ -442,7 +454,7 @@ class OnnxPredictor(Predictor):
         self, path: PathLike, *, threads: int | None = None, device: str = "cpu", batch_size: int = 1,
         prefetch: bool = True,
     ) -> None:
-        from covidct.inference.onnx_meta import open_session, session_info
+        from covidct.inference.onnx_meta import open_session, session_info, verify_weights
         from covidct.inference.runtime import ort_session_options
 
         import onnxruntime as ort
@@ -456,6 +468,7 @@ class OnnxPredictor(Predictor):
         elif device != "cpu":
             raise ConfigError(f"unknown device {device!r}: use cpu or cuda")
         self.session = open_session(self.path, ort_session_options(threads), providers)
+        verify_weights(self.path, self.session)
         super().__init__(session_info(self.session, self.path), batch_size=batch_size, prefetch=prefetch)
         self.input_name = self.session.get_inputs()[0].name
 

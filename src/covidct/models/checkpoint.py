@@ -3,14 +3,18 @@
 A checkpoint is a ``torch.save`` dict of plain types (loadable with ``weights_only=True``)::
 
     {"format": "covidct-checkpoint", "format_version": 1, "meta": {...CheckpointMeta...},
-     "state_dict": {...}, "extra": {...}}
+     "state_dict": {...}, "weights_sha256": "...", "extra": {...}}
 
-``extra`` holds optional training state (optimizer, epoch, history) for ``--resume``.
+``extra`` holds optional training state (optimizer, epoch, history) for ``--resume``. ``weights_sha256``
+(:func:`weights_sha256`) is checked on every load: bytes flipped in a tensor still unpickle fine and give NaN
+probabilities, so a mismatch is a :class:`CheckpointError`. Checkpoints written before the hash existed load
+without the check.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import pickle
 import struct
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
 
 FORMAT = "covidct-checkpoint"
 FORMAT_VERSION = 1
+WEIGHTS_HASH_KEY = "weights_sha256"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,17 +78,35 @@ class LoadedCheckpoint:
     extra: dict[str, Any]
 
 
+def weights_sha256(state_dict: dict[str, Any]) -> str:
+    """SHA-256 over the tensors of a state dict (sorted names, dtype, shape and raw bytes of each)."""
+    import torch
+
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        value = state_dict[key]
+        if not isinstance(value, torch.Tensor):
+            digest.update(f"{key}={value!r}\n".encode())
+            continue
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
 def save_checkpoint(
     path: str | os.PathLike[str], model: nn.Module, meta: CheckpointMeta, **extra: Any
 ) -> Path:
     """Write atomically (temp file + ``os.replace``): a crash never leaves a half-written checkpoint."""
     import torch
 
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "meta": meta.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": state,
+        WEIGHTS_HASH_KEY: weights_sha256(state),
         "extra": extra,
     }
     with atomic_path(path) as tmp:
@@ -105,7 +128,13 @@ def read_checkpoint(path: str | os.PathLike[str], *, map_location: str = "cpu") 
     except (
         RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError, struct.error
     ) as exc:
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        text = str(exc)
+        if "Weights only load failed" in text and "global" in text.lower():
+            raise CheckpointError(
+                f"{path}: refused: not a safe torch checkpoint (a pickle holding code or objects that a "
+                "weights-only load does not run); covidct only loads the checkpoints it writes"
+            ) from None
+        reason = text.splitlines()[0][:200] if text else type(exc).__name__
         if "Weights only load failed" in reason or isinstance(exc, pickle.UnpicklingError):
             reason = "not a torch checkpoint file, or truncated"
         raise CheckpointError(f"{path}: corrupt or not a covidct checkpoint ({reason})") from None
@@ -117,6 +146,15 @@ def read_checkpoint(path: str | os.PathLike[str], *, map_location: str = "cpu") 
             f"{path}: checkpoint format {version} is not supported by covidct {__version__} "
             f"(expects format {FORMAT_VERSION})"
         )
+    stored = payload.get(WEIGHTS_HASH_KEY)
+    if stored is not None:
+        state = payload.get("state_dict")
+        actual = weights_sha256(state) if isinstance(state, dict) else ""
+        if actual != stored:
+            raise CheckpointError(
+                f"{path}: checkpoint corrupted: weights hash mismatch (stored sha256 {str(stored)[:12]}..., "
+                f"weights give {actual[:12]}...); the file changed after it was written: restore or retrain"
+            )
     return payload
 
 

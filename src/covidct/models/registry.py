@@ -2,6 +2,8 @@
 
 :func:`create_model` is the only caller of ``timm.create_model`` in covidct. The head is timm's: global average
 pooling, optional dropout, a linear layer for the dataset's classes. Grayscale slices are fed as 3 channels.
+Specs with ``pre_logits=False`` (VGG16/19) drop timm's pre-logits MLP (fc6/fc7 as 4096-wide convolutions,
+~120M parameters): the model is the paper's Keras ``include_top=False`` base -> GlobalAveragePooling -> Dense.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class ModelSpec:
     family: str = "other"
     pretrained_weights: str = "ImageNet"  # description of the pretrained tag
     note: str = ""
+    pre_logits: bool = True  # False: no pre-logits MLP before the pooled head (Keras include_top=False + GAP)
 
     @property
     def arch(self) -> str:
@@ -112,8 +115,24 @@ def count_parameters(name: str, num_classes: int = 3) -> int:
 
     spec = get_spec(name)
     with torch.device("meta"):
-        model = timm.create_model(spec.arch, pretrained=False, num_classes=num_classes)
+        model = _paper_head(timm.create_model(spec.arch, pretrained=False, num_classes=num_classes), spec)
     return sum(p.numel() for p in model.parameters())
+
+
+def _paper_head(model: nn.Module, spec: ModelSpec, dropout: float = 0.0) -> nn.Module:
+    """Apply ``spec.pre_logits=False``: conv features -> global average pooling -> (dropout) -> linear, as the
+    paper's Keras models (timm's VGG keeps fc6/fc7 as a 4096-wide conv MLP before the pooling)."""
+    if spec.pre_logits:
+        return model
+    from timm.layers import ClassifierHead
+    from torch import nn
+
+    if not isinstance(getattr(model, "pre_logits", None), nn.Module):
+        raise ValueError(f"{spec.name}: pre_logits=False, but {spec.arch} has no pre_logits module")
+    model.pre_logits = nn.Identity()
+    model.head = ClassifierHead(model.num_features, model.num_classes, pool_type="avg", drop_rate=dropout)
+    model.head_hidden_size = model.num_features
+    return model
 
 
 def _find_local_weights(spec: ModelSpec, weights_dir: Path) -> Path | None:
@@ -188,16 +207,18 @@ def create_model(
         if not path.is_file():
             raise CheckpointError(f"{path}: weights file not found")
         try:
-            return timm.create_model(
+            model = timm.create_model(
                 spec.timm_name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs
             )
         except (RuntimeError, KeyError, ValueError, OSError) as exc:
             raise CheckpointError(f"{path}: cannot load weights for {spec.name} ({exc})") from None
+        return _paper_head(model, spec, dropout)
     if not pretrained:
-        return timm.create_model(spec.timm_name, pretrained=False, **kwargs)
+        return _paper_head(timm.create_model(spec.timm_name, pretrained=False, **kwargs), spec, dropout)
     try:
         with _hub_offline_if_unreachable():
-            return timm.create_model(spec.timm_name, pretrained=True, **kwargs)
+            model = timm.create_model(spec.timm_name, pretrained=True, **kwargs)
+        return _paper_head(model, spec, dropout)
     except Exception as exc:  # hub errors come in many types (OSError, requests, huggingface_hub)
         raise CheckpointError(
             f"{spec.name}: could not get pretrained weights {spec.timm_name} from the model hub "

@@ -1,7 +1,9 @@
 """The paper's 20 backbones (Garg et al. 2022, Table 1), mapped onto timm.
 
 Input sizes are the Keras defaults the paper used. EfficientNets use the TF-ported ("same" padding)
-noisy-student weights, as the paper did; the others ImageNet weights.
+noisy-student weights, as the paper did; the others ImageNet weights. Every model is the Keras
+``include_top=False`` base + GlobalAveragePooling + Dense, so the VGGs drop timm's fc6/fc7
+(``pre_logits=False``): 14.7M / 20.0M parameters with a 3-class head instead of 134M / 139M.
 """
 
 from __future__ import annotations
@@ -35,8 +37,11 @@ PAPER_MODELS: tuple[ModelSpec, ...] = (
               family="Inception"),
     ModelSpec(name="InceptionResNetV2", timm_name="inception_resnet_v2.tf_in1k", input_size=299,
               cam_layer="conv2d_7b", family="Inception"),
-    ModelSpec(name="VGG16", timm_name="vgg16.tv_in1k", input_size=224, cam_layer="features.29", family="VGG"),
-    ModelSpec(name="VGG19", timm_name="vgg19.tv_in1k", input_size=224, cam_layer="features.35", family="VGG"),
+    *(
+        ModelSpec(name=f"VGG{d}", timm_name=f"vgg{d}.tv_in1k", input_size=224, cam_layer=layer, family="VGG",
+                  pre_logits=False, note="Keras include_top=False + GAP + Dense: timm's fc6/fc7 MLP removed")
+        for d, layer in ((16, "features.29"), (19, "features.35"))
+    ),
     ModelSpec(name="Xception", timm_name="legacy_xception.tf_in1k", input_size=299, cam_layer="act4",
               family="Xception", note="the Keras Xception ported to timm"),
 )

@@ -94,6 +94,36 @@ def plot_roc(df: pd.DataFrame, path: PathLike, *, title: str | None = None) -> P
     return save_figure(fig, path)
 
 
+def plot_reliability(calibration: Mapping[str, Any], path: PathLike, *, title: str | None = None) -> Path:
+    """Reliability diagram from :func:`covidct.evaluation.bootstrap.calibration_bins`: accuracy vs confidence.
+
+    Bars are each bin's accuracy of the argmax class at its mean confidence (width = the bin); the diagonal is
+    perfect calibration; a histogram of slices per bin sits below. The title carries the ECE.
+    """
+    bins = [b for b in calibration.get("bins", []) if b.get("count")]
+    fig = _new_figure(5.0, 5.4)
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    top.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect calibration")
+    if bins:
+        lower = np.array([b["lower"] for b in bins])
+        width = np.array([b["upper"] - b["lower"] for b in bins])
+        acc = np.array([b["accuracy"] for b in bins], dtype=float)
+        conf = np.array([b["confidence"] for b in bins], dtype=float)
+        top.bar(lower, acc, width=width, align="edge", edgecolor="black", alpha=0.7, label="accuracy")
+        top.plot(conf, acc, "o", color="black", markersize=3, label="(mean confidence, accuracy)")
+        bottom.bar(lower, [b["count"] for b in bins], width=width, align="edge", color="grey")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1.01)
+    top.set_ylabel("Accuracy")
+    bottom.set_xlabel("Confidence (probability of the predicted class)")
+    bottom.set_ylabel("Slices")
+    ece = calibration.get("ece")
+    suffix = f" (ECE {ece:.3f})" if isinstance(ece, float) and np.isfinite(ece) else ""
+    top.set_title((title or "Reliability (pooled folds)") + suffix)
+    top.legend(loc="upper left", fontsize="small")
+    return save_figure(fig, path)
+
+
 def _metric_stats(summary: Mapping[str, Any], metric: str, cls: str | None, level: str) -> tuple[float, float]:
     block: Mapping[str, Any] = summary
     if level == "patient":

@@ -25,6 +25,7 @@ from typing import Any
 from covidct import __version__
 from covidct.evaluation.metrics import PER_CLASS_METRICS
 from covidct.evaluation.summary import METRIC_TITLES, format_mean_std
+from covidct.report.reference import METRICS as REFERENCE_METRICS
 from covidct.report.reference import Reference, get_reference
 from covidct.study.grid import model_dirname
 from covidct.study.tables import (
@@ -78,8 +79,32 @@ def _best_model(tables: StudyTables) -> str | None:
     return tables.models[0] if tables.models else None
 
 
+def _evaluation_setup(tables: StudyTables) -> str:
+    """The setup of a ``covidct evaluate`` folder: one external test set, no folds."""
+    cfg = tables.config
+    models = cfg.get("models") or []
+    label_map = cfg.get("label_map") or {}
+    ensemble = f"; ensemble of {len(models)} fold models (probabilities averaged)" if len(models) > 1 else ""
+    items = [
+        ("Data", cfg.get("data", "?")),
+        ("Classes", ", ".join(tables.classes)),
+        ("Label map (data -> evaluation)", ", ".join(f"{k} -> {v}" for k, v in label_map.items())),
+        ("Model classes", ", ".join(cfg.get("model_classes") or [])),
+        ("Slices", cfg.get("n_slices", "?")),
+        (
+            "Evaluation",
+            f"external: one test set the model was not trained on, no folds{ensemble}",
+        ),
+        ("Model", ", ".join(str(m) for m in models) or cfg.get("model", "?")),
+    ]
+    rows = "".join(f"<dt>{_e(k)}</dt><dd>{_e(str(v))}</dd>" for k, v in items)
+    return f'<section id="setup"><h2>Evaluation setup</h2><dl class="setup">{rows}</dl></section>'
+
+
 def _setup_section(tables: StudyTables) -> str:
     cfg = tables.config
+    if cfg.get("kind") == "evaluate":
+        return _evaluation_setup(tables)
     train = cfg.get("train", {}) or {}
     items = [
         ("Data", cfg.get("data", "?")),
@@ -97,7 +122,9 @@ def _setup_section(tables: StudyTables) -> str:
             "Training",
             ", ".join(
                 f"{k}={train[k]}"
-                for k in ("epochs", "batch_size", "image_size", "lr", "pretrained", "augment", "seed")
+                for k in (
+                    "epochs", "batch_size", "image_size", "lr", "pretrained", "augment", "rotation", "seed"
+                )
                 if k in train
             ),
         ),
@@ -172,10 +199,12 @@ def _multiclass_section(tables: StudyTables) -> str:
     parts = [
         '<section id="multiclass"><h2>Multi-class results</h2>',
         "<h3>Slice level</h3>",
-        _table(header, multiclass_table(tables, "slice"), best_rows=best_rows),
+        _table(header, multiclass_table(tables, "slice", ci=True), best_rows=best_rows),
         "<h3>Patient level (mean probability over a patient's slices)</h3>",
-        _table(header, multiclass_table(tables, "patient"), best_rows=best_rows),
-        '<p class="note">Mean ± standard deviation (ddof=1) over all folds and repeats.</p></section>',
+        _table(header, multiclass_table(tables, "patient", ci=True), best_rows=best_rows),
+        '<p class="note">Mean ± standard deviation (ddof=1) over all folds and repeats; [low, high] is the '
+        "95% bootstrap interval of the metric on the pooled test predictions (patients resampled, slices "
+        "where there are no patient ids; 1000 resamples, seed 0).</p></section>",
     ]
     return "".join(parts)
 
@@ -231,9 +260,9 @@ def _per_class_section(tables: StudyTables) -> str:
             f"<h3>{_e(model)}</h3>"
             f'<p class="note">{summary["n_folds"]} fold(s), {summary["n_samples"]} slices, '
             f"{summary['n_patients']} patients. Slice level:</p>"
-            f"{_table(header, per_class_table(tables, model, 'slice'))}"
+            f"{_table(header, per_class_table(tables, model, 'slice', ci=True))}"
             f"<details><summary>Patient level</summary>"
-            f"{_table(header, per_class_table(tables, model, 'patient'))}</details></div>"
+            f"{_table(header, per_class_table(tables, model, 'patient', ci=True))}</details></div>"
         )
     parts.append("</section>")
     return "".join(parts)
@@ -264,35 +293,67 @@ def _our_value(tables: StudyTables, model: str, metric: str, cls: str | None) ->
     return format_mean_std(entry, 4)
 
 
-def _reference_section(tables: StudyTables, ref: Reference) -> str:
-    covid = next((c for c in tables.classes if "covid" in c.lower()), tables.classes[0])
-    ours = [m for m in ("EfficientNetB5",) if m in tables.models]
-    best = _best_model(tables)
-    if best and best not in ours:
-        ours.append(best)
-    header = [
-        "Dataset",
-        "Model",
-        "Metric",
-        "Paper (mean ± std)",
-        *(f"Ours: {m}, {covid} one-vs-rest" for m in ours),
-        *(f"Ours: {m}, multi-class" for m in ours),
+def _paper_value(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value.mean:.4f}" + (f" ± {value.std:.4f}" if value.std is not None else "")
+
+
+def _covid_class(classes: Sequence[str]) -> str | None:
+    return "COVID-19" if "COVID-19" in classes else None
+
+
+def _reference_per_model(tables: StudyTables, ref: Reference) -> str:
+    """Every model: our slice-level one-vs-rest row beside the paper's row, per class (same task only)."""
+    metrics = [m for m in PER_CLASS_METRICS if m in REFERENCE_METRICS]
+    header = ["Model", "Class", "Source", *(METRIC_TITLES[m] for m in metrics)]
+    rows: list[list[str]] = []
+    for model in tables.models:
+        published = ref.per_class(model)
+        name = ref.model_name(model)
+        for cls in tables.classes:
+            rows.append([model, cls, "ours", *(_our_value(tables, model, m, cls) for m in metrics)])
+            if published:
+                rows.append(
+                    [model, cls, f"paper ({name})", *(_paper_value(published[cls].get(m)) for m in metrics)]
+                )
+        if not published:
+            rows.append([model, "", "paper", "no published row for this model", *[""] * (len(metrics) - 1)])
+    return (
+        "<h3>Per model and class (one-vs-rest, slice level): ours beside the paper's tables</h3>"
+        f"{_table(header, rows, cls='reference')}"
+    )
+
+
+def _reference_binary(tables: StudyTables, ref: Reference) -> str:
+    covid = _covid_class(tables.classes)
+    binary = [v for v in ref.values if v.n_classes == 2]
+    if len(tables.classes) != 2 or covid is None or not binary:
+        return ""
+    ours = [f"Ours: {m}, {covid} one-vs-rest" for m in tables.models]
+    header = ["Dataset", "Model", "Metric", "Paper (mean ± std)", *ours]
+    rows = [
+        [v.dataset, v.model, METRIC_TITLES.get(v.metric, v.metric), _paper_value(v),
+         *(_our_value(tables, m, v.metric, covid) for m in tables.models)]
+        for v in binary
     ]
-    rows = []
-    for v in ref.values:
-        paper = f"{v.mean:.4f}" + (f" ± {v.std:.4f}" if v.std is not None else "")
-        if v.n_classes != len(tables.classes):
-            other = f"({v.n_classes}-class task; this study has {len(tables.classes)} classes)"
-            per_class, overall = [other] * len(ours), [""] * len(ours)
-        else:
-            per_class = [_our_value(tables, m, v.metric, covid) for m in ours]
-            overall = [_our_value(tables, m, v.metric, None) if v.metric == "accuracy" else "" for m in ours]
-        rows.append([v.dataset, v.model, METRIC_TITLES.get(v.metric, v.metric), paper, *per_class, *overall])
+    return "<h3>The abstract's 2-class figures (another dataset)</h3>" + _table(header, rows)
+
+
+def _reference_section(tables: StudyTables, ref: Reference) -> str:
+    if ref.same_task(tables.classes):
+        body = _reference_per_model(tables, ref)
+    else:
+        body = (
+            f'<p class="note">The published per-model tables are for the 3-class task '
+            f"({', '.join(ref.classes)}); this study's classes ({', '.join(tables.classes)}) are another "
+            "task, so they are not shown beside ours.</p>"
+        ) + _reference_binary(tables, ref)
     facts = "".join(f"<li>{_e(f)}</li>" for f in ref.facts)
     notes = "".join(f"<li>{_e(n)}</li>" for n in ref.notes)
     return (
         f'<section id="reference"><h2>Published reference: {_e(ref.title)}</h2>'
-        f'<p class="note">Source: {_e(ref.source)}</p>{_table(header, rows)}'
+        f'<p class="note">Source: {_e(ref.source)}</p>{body}'
         f'<ul>{facts}</ul><p><strong>Caveats</strong></p><ul class="note">{notes}</ul></section>'
     )
 

@@ -8,6 +8,12 @@ The model is loaded once and shared by all requests. Decoding, inference and Gra
 on the event loop), at most ``worker_threads`` at a time; a torch model is additionally used by one thread at a
 time (a lock: Grad-CAM hooks and module modes are per-model state), an onnxruntime session is thread-safe.
 
+Bounded work (issue 11): every request has a time budget (408 when it runs out) and is abandoned at the next
+step when its client disconnects. *Heavy* requests (a ZIP series, or more than :data:`LIGHT_PIXELS` decoded
+pixels) run one at a time in their own worker, use the model a few slices at a time, and give way to light
+requests waiting for the model, so a bomb among normal requests costs them little. ``/explain`` renders at
+display size (longer side <= :data:`DISPLAY_MAX`), never at the size of a huge upload.
+
 Every user error is a 4xx JSON ``{"error": "..."}``; uploads are staged by :mod:`covidct.serve.uploads` in a
 temporary folder removed at the end of the request.
 """
@@ -16,13 +22,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import io
 import os
 import threading
 import time
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -38,7 +45,14 @@ from covidct import __version__
 from covidct.errors import CheckpointError, CovidCTError
 from covidct.serve import schemas
 from covidct.serve.uploads import (
-    MULTIPART_SLACK, BodyLimit, StagedUpload, UploadError, UploadLimits, staged_upload,
+    MULTIPART_SLACK,
+    BodyLimit,
+    StagedUpload,
+    UploadError,
+    UploadLimits,
+    cleanup_stale_uploads,
+    extract_series,
+    stage_upload,
 )
 from covidct.utils import sha256_file
 
@@ -49,9 +63,58 @@ if TYPE_CHECKING:
 STATIC_DIR = Path(__file__).with_name("static")
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_CAMS = 8
-SERIES_BATCH = 8  # slices per forward pass for a series
+SERIES_BATCH = 8  # slices per forward pass for a light request
+HEAVY_BATCH = 2  # slices per model turn for a heavy request (light requests get the model in between)
 THUMBNAIL_SIZE = 128
 OVERLAY_ALPHA = 0.4
+DISPLAY_MAX = 1024  # /explain images, heatmaps and overlays: longer side at most this (pixels)
+LIGHT_PIXELS = 4 * 1024 * 1024  # decoded pixels up to which a single image is a light request
+DEFAULT_REQUEST_TIMEOUT_S = 120.0
+DISCONNECT_POLL_S = 0.25
+
+
+class Budget:
+    """One request's deadline and cancellation flag; :meth:`check` raises when the work must stop."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.deadline = time.monotonic() + timeout_s
+        self.cancelled = threading.Event()
+
+    def check(self) -> None:
+        if self.cancelled.is_set():
+            raise UploadError("the client went away; request abandoned", 499)
+        if time.monotonic() > self.deadline:
+            raise UploadError(
+                f"request took longer than its time budget of {self.timeout_s:g} s and was stopped; send a "
+                "smaller file or fewer slices", 408,
+            )
+
+
+class _ModelTurns:
+    """A lock on the model that light (urgent) requests get before heavy ones waiting at the same time."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._busy = False
+        self._urgent = 0
+
+    @contextlib.contextmanager
+    def hold(self, urgent: bool) -> Any:
+        with self._cond:
+            self._urgent += urgent
+            try:
+                while self._busy or (not urgent and self._urgent):
+                    self._cond.wait()
+            finally:
+                self._urgent -= urgent
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
 
 
 @dataclass(frozen=True)
@@ -80,8 +143,8 @@ def load_predictor(
     if path.suffix.lower() == ".onnx" or backend not in (None, "torch"):
         predictor = load_backend(path, backend=backend, precision=precision, threads=threads)
         return LoadedModel(predictor, None, version)
-    from covidct.inference.torch_backend import TorchPredictor
     from covidct.inference.predictor import ModelInfo
+    from covidct.inference.torch_backend import TorchPredictor
     from covidct.models.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(path)  # once: TorchPredictor.load would drop the meta (timm name, CAM layer)
@@ -113,9 +176,7 @@ class ServedModel:
         self.created = str(record.get("created") or "")
         self.version = version or self.created or "unknown"
         # one torch forward/CAM at a time: hooks and module modes are per-model state; ORT sessions are thread-safe
-        self._lock: contextlib.AbstractContextManager[Any] = (
-            threading.Lock() if self.runtime == "torch" else contextlib.nullcontext()
-        )
+        self._turns = _ModelTurns() if self.runtime == "torch" else None
 
     @property
     def name(self) -> str:
@@ -125,24 +186,63 @@ class ServedModel:
     def can_explain(self) -> bool:
         return self.torch_model is not None
 
-    def predict(self, images: Sequence[np.ndarray], sources: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Per-slice ``(N, C)`` probabilities and the series' aggregated ``(C,)`` (the predictor's group mean)."""
-        slices = [(src, image, "upload") for src, image in zip(sources, images)]
-        with self._lock:
-            result = self.predictor.predict_slices(slices, batch_size=SERIES_BATCH)
-        group = result.groups.iloc[0]
-        return result.probabilities, np.asarray([group[f"prob_{c}"] for c in self.classes], dtype=np.float64)
+    def _turn(self, urgent: bool) -> contextlib.AbstractContextManager[Any]:
+        return self._turns.hold(urgent) if self._turns is not None else contextlib.nullcontext()
 
-    def cams(self, images: Sequence[np.ndarray], target: str) -> list[np.ndarray]:
-        """One ``(H, W)`` map in [0, 1] per slice, for class ``target``."""
+    def predict(
+        self, images: Sequence[np.ndarray], sources: Sequence[str], *, urgent: bool = True,
+        check: Callable[[], None] = lambda: None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-slice ``(N, C)`` probabilities and the series' aggregated ``(C,)`` (the predictor's group
+        mean). The model is taken a few slices at a time (``HEAVY_BATCH`` unless ``urgent``), ``check`` in
+        between."""
+        import pandas as pd
+
+        from covidct.inference.predictor import aggregate_groups
+
+        step = SERIES_BATCH if urgent else HEAVY_BATCH
+        tables = []
+        for start in range(0, len(images), step):
+            check()
+            slices = [(src, image, "upload") for src, image in
+                      zip(sources[start:start + step], images[start:start + step])]
+            with self._turn(urgent):
+                result = self.predictor.predict_slices(slices, batch_size=step)
+            tables.append(result.slices)
+        table = pd.concat(tables, ignore_index=True)
+        probs = table[[f"prob_{c}" for c in self.classes]].to_numpy(dtype=np.float64)
+        group = aggregate_groups(table, self.classes).iloc[0]
+        return probs, np.asarray([group[f"prob_{c}"] for c in self.classes], dtype=np.float64)
+
+    def cams(
+        self, images: Sequence[np.ndarray], target: str, *, urgent: bool = True,
+        check: Callable[[], None] = lambda: None,
+    ) -> list[np.ndarray]:
+        """One ``(H, W)`` map in [0, 1] per slice, for class ``target`` (one slice per model turn)."""
+        preload_explain()  # the first import takes seconds: never while holding the model
         from covidct.explain.cam import compute_cams
 
-        with self._lock:
-            batch = compute_cams(
-                self.torch_model, self.cam_layer or None, list(images), target, classes=self.classes,
-                preprocess=self.predictor.preprocess, batch_size=4,
-            )
-        return [batch.maps[i][0] for i in range(len(batch))]
+        maps = []
+        for image in images:
+            check()
+            with self._turn(urgent):
+                batch = compute_cams(
+                    self.torch_model, self.cam_layer or None, [image], target, classes=self.classes,
+                    preprocess=self.predictor.preprocess, batch_size=1,
+                )
+            maps.append(batch.maps[0][0])
+        return maps
+
+
+def preload_explain() -> None:
+    """Import Grad-CAM (pytorch-grad-cam pulls in scikit-learn and scipy: seconds) and build the colour table;
+    ``serve`` calls it at start so the first /explain does not pay for it."""
+    import pytorch_grad_cam  # noqa: F401
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: F401
+
+    import covidct.explain.cam  # noqa: F401
+
+    _jet_lut()
 
 
 # --------------------------------------------------------------------------------------------- encoding
@@ -163,16 +263,35 @@ def thumbnail(image: np.ndarray, size: int = THUMBNAIL_SIZE) -> np.ndarray:
     return np.asarray(pil)
 
 
-def colorize(cam: np.ndarray) -> np.ndarray:
-    """A CAM in [0, 1] -> RGBA uint8 with the jet colormap (as the paper's figures and ``explain/render``)."""
+def display_image(image: np.ndarray, max_side: int = DISPLAY_MAX) -> np.ndarray:
+    """``image`` (float, [0, 1]) shrunk so its longer side is at most ``max_side`` (float32; as is if
+    smaller)."""
+    h, w = image.shape
+    if max(h, w) <= max_side:
+        return image.astype(np.float32, copy=False)
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
+    return np.asarray(pil.resize(size, Image.BILINEAR, reducing_gap=2.0), dtype=np.float32)
+
+
+@functools.cache
+def _jet_lut() -> np.ndarray:
     from matplotlib import colormaps
 
-    return (colormaps["jet"](np.clip(cam, 0.0, 1.0)) * 255.0 + 0.5).astype(np.uint8)
+    return (colormaps["jet"](np.linspace(0.0, 1.0, 256)) * 255.0 + 0.5).astype(np.uint8)
+
+
+def colorize(cam: np.ndarray) -> np.ndarray:
+    """A CAM in [0, 1] -> RGBA uint8 with the jet colormap (as the paper's figures and ``explain/render``),
+    via a 256-entry table (no float64 RGBA copy of the map)."""
+    return _jet_lut()[to_uint8(cam)]
 
 
 def overlay(image: np.ndarray, heat_rgba: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
-    gray = np.repeat(np.clip(image, 0.0, 1.0)[..., None], 3, axis=2)
-    mixed = (1.0 - alpha) * gray + alpha * heat_rgba[..., :3].astype(np.float32) / 255.0
+    """The heatmap blended over the slice, computed in float32."""
+    gray = np.clip(image, 0.0, 1.0).astype(np.float32, copy=False)[..., None]
+    mixed = np.float32(1.0 - alpha) * gray + np.float32(alpha / 255.0) * heat_rgba[..., :3].astype(np.float32)
     return to_uint8(mixed)
 
 
@@ -245,16 +364,18 @@ def _build_prediction(
     }
 
 
-def _run(
-    served: ServedModel, limits: UploadLimits, upload: UploadFile, tmp_root: str | None, *,
-    explain: bool, thumbnails: bool, max_cams: int, target: str | None,
+def _process(
+    served: ServedModel, limits: UploadLimits, staged: StagedUpload, budget: Budget, *, heavy: bool,
+    explain: bool, thumbnails: bool, max_cams: int, target: str | None, t0: float,
 ) -> dict[str, Any]:
-    """The whole request in a worker thread: stage, decode, predict, (explain), always clean up."""
-    t0 = time.perf_counter()
-    with staged_upload(upload.file, upload.filename, limits, tmp_root=tmp_root) as staged:
-        loaded = _read_upload(staged, served)
+    """Extract (a ZIP), decode, predict, (explain) a staged upload, checking the budget between steps."""
+    check = budget.check
+    if staged.kind == "zip":
+        staged = extract_series(staged, limits, check=check)
+    check()
+    loaded = _read_upload(staged, served)
     t1 = time.perf_counter()
-    probs, overall = served.predict(loaded.images, loaded.sources)
+    probs, overall = served.predict(loaded.images, loaded.sources, urgent=not heavy, check=check)
     t2 = time.perf_counter()
     timing = {"read_ms": (t1 - t0) * 1e3, "inference_ms": (t2 - t1) * 1e3}
     if not explain:
@@ -262,13 +383,15 @@ def _run(
         return _build_prediction(loaded, probs, overall, served, timing, thumbnails)
     order = _suspicion_order(probs, served.classes)[:max_cams]
     cls = target or served.classes[int(overall.argmax())]
-    maps = served.cams([loaded.images[i] for i in order], cls)
+    shown = [display_image(loaded.images[i]) for i in order]  # CAMs computed and drawn at display size
+    maps = served.cams(shown, cls, urgent=not heavy, check=check)
     cams = []
-    for i, cam in zip(order, maps):
+    for i, image, cam in zip(order, shown, maps):
+        check()
         heat = colorize(cam)
         cams.append(schemas.CamResult(
-            index=i, source=loaded.sources[i], target=cls, image_png=png_base64(to_uint8(loaded.images[i])),
-            heatmap_png=png_base64(heat), overlay_png=png_base64(overlay(loaded.images[i], heat)),
+            index=i, source=loaded.sources[i], target=cls, image_png=png_base64(to_uint8(image)),
+            heatmap_png=png_base64(heat), overlay_png=png_base64(overlay(image, heat)),
         ))
     t3 = time.perf_counter()
     timing.update(explain_ms=(t3 - t2) * 1e3, total_ms=(t3 - t0) * 1e3)
@@ -288,22 +411,34 @@ def create_app(
     model_version: str | None = None,
     tmp_dir: str | Path | None = None,
     limits: UploadLimits | None = None,
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+    heavy_workers: int = 1,
 ) -> FastAPI:
     """The service around one loaded :class:`~covidct.inference.predictor.Predictor` (torch or ONNX).
 
     ``meta`` (the checkpoint's) adds the backbone and CAM layer to ``GET /model``; ``model_version`` defaults to
     the checkpoint's creation time (:func:`load_predictor` gives the file's short SHA-256).
+    Each request may take ``request_timeout_s``; heavy requests (ZIP series, large images) run
+    ``heavy_workers`` at a time. Upload folders left in ``tmp_dir`` by a killed service are removed now.
     """
-    if worker_threads < 1 or max_cams < 1:
-        raise UploadError(f"worker_threads and max_cams must be >= 1, got {worker_threads}, {max_cams}")
+    if worker_threads < 1 or max_cams < 1 or heavy_workers < 1:
+        raise UploadError(
+            f"worker_threads, heavy_workers and max_cams must be >= 1, got {worker_threads}, "
+            f"{heavy_workers}, {max_cams}"
+        )
+    if not request_timeout_s > 0:
+        raise UploadError(f"request_timeout_s must be > 0, got {request_timeout_s}")
     limits = limits or UploadLimits(max_upload_bytes=max_upload_bytes)
     served = ServedModel(predictor, meta=meta, version=model_version)
     limiter = anyio.CapacityLimiter(worker_threads)
+    heavy_limiter = anyio.CapacityLimiter(heavy_workers)
     tmp_root = str(tmp_dir) if tmp_dir is not None else None
+    cleanup_stale_uploads(tmp_root)
     app = FastAPI(
         title="covidct", version=__version__,
         description="COVID-19 / pneumonia / healthy classification of chest CT slices and series, with Grad-CAM.",
-        responses={400: {"model": schemas.ErrorResponse}, 413: {"model": schemas.ErrorResponse},
+        responses={400: {"model": schemas.ErrorResponse}, 408: {"model": schemas.ErrorResponse},
+                   413: {"model": schemas.ErrorResponse},
                    415: {"model": schemas.ErrorResponse}, 422: {"model": schemas.ErrorResponse}},
     )
     app.state.served = served
@@ -333,20 +468,54 @@ def create_app(
             text = f"no file uploaded: send one multipart field named 'file' ({text})"
         return JSONResponse({"error": text}, status_code=400)
 
-    async def _handle(upload: UploadFile, **options: Any) -> dict[str, Any]:
-        return await anyio.to_thread.run_sync(
-            lambda: _run(served, limits, upload, tmp_root, **options), limiter=limiter
+    async def _handle(request: Request, upload: UploadFile, **options: Any) -> dict[str, Any]:
+        """Stage (light worker), then process in a light or heavy worker; watch for the client going away."""
+        budget = Budget(request_timeout_s)
+        t0 = time.perf_counter()
+        result: dict[str, Any] | None = None
+        error: Exception | None = None
+        async with anyio.create_task_group() as watchers:
+            watchers.start_soon(_watch_disconnect, request, budget)
+            try:
+                result = await _stage_and_process(budget, upload, t0, options)
+            except Exception as exc:  # re-raised outside the task group (which would wrap it in a group)
+                error = exc
+            finally:
+                watchers.cancel_scope.cancel()
+        if error is not None:
+            raise error
+        assert result is not None
+        return result
+
+    async def _stage_and_process(
+        budget: Budget, upload: UploadFile, t0: float, options: dict[str, Any]
+    ) -> dict[str, Any]:
+        staged = await anyio.to_thread.run_sync(
+            lambda: stage_upload(upload.file, upload.filename, limits, tmp_root=tmp_root, check=budget.check),
+            limiter=limiter,
         )
+        try:
+            heavy = staged.kind == "zip" or staged.pixels > LIGHT_PIXELS
+            return await anyio.to_thread.run_sync(
+                lambda: _process(served, limits, staged, budget, heavy=heavy, t0=t0, **options),
+                limiter=heavy_limiter if heavy else limiter,
+            )
+        finally:
+            await anyio.to_thread.run_sync(staged.cleanup)
 
     @app.post("/predict", response_model=schemas.PredictResponse, summary="Classify one image or a DICOM series")
     async def predict(
+        request: Request,
         file: UploadFile = File(..., description="PNG/JPEG/TIFF/DICOM image, or a ZIP of one DICOM series"),
         thumbnails: bool = Query(False, description="include a small PNG of every slice"),
     ) -> dict[str, Any]:
-        return await _handle(file, explain=False, thumbnails=thumbnails, max_cams=max_cams, target=None)
+        return await _handle(
+            request, file, explain=False, thumbnails=thumbnails, max_cams=max_cams, target=None
+        )
 
     @app.post("/explain", response_model=schemas.ExplainResponse, summary="Classify and explain with Grad-CAM")
     async def explain(
+        request: Request,
         file: UploadFile = File(..., description="PNG/JPEG/TIFF/DICOM image, or a ZIP of one DICOM series"),
         thumbnails: bool = Query(False, description="include a small PNG of every slice"),
         max_slices: int = Query(max_cams, ge=1, le=max_cams, description="CAMs for at most this many slices"),
@@ -356,7 +525,9 @@ def create_app(
             raise UploadError("Grad-CAM needs a torch checkpoint (.pt); this server runs an ONNX model", 409)
         if target is not None and target not in served.classes:
             raise UploadError(f"unknown target class {target!r}; one of {', '.join(served.classes)}")
-        return await _handle(file, explain=True, thumbnails=thumbnails, max_cams=max_slices, target=target)
+        return await _handle(
+            request, file, explain=True, thumbnails=thumbnails, max_cams=max_slices, target=target
+        )
 
     @app.get("/health", response_model=schemas.HealthResponse)
     async def health() -> dict[str, Any]:
@@ -376,6 +547,8 @@ def create_app(
             "server_version": __version__,
             "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_zip_members": limits.max_zip_members,
                        "max_zip_total_bytes": limits.max_zip_total_bytes, "max_pixels": limits.max_pixels,
+                       "max_request_pixels": limits.max_request_pixels,
+                       "request_timeout_s": request_timeout_s,
                        "max_cams": max_cams},
         }
 
@@ -385,6 +558,14 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+async def _watch_disconnect(request: Request, budget: Budget) -> None:
+    """Cancel the request's work when its client disconnects (checked every ``DISCONNECT_POLL_S``)."""
+    while not budget.cancelled.is_set():
+        await anyio.sleep(DISCONNECT_POLL_S)
+        if await request.is_disconnected():
+            budget.cancelled.set()
 
 
 def serve(
@@ -397,6 +578,7 @@ def serve(
     threads: int | None = None,
     backend: str | None = None,
     precision: str = "auto",
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
 ) -> None:
     """Load the model once and run the service with uvicorn until interrupted (``covidct serve``)."""
     from covidct.errors import ConfigError
@@ -407,11 +589,16 @@ def serve(
         raise ConfigError(f"max upload size must be > 0 MB, got {max_upload_mb}")
     if worker_threads < 1:
         raise ConfigError(f"worker threads must be >= 1, got {worker_threads}")
+    if not request_timeout_s > 0:
+        raise ConfigError(f"request timeout must be > 0 s, got {request_timeout_s}")
     loaded = load_predictor(model_path, threads=threads, backend=backend, precision=precision)
     app = create_app(
         loaded.predictor, meta=loaded.meta, model_version=loaded.version,
         max_upload_bytes=int(max_upload_mb * 1024 * 1024), worker_threads=worker_threads,
+        request_timeout_s=request_timeout_s,
     )
+    if loaded.meta is not None:
+        preload_explain()
     import uvicorn
 
     uvicorn.run(app, host=host, port=port, log_level="info")

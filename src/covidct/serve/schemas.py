@@ -35,6 +35,8 @@ class LimitsInfo(BaseModel):
     max_zip_members: int
     max_zip_total_bytes: int
     max_pixels: int
+    max_request_pixels: int = Field(description="decoded pixels of all slices of one request (frames too)")
+    request_timeout_s: float = Field(description="time budget of one request (408 when it runs out)")
     max_cams: int
 
 
@@ -109,8 +111,11 @@ class CamResult(BaseModel):
     index: int = Field(description="index into ``slices``")
     source: str
     target: str = Field(description="the class the map explains")
-    image_png: str = Field(description="base64 PNG of the slice as the model read it (grayscale)")
-    heatmap_png: str = Field(description="base64 RGBA PNG of the colour-mapped CAM, same size as the slice")
+    image_png: str = Field(
+        description="base64 PNG of the slice as the model read it (grayscale), at display size: the slice's "
+        "own, or shrunk so its longer side is 1024 px"
+    )
+    heatmap_png: str = Field(description="base64 RGBA PNG of the colour-mapped CAM, same size as image_png")
     overlay_png: str = Field(description="base64 PNG: heatmap blended over the slice (alpha 0.4)")
 
 

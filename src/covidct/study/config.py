@@ -8,7 +8,7 @@ from pathlib import Path
 
 from covidct.errors import ConfigError
 from covidct.study.executors import EXECUTORS
-from covidct.training.config import CVConfig, TrainConfig
+from covidct.training.config import CVConfig, TrainConfig, check_near_duplicate_threshold
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,6 +24,8 @@ class StudyConfig:
     folds: int = 5
     repeats: int = 5
     seed: int = 0  # fold assignment, shared by all models
+    group_near_duplicates: bool = False  # see CVConfig
+    near_duplicate_threshold: int = 32
     train: TrainConfig = field(default_factory=TrainConfig)
     executor: str = "local"
     ray_address: str | None = None
@@ -45,6 +47,7 @@ class StudyConfig:
             object.__setattr__(self, "models", tuple(self.models))
         if not self.models:
             raise ConfigError("--models: give 'paper', 'all' or a comma-separated list of model names")
+        check_near_duplicate_threshold(self.near_duplicate_threshold)
         if self.folds < 2:
             raise ConfigError(f"folds must be >= 2, got {self.folds}")
         if self.repeats < 1:
@@ -71,5 +74,7 @@ class StudyConfig:
             folds=self.folds,
             repeats=self.repeats,
             seed=self.seed,
+            group_near_duplicates=self.group_near_duplicates,
+            near_duplicate_threshold=self.near_duplicate_threshold,
             train=self.train,
         )

@@ -2,9 +2,12 @@
 
 Inputs: ``STUDY/models/<model>/folds/*/predictions.csv`` (the source of truth), ``STUDY/study.json`` (the
 resolved config) and ``STUDY/models.json`` (parameters, input size, measured CPU latency per model; measured,
-not derived). Metrics come from ``covidct.evaluation`` (per-fold metrics, mean ± std, Wilcoxon signed-rank vs
-the best model on the paired folds); plots from ``covidct.report.figures``. :func:`save_study_outputs` writes
-the CSV/Markdown tables, ``summary.json`` and ``figures/*.png`` into the study folder; ``covidct report``
+not derived). A single run folder without ``models/`` (``covidct cv``'s RUN or ``covidct evaluate``'s OUT:
+``predictions.csv`` or ``folds/*/predictions.csv`` + ``config.json``) is read as a study of the models in its
+predictions table.
+Metrics come from ``covidct.evaluation`` (per-fold metrics, mean ± std, Wilcoxon signed-rank vs the best
+model on the paired folds); plots from ``covidct.report.figures``. :func:`save_study_outputs` writes the
+CSV/Markdown tables, ``summary.json`` and ``figures/*.png`` into the study folder; ``covidct report``
 renders the same tables as HTML.
 """
 
@@ -22,13 +25,19 @@ import pandas as pd
 
 from covidct.errors import DataError
 from covidct.evaluation.metrics import PER_CLASS_METRICS
-from covidct.evaluation.predictions import classes_of, fold_prediction_files, read_predictions
+from covidct.evaluation.predictions import (
+    classes_of,
+    fold_prediction_files,
+    read_predictions,
+    read_run_predictions,
+)
 from covidct.evaluation.stats import wilcoxon_vs_best
 from covidct.evaluation.summary import (
     METRIC_TITLES,
     format_mean_std,
     json_safe,
     per_fold_metrics,
+    run_warnings,
     summarize_by_model,
 )
 from covidct.study.grid import model_dirname
@@ -80,9 +89,22 @@ def _read_json(path: Path) -> Any:
         raise DataError(path, f"cannot read JSON ({exc})") from None
 
 
-def study_models(study_dir: PathLike) -> list[str]:
-    """The study's models: from ``study.json`` if present, else the folders under ``STUDY/models``."""
+def is_run_folder(study_dir: PathLike) -> bool:
+    """A single run (cv or evaluate output) rather than a comparison study: predictions but no ``models/``."""
     study = Path(study_dir)
+    return (
+        not (study / "models").is_dir()
+        and not (study / STUDY_FILE).is_file()
+        and ((study / "predictions.csv").is_file() or bool(fold_prediction_files(study)))
+    )
+
+
+def study_models(study_dir: PathLike) -> list[str]:
+    """The study's models: from ``study.json`` if present, else the folders under ``STUDY/models`` (a run
+    folder: the models of its predictions table)."""
+    study = Path(study_dir)
+    if is_run_folder(study):
+        return sorted(str(m) for m in read_run_predictions(study)["model"].unique())
     config = _read_json(study / STUDY_FILE) or {}
     if config.get("models"):
         return [str(m) for m in config["models"]]
@@ -98,6 +120,9 @@ def load_study_predictions(study_dir: PathLike, models: list[str] | None = None)
     study = Path(study_dir)
     if not study.is_dir():
         raise DataError(study, "no such study folder")
+    if is_run_folder(study):
+        df = read_run_predictions(study)
+        return df if models is None else df[df["model"].isin(models)].reset_index(drop=True)
     tables = []
     for model in models if models is not None else study_models(study):
         files = fold_prediction_files(study / "models" / model_dirname(model))
@@ -170,7 +195,8 @@ def _model_info(
 def build_study_tables(study_dir: PathLike, *, metric: str = "accuracy") -> StudyTables:
     """Recompute every table of a study from its saved predictions (``metric`` drives the Wilcoxon test)."""
     study = Path(study_dir)
-    config = dict(_read_json(study / STUDY_FILE) or {})
+    run = is_run_folder(study)
+    config = dict(_read_json(study / ("config.json" if run else STUDY_FILE)) or {})
     env = _read_json(study / "env.json") or {}
     config.update({k: env[k] for k in ("n_samples", "grouped") if k in env})
     order = study_models(study)
@@ -205,7 +231,8 @@ def build_study_tables(study_dir: PathLike, *, metric: str = "accuracy") -> Stud
             ]
         )
     )
-    notes = list(dict.fromkeys(w for s in summaries.values() for w in s.get("warnings", [])))
+    recorded = run_warnings(study) if run else []
+    notes = list(dict.fromkeys([*recorded, *(w for s in summaries.values() for w in s.get("warnings", []))]))
     return StudyTables(
         study_dir=study,
         config=config,
@@ -249,21 +276,31 @@ def format_params(value: Any) -> str:
     return "n/a" if not math.isfinite(number) else f"{number / 1e6:.2f} M"
 
 
-def per_class_table(tables: StudyTables, model: str, level: str = "slice") -> list[list[str]]:
-    """Rows (class, F1, accuracy, sensitivity, specificity, precision, ``mean ± std``): the paper's shape."""
+def per_class_table(
+    tables: StudyTables, model: str, level: str = "slice", *, ci: bool = False
+) -> list[list[str]]:
+    """Rows (class, F1, accuracy, sensitivity, specificity, precision, ``mean ± std``): the paper's shape.
+
+    ``ci=True`` adds each value's 95% bootstrap interval (``mean ± std [low, high]``).
+    """
     block = tables.summaries[model] if level == "slice" else tables.summaries[model]["patient_level"]
     return [
-        [cls, *(format_mean_std(block["per_class"][cls][m], 4) for m in PER_CLASS_METRICS)]
+        [cls, *(format_mean_std(block["per_class"][cls][m], 4, ci=ci) for m in PER_CLASS_METRICS)]
         for cls in tables.classes
     ]
 
 
-def multiclass_table(tables: StudyTables, level: str = "slice") -> list[list[str]]:
-    """Rows (model, accuracy, macro-F1, balanced accuracy, AUC, weighted F1 as ``mean ± std``)."""
+def multiclass_table(tables: StudyTables, level: str = "slice", *, ci: bool = False) -> list[list[str]]:
+    """Rows (model, accuracy, macro-F1, balanced accuracy, AUC, weighted F1 as ``mean ± std``).
+
+    ``ci=True`` adds each value's 95% bootstrap interval (``mean ± std [low, high]``).
+    """
     rows = []
     for model in tables.models:
         block = tables.summaries[model] if level == "slice" else tables.summaries[model]["patient_level"]
-        rows.append([model, *(format_mean_std(block["overall"].get(m), 4) for m in MULTICLASS_METRICS)])
+        rows.append(
+            [model, *(format_mean_std(block["overall"].get(m), 4, ci=ci) for m in MULTICLASS_METRICS)]
+        )
     return rows
 
 

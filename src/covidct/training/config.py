@@ -1,18 +1,21 @@
 """Training and cross-validation configuration: frozen, validated dataclasses (``load_config`` fills them).
 
-Defaults follow the paper (Adam, lr 1e-4, label smoothing 0.1, flips/rotation/zoom/shift/shear augmentation,
-ReduceLROnPlateau, best checkpoint on a validation split of the training patients). ``None`` fields are resolved
-by :meth:`TrainConfig.resolve` (image size from the model spec, AMP/channels-last/device from the hardware).
+Defaults follow the paper (Adam, lr 1e-4, label smoothing 0.1, the authors' augmentation preset ``paper``,
+ReduceLROnPlateau, best checkpoint on a validation split of the training patients). ``None`` fields are
+resolved by :meth:`TrainConfig.resolve` (image size from the model spec, AMP/channels-last/device from the
+hardware, the augmentation preset into :class:`AugmentSettings`).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from covidct.data.crop import CROPS, STANDARDIZE
+from covidct.data.preprocess import check_image_size
 from covidct.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -22,6 +25,40 @@ CLASS_WEIGHTING = ("none", "balanced")
 SAMPLERS = ("random", "balanced")
 DEVICES = ("auto", "cpu", "cuda")
 MONITORS = ("val_loss", "val_accuracy")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AugmentSettings:
+    """Resolved training augmentation in Keras ``ImageDataGenerator`` units (recorded in ``config.json``).
+
+    ``rotation``: degrees, uniform in [-rotation, rotation]; flips with p = 0.5; ``zoom``: scale in
+    [1 - zoom, 1 + zoom]; ``shift``: fraction of width/height; ``shear``: degrees (tf.keras /
+    keras-preprocessing convert ``shear_range`` with ``np.deg2rad``; Keras <= 2.1 took radians). See
+    :mod:`covidct.training.augment`.
+    """
+
+    rotation: float
+    horizontal_flip: bool
+    vertical_flip: bool
+    zoom: float
+    shift: float
+    shear: float
+
+
+#: ``paper``: the authors' ``ImageDataGenerator(rotation_range=360, horizontal_flip=True, zoom_range=0.15,
+#: width_shift_range=0.15, height_shift_range=0.15, shear_range=0.15)`` (COV-AID code release, tf.keras, so
+#: the shear is 0.15 degrees). ``light``: covidct's settings before issue 10 (±15 deg, both flips, ~8.5 deg
+#: shear).
+AUGMENT_PRESETS: dict[str, AugmentSettings] = {
+    "paper": AugmentSettings(
+        rotation=360.0, horizontal_flip=True, vertical_flip=False, zoom=0.15, shift=0.15, shear=0.15
+    ),
+    "light": AugmentSettings(
+        rotation=15.0, horizontal_flip=True, vertical_flip=True, zoom=0.15, shift=0.15,
+        shear=round(math.degrees(math.atan(0.15)), 4),
+    ),
+}
+AUGMENT_CHOICES = (*AUGMENT_PRESETS, "none")
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -39,7 +76,9 @@ class TrainConfig:
     lr: float = 1e-4  # Adam
     weight_decay: float = 0.0
     label_smoothing: float = 0.1
-    augment: bool = True  # flips, rotation 15 deg, zoom/shift/shear up to 0.15
+    augment: str = "paper"  # a preset of AUGMENT_PRESETS, or "none"
+    rotation: float | None = None  # degrees; None -> the preset's (paper 360, light 15)
+    augmentation: AugmentSettings | None = None  # derived by resolve() from augment + rotation; input ignored
     pretrained: bool = True
     weights: str | None = None  # a state-dict file (safetensors/.pth)
     weights_dir: str | None = None  # a folder of <timm_name>.safetensors files
@@ -68,12 +107,20 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, os.PathLike):
                 object.__setattr__(self, name, str(value))
+        if isinstance(self.augment, bool):  # config.json before issue 10: true ran today's "light" settings
+            object.__setattr__(self, "augment", "light" if self.augment else "none")
+        _choice("augment", self.augment, AUGMENT_CHOICES)
+        if self.rotation is not None:
+            if not 0.0 <= self.rotation <= 360.0:
+                raise ConfigError(f"rotation must be in [0, 360] degrees, got {self.rotation}")
+            if self.augment == "none":
+                raise ConfigError("rotation needs augmentation; it cannot go with augment none")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.image_size is not None and self.image_size < 16:
-            raise ConfigError(f"image_size must be >= 16, got {self.image_size}")
+        if self.image_size is not None:
+            check_image_size(self.image_size, minimum=16)
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.weight_decay < 0:
@@ -107,8 +154,17 @@ class TrainConfig:
                 "--weights loads pretrained weights; it cannot be combined with --no-pretrained"
             )
 
+    def augment_settings(self) -> AugmentSettings | None:
+        """The augmentation this config trains with (None for ``augment="none"``)."""
+        if self.augment == "none":
+            return None
+        preset = AUGMENT_PRESETS[self.augment]
+        return preset if self.rotation is None else replace(preset, rotation=float(self.rotation))
+
     def resolve(self, spec: ModelSpec) -> TrainConfig:
-        """A copy with no ``None`` left: image size from ``spec``, device/AMP/channels-last from the hardware."""
+        """A copy with image size from ``spec``, device/AMP/channels-last from the hardware and the
+        augmentation preset resolved into ``augmentation`` (``rotation`` stays None = "the preset's", so a
+        replay with another ``--augment`` gets that preset's rotation)."""
         import torch
 
         device = self.device
@@ -125,7 +181,14 @@ class TrainConfig:
             device=device,
             amp=amp,
             channels_last=channels_last,
+            augmentation=self.augment_settings(),
         )
+
+
+def check_near_duplicate_threshold(value: int) -> None:
+    """The near-duplicate Hamming threshold: an integer in 0..255 (bits of the 256-bit phash)."""
+    if isinstance(value, bool) or int(value) != value or not 0 <= value < 256:
+        raise ConfigError(f"near_duplicate_threshold must be an integer in 0..255, got {value!r}")
 
 
 def _check_run_paths_and_model(cfg: TrainRunConfig | CVConfig) -> None:
@@ -162,10 +225,13 @@ class CVConfig:
     folds: int = 5
     repeats: int = 5
     seed: int = 0  # fold assignment (training uses train.seed)
+    group_near_duplicates: bool = False  # merge perceptual-hash near-duplicates into one group
+    near_duplicate_threshold: int = 32  # Hamming distance of the 256-bit phash (covidct.data.audit)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
         _check_run_paths_and_model(self)
+        check_near_duplicate_threshold(self.near_duplicate_threshold)
         if self.folds < 2:
             raise ConfigError(f"folds must be >= 2, got {self.folds}")
         if self.repeats < 1:

@@ -27,9 +27,9 @@ from covidct.config import config_to_dict
 from covidct.data.dataset import SliceCache, SliceDataset
 from covidct.data.preprocess import Preprocess
 from covidct.data.splits import (
-    SLICE_LEVEL_WARNING,
     Fold,
     SampleLike,
+    leakage_groups,
     make_folds,
     patient_groups,
     validation_split,
@@ -37,9 +37,15 @@ from covidct.data.splits import (
 from covidct.errors import ConfigError, CovidCTWarning, DataError
 from covidct.models.registry import get_spec
 from covidct.training.config import CVConfig, TrainConfig
-from covidct.training.fit import build_cache, fit, load_samples, make_loader
+from covidct.training.fit import RUN_FILES, build_cache, fit, load_samples, make_loader
 from covidct.training.loop import ProgressLike, predict_proba, progress_task
-from covidct.utils import atomic_path, environment_record, sha256_file, write_json_atomic
+from covidct.utils import (
+    atomic_path,
+    environment_record,
+    remove_stale_temps,
+    sha256_file,
+    write_json_atomic,
+)
 
 #: Options that may differ between a run and its resumption (hardware, speed), unlike everything else.
 RUNTIME_KEYS = ("device", "amp", "channels_last", "workers", "cache")
@@ -58,6 +64,7 @@ class CVPlan:
     grouped: bool
     warnings: list[str]
     run_id: str
+    groups: np.ndarray | None = None  # the split group of each sample (patients, duplicates merged)
     _caches: dict[tuple[Any, ...], SliceCache] = field(default_factory=dict, repr=False)
 
     @property
@@ -105,6 +112,8 @@ class CVResult:
 
 
 def _comparable(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+    # runs recorded before an option existed ran with its default
+    cfg_dict = {"group_near_duplicates": False, "near_duplicate_threshold": 32, **cfg_dict}
     train = {k: v for k, v in cfg_dict.get("train", {}).items() if k not in RUNTIME_KEYS}
     return {**{k: v for k, v in cfg_dict.items() if k not in ("train", "out")}, "train": train}
 
@@ -142,15 +151,34 @@ def plan_cv(cfg: CVConfig, *, write: bool = True) -> CVPlan:
     samples = sorted(samples, key=lambda s: s.path)  # folds depend on content, not scan order
     _, grouped = patient_groups(samples)
     notes: list[str] = []
-    if not grouped:
-        notes.append(SLICE_LEVEL_WARNING)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CovidCTWarning)  # recorded in notes, re-emitted once below
-        folds = make_folds(samples, classes, cfg.folds, cfg.repeats, cfg.seed)
-    if not grouped:
-        warnings.warn(SLICE_LEVEL_WARNING, CovidCTWarning, stacklevel=2)
-    # the scan says "no patient ids" too; the fold warning above already does, once is enough
-    notes.extend(str(w) for w in getattr(scan, "warnings", ()) or () if grouped or "no patient ids" not in str(w))
+    links = np.empty((0, 2), dtype=np.int64)
+    if cfg.group_near_duplicates:
+        from covidct.data.audit import near_duplicate_pairs
+
+        pairs = near_duplicate_pairs(samples, threshold=cfg.near_duplicate_threshold, window=cfg.train.window)
+        links = pairs[["i", "j"]].to_numpy(dtype=np.int64)
+        notes.append(
+            f"--group-near-duplicates: {len(pairs)} pair(s) within {cfg.near_duplicate_threshold} bits "
+            "(256-bit phash, exact duplicates included) kept on one side of every split"
+        )
+    groups = leakage_groups(samples, links=links)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CovidCTWarning)
+        try:
+            folds = make_folds(samples, classes, cfg.folds, cfg.repeats, cfg.seed, groups=groups)
+        except DataError as exc:  # the splitter only knows "<dataset>"; the user knows the path
+            raise DataError(cfg.data if exc.path == "<dataset>" else exc.path, exc.reason) from None
+    fold_notes = [str(w.message) for w in caught if issubclass(w.category, CovidCTWarning)]
+    for note in fold_notes:  # re-emitted once here, recorded in warnings.json
+        warnings.warn(note, CovidCTWarning, stacklevel=2)
+    notes.extend(fold_notes)
+    # the scan says "no patient ids" too; the fold warnings above already do, once is enough
+    notes.extend(str(w) for w in getattr(scan, "warnings", ()) or () if "no patient id" not in str(w))
+    duplicates = list(getattr(scan, "duplicates", []) or [])
+    if duplicates:
+        notes.append(
+            f"{len(duplicates)} set(s) of byte-identical images: each kept on one side of every split"
+        )
     skipped = list(getattr(scan, "skipped", []) or [])
     if skipped:
         notes.append(f"{len(skipped)} unreadable file(s) left out (see manifest.csv)")
@@ -158,7 +186,11 @@ def plan_cv(cfg: CVConfig, *, write: bool = True) -> CVPlan:
     for f in folds:
         train_samples = [samples[i] for i in f.train_idx]
         tr, va = validation_split(
-            train_samples, classes, cfg.train.val_fraction, seed=cfg.seed + 1000 * f.repeat + f.fold
+            train_samples,
+            classes,
+            cfg.train.val_fraction,
+            seed=cfg.seed + 1000 * f.repeat + f.fold,
+            groups=groups[f.train_idx],
         )
         splits[(f.repeat, f.fold)] = (f.train_idx[tr], f.train_idx[va], f.test_idx)
     run = Path(cfg.out)
@@ -173,6 +205,7 @@ def plan_cv(cfg: CVConfig, *, write: bool = True) -> CVPlan:
         grouped=grouped,
         warnings=notes,
         run_id=run.resolve().name,
+        groups=groups,
     )
     if write:
         _write_plan(plan, scan)
@@ -266,7 +299,7 @@ def run_fold(
         progress=progress,
         env={"repeat": repeat, "fold": fold, "run_id": run_id},
     )
-    test_ds = SliceDataset(pick(test_idx), plan.classes, result.preprocess, cache=cache)
+    test_ds = SliceDataset(pick(test_idx), plan.classes, result.preprocess, cache=cache, with_index=True)
     if len(test_ds) == 0:
         raise DataError(target.parent, "no readable test images in this fold")
     probs, _ = predict_proba(
@@ -308,6 +341,10 @@ def cross_validate(cfg: CVConfig, *, progress: ProgressLike | None = None) -> CV
 
     began = time.perf_counter()
     plan = plan_cv(cfg)
+    # temp files a kill -9 left mid-write; also in finished folds, which fit() never revisits
+    remove_stale_temps(plan.run_dir, RUN_FILES)
+    for folder in sorted((plan.run_dir / "folds").glob("r*_f*")):
+        remove_stale_temps(folder, RUN_FILES)
     files: list[Path] = []
     trained = skipped = 0
     with progress_task(progress, f"cv {plan.cfg.model}", len(plan.jobs)) as update:
@@ -333,7 +370,7 @@ def cross_validate(cfg: CVConfig, *, progress: ProgressLike | None = None) -> CV
 
 def fold_patients(plan: CVPlan, repeat: int, fold: int) -> dict[str, Sequence[str]]:
     """Patient (group) ids per split of one job, for checks and reports."""
-    groups, _ = patient_groups(plan.samples)
+    groups = plan.groups if plan.groups is not None else leakage_groups(plan.samples)
     train, val, test = plan.splits[(repeat, fold)]
     return {
         "train": sorted(set(groups[train])),

@@ -14,7 +14,7 @@ import multiprocessing
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +40,31 @@ from covidct.training.loop import (
     recalibrate_batchnorm,
     train_one_epoch,
 )
-from covidct.utils import atomic_path, environment_record, seed_everything, write_json_atomic
+from covidct.utils import (
+    atomic_path,
+    environment_record,
+    remove_stale_temps,
+    seed_everything,
+    write_json_atomic,
+)
 
 BEST = "best.pt"
 LAST = "last.pt"
 LOG = "train_log.csv"
+#: Files a run folder's atomic writes replace: a ``kill -9`` mid-write leaves ``.<name>.*.tmp`` beside them.
+RUN_FILES = (
+    BEST,
+    LAST,
+    LOG,
+    "config.json",
+    "env.json",
+    "manifest.csv",
+    "warnings.json",
+    "folds.csv",
+    "predictions.csv",
+    "metrics.json",
+    "metrics.md",
+)
 LOG_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds", "best")
 
 
@@ -187,6 +207,7 @@ def fit(
     assert cfg.image_size is not None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out, RUN_FILES)  # 5-25 MB checkpoints half-written by a killed run
     classes = tuple(classes)
     if not train_samples:
         raise DataError(out, "no training samples")
@@ -231,9 +252,12 @@ def fit(
             preprocess,
             cache=cache,
             loader=loader_fn,
-            augment=build_augment() if cfg.augment else None,
+            augment=build_augment(cfg.augmentation) if cfg.augmentation else None,
+            with_index=True,
         )
-        val_ds = SliceDataset(val_samples, classes, preprocess, cache=cache, loader=loader_fn)
+        val_ds = SliceDataset(
+            val_samples, classes, preprocess, cache=cache, loader=loader_fn, with_index=True
+        )
         if len(train_ds) == 0:
             raise DataError(out, "none of the training images could be read")
         meta = CheckpointMeta(
@@ -423,15 +447,30 @@ def _patience_exceeded(history: list[dict[str, float]], best_epoch: int, cfg: Tr
     return cfg.patience is not None and history[-1]["epoch"] - best_epoch >= cfg.patience
 
 
+def _is_manifest(path: Path) -> bool:
+    """A covidct manifest (``save_manifest``) rather than a plain ``path,label[,patient_id]`` CSV."""
+    import csv
+
+    from covidct.data.manifest import MANIFEST_COLUMNS
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return True  # load_manifest reports the problem
+    return {c.strip().lower() for c in header} >= set(MANIFEST_COLUMNS)
+
+
 def load_samples(data: str | Path) -> tuple[list[SampleLike], tuple[str, ...], Any]:
-    """A data folder (``scan_dataset``) or a manifest CSV (``load_manifest``) -> samples, classes, scan."""
+    """A data folder or a plain ``path,label[,patient_id]`` CSV (``scan_dataset``: every file validated), or a
+    covidct manifest CSV (``load_manifest``) -> samples, classes, scan."""
     from covidct.data.manifest import load_manifest, scan_dataset
 
     path = Path(data)
     if path.is_dir():
         scan = scan_dataset(path)
     elif path.is_file():
-        scan = load_manifest(path)
+        scan = load_manifest(path) if _is_manifest(path) else scan_dataset(path)
     else:
         raise DataError(path, "no such data folder or manifest file")
     if not scan.samples:
@@ -440,10 +479,26 @@ def load_samples(data: str | Path) -> tuple[list[SampleLike], tuple[str, ...], A
 
 
 def train(cfg: TrainRunConfig, *, progress: ProgressLike | None = None) -> FitResult:
-    """``covidct train``: all data, a validation split from the training patients, results in ``cfg.out``."""
-    samples, classes, _ = load_samples(cfg.data)
-    train_idx, val_idx = validation_split(samples, classes, cfg.train.val_fraction, seed=cfg.train.seed)
-    return fit(
+    """``covidct train``: all data, a validation split from the training patients, results in ``cfg.out``.
+
+    As ``cv`` does, the run folder records the data: ``manifest.csv`` (unreadable files marked
+    ``readable=false``) and ``warnings.json``; the result's ``skipped`` lists every file left out."""
+    from covidct.data.manifest import save_manifest
+
+    samples, classes, scan = load_samples(cfg.data)
+    try:
+        train_idx, val_idx = validation_split(samples, classes, cfg.train.val_fraction, seed=cfg.train.seed)
+    except DataError as exc:
+        raise DataError(cfg.data if exc.path == "<dataset>" else exc.path, exc.reason) from None
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    unreadable = list(getattr(scan, "skipped", []) or [])
+    save_manifest(scan, out / "manifest.csv")
+    notes = list(getattr(scan, "warnings", ()) or ())
+    if unreadable:
+        notes.append(f"{len(unreadable)} unreadable file(s) left out (see manifest.csv)")
+    write_json_atomic(out / "warnings.json", {"warnings": notes, "skipped": [list(s) for s in unreadable]})
+    result = fit(
         [samples[i] for i in train_idx],
         [samples[i] for i in val_idx],
         classes,
@@ -455,3 +510,4 @@ def train(cfg: TrainRunConfig, *, progress: ProgressLike | None = None) -> FitRe
         env={"data": str(cfg.data)},
         record={"data": cfg.data, "out": cfg.out},
     )
+    return replace(result, skipped=unreadable + [s for s in result.skipped if s not in unreadable])

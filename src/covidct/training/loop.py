@@ -15,6 +15,32 @@ import numpy as np
 import torch
 from torch import nn
 
+from covidct.errors import CovidCTError
+
+
+class NonFiniteError(CovidCTError):
+    """A NaN/Inf loss or output in training or evaluation: stop, naming the batch's files, never save it."""
+
+
+def _batch_files(loader: Iterable[Any], batch: Any, rows: torch.Tensor | None = None, limit: int = 8) -> str:
+    """The files of ``batch`` (``rows`` of it first), when the dataset returns indices (``with_index``)."""
+    samples = getattr(getattr(loader, "dataset", None), "samples", None)
+    if len(batch) < 3 or samples is None:
+        return "files unknown (the dataset does not return indices)"
+    index = [int(i) for i in batch[2]]
+    picked = [index[int(r)] for r in rows] if rows is not None and len(rows) else index
+    names = [str(samples[i].path) for i in picked]
+    more = f", ... ({len(names)} in all)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def _non_finite_rows(*tensors: torch.Tensor) -> torch.Tensor:
+    """Batch rows where any of ``tensors`` holds a NaN or Inf."""
+    bad = torch.zeros(tensors[0].shape[0], dtype=torch.bool)
+    for t in tensors:
+        bad |= ~torch.isfinite(t.detach().float().reshape(t.shape[0], -1)).all(dim=1).cpu()
+    return torch.nonzero(bad).flatten()
+
 
 class ProgressLike(Protocol):
     """The subset of ``rich.progress.Progress`` the library uses."""
@@ -105,17 +131,25 @@ def train_one_epoch(
     seen = 0
     n_batches = len(loader) if hasattr(loader, "__len__") else 0  # type: ignore[arg-type]
     with progress_task(progress, description, n_batches, loss="-", acc="-") as update:
-        for batch in loader:
+        for step, batch in enumerate(loader, start=1):
             if batch is None:
                 update(advance=1)
                 continue
-            x, y = batch
+            x, y = batch[0], batch[1]
             x = _to_device(x, device, channels_last)
             y = y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with _autocast(device, amp):
                 logits = model(x)
                 loss = criterion(logits, y)
+            if not bool(torch.isfinite(loss.detach())):
+                rows = _non_finite_rows(x, logits)
+                raise NonFiniteError(
+                    f"training stopped: the loss is {float(loss.detach()):g} in {description}, batch {step}; "
+                    f"{'non-finite inputs/outputs' if len(rows) else 'files in the batch'}: "
+                    f"{_batch_files(loader, batch, rows)}. Check these files for extreme values, or lower "
+                    "--lr; nothing of this epoch was saved"
+                )
             if scaler is not None:
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -149,10 +183,17 @@ def predict_proba(
     for batch in loader:
         if batch is None:
             continue
-        x, y = batch
+        x, y = batch[0], batch[1]
         with _autocast(device, amp):
             logits = model(_to_device(x, device, channels_last))
-        probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        p = torch.softmax(logits.float(), dim=1)
+        rows = _non_finite_rows(p)
+        if len(rows):
+            raise NonFiniteError(
+                f"the model gave non-finite probabilities (NaN/Inf) for {_batch_files(loader, batch, rows)}; "
+                "no prediction is written (diverged weights? lower --lr)"
+            )
+        probs.append(p.cpu().numpy())
         labels.append(np.asarray(y))
     if not probs:
         return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.int64)

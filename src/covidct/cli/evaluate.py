@@ -1,0 +1,87 @@
+"""CLI command ``covidct evaluate MODEL_OR_RUN DATA``: external evaluation of a trained model or CV run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``evaluate`` to the main app."""
+    app.command("evaluate")(evaluate)
+
+
+def evaluate(
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help="A checkpoint (.pt), an ONNX model, a train run folder (RUN/best.pt) or a CV run folder "
+            "(its fold models averaged as an ensemble)."
+        ),
+    ],
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Labelled data: class folders, class/patient folders (DICOM series too) or a CSV."
+        ),
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder (default: ./evaluation).")
+    ] = None,
+    level: Annotated[
+        str, typer.Option("--level", help="Which tables to print: slice, patient or both.")
+    ] = "both",
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="FROM=TO: rename a data label or a model class (repeatable), e.g. --map CAP=non-COVID; "
+            "model classes mapped together have their probabilities summed.",
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Slices per forward pass.")] = 16,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    window: Annotated[
+        str | None,
+        typer.Option(help="CT window for DICOM/NIfTI: lung, mediastinal or W,L (default: the model's)."),
+    ] = None,
+) -> None:
+    """Score a model on a labelled dataset it was not trained on: predictions table, metrics, figures.
+
+    The output folder holds predictions.csv (with labels), metrics.json/metrics.md (the same code as cv),
+    confusion matrices and ROC curves; `covidct report OUT` renders it. Unreadable files are skipped.
+    """
+    from covidct.cli._common import console
+    from covidct.cli.metrics import render_summary
+    from covidct.inference.evaluate import EvaluateConfig, parse_mapping
+    from covidct.inference.evaluate import evaluate as evaluate_api
+
+    cfg = EvaluateConfig(
+        model=str(model),
+        data=str(data),
+        out=str(out or Path("evaluation")),
+        level=level,
+        mapping=parse_mapping(mapping),
+        batch_size=batch_size,
+        device=device,
+        window=window,
+    )
+    with console.status(f"scoring {model} on {data} ..."):
+        result = evaluate_api(cfg)
+    for renderable in render_summary(result.metrics, level):
+        console.print(renderable)
+    for note in result.warnings:
+        console.print(f"warning: {note}", style="yellow", markup=False, highlight=False)
+    for path, reason in result.skipped[:10]:
+        console.print(f"skipped: {path}: {reason}", style="yellow", markup=False, highlight=False)
+    if len(result.skipped) > 10:
+        console.print(f"... and {len(result.skipped) - 10} more skipped", style="yellow")
+    what = f"ensemble of {len(result.models)} models" if len(result.models) > 1 else str(result.models[0])
+    console.print(
+        f"{what}: {result.n_slices} slices, {result.n_patients} patients, "
+        f"classes {', '.join(result.classes)}. Results in {result.out}",
+        markup=False,
+        highlight=False,
+    )
