@@ -137,3 +137,15 @@ def test_runs_saved_before_the_lung_options_still_resume() -> None:
     old = {k: v for k, v in new.items() if k not in ("crop", "standardize")}
     assert _resumable(old) == _resumable(new)
     assert _resumable(old) != _resumable(config_to_dict(TrainConfig(epochs=2, crop="lungs")))
+
+
+def test_cv_caches_per_lung_option(phantoms, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from covidct.training.config import CVConfig
+    from covidct.training.cv import plan_cv
+
+    cfg = CVConfig(data=str(phantoms.images_dir), model="resnet10t", out=str(tmp_path), folds=2, repeats=1)
+    plan = plan_cv(cfg, write=False)
+    cropped = plan.cache_for(32, "lung", crop="lungs")
+    assert cropped.lung_options["crop"] == "lungs" and cropped.ok.all()
+    assert plan.cache_for(32, "lung", crop="lungs") is cropped
+    assert plan.cache_for(32, "lung").lung_options["crop"] == "none"
