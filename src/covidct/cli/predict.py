@@ -68,6 +68,14 @@ def predict(
         err_console.print(f"skipped {len(result.skipped)} unreadable file(s):", style="yellow")
         for path, reason in result.skipped[:10]:
             err_console.print(f"  {path}: {reason}", markup=False, highlight=False)
+    if "lungs_found" in result.slices:  # the checkpoint's lung preprocessing
+        lungs = predictor.preprocess
+        missing = int((~result.slices["lungs_found"].astype(bool)).sum())
+        err_console.print(
+            f"lung preprocessing (crop {lungs.crop}, standardize {lungs.standardize}): {missing} of "
+            f"{len(result.slices)} slice(s) without lungs found, whole slice used",
+            style="yellow" if missing else None, markup=False, highlight=False, soft_wrap=True,
+        )
     if out is not None:
         for path in result.save(out):
             console.print(f"wrote {path}", markup=False, highlight=False)

@@ -131,6 +131,20 @@ Amp = Annotated[
     bool | None,
     typer.Option("--amp/--no-amp", help="Mixed precision (default: on CUDA only).", rich_help_panel=_T),
 ]
+Crop = Annotated[
+    str | None,
+    typer.Option(
+        help="none | lungs (crop each slice to its lungs' box + margin; kept in the checkpoint).",
+        rich_help_panel=_T,
+    ),
+]
+Standardize = Annotated[
+    str | None,
+    typer.Option(
+        help="none | lungs (1st/99th percentiles inside the lung mask -> 0/1; kept in the checkpoint).",
+        rich_help_panel=_T,
+    ),
+]
 GroupNearDuplicates = Annotated[
     bool | None,
     typer.Option(
@@ -156,6 +170,7 @@ TRAIN_OPTIONS = (
     "epochs", "batch_size", "image_size", "lr", "pretrained", "weights", "weights_dir", "seed", "dropout",
     "freeze_backbone", "class_weighting", "sampler", "patience", "augment", "rotation", "val_fraction",
     "workers", "cache", "device", "amp", "feature_cache", "backbone_lr_scale", "head_warmup", "recalibrate_bn",
+    "crop", "standardize",
 )
 
 
@@ -237,6 +252,8 @@ def register(app: typer.Typer) -> None:
         cache: Cache = None,
         device: Device = None,
         amp: Amp = None,
+        crop: Crop = None,
+        standardize: Standardize = None,
         resume: Annotated[bool | None, typer.Option("--resume", help="Continue from RUN/last.pt.")] = None,
         config: ConfigFile = None,
     ) -> None:
@@ -317,6 +334,8 @@ def register(app: typer.Typer) -> None:
         cache: Cache = None,
         device: Device = None,
         amp: Amp = None,
+        crop: Crop = None,
+        standardize: Standardize = None,
         config: ConfigFile = None,
     ) -> None:
         """Patient-grouped, class-stratified repeated k-fold CV. A rerun skips finished folds."""

@@ -57,19 +57,26 @@ class SliceCache:
         loader: Loader | None = None,
         workers: int = 2,
         progress: ProgressCallback | None = None,
+        preprocess: Preprocess | None = None,
     ) -> None:
         self.paths = [str(p) for p in paths]
         self.image_size = int(image_size)
+        prep = preprocess or Preprocess(image_size=self.image_size)
+        if prep.image_size != self.image_size:
+            raise ValueError(f"preprocess size {prep.image_size} != cache size {self.image_size}")
+        self.lung_options = prep.record()
+        self.no_lungs: list[str] = []  # lung options on, no lungs found: the whole slice was used
         self.index = {p: i for i, p in enumerate(self.paths)}
         self.images = np.zeros((len(self.paths), self.image_size, self.image_size), dtype=np.float16)
         self.ok = np.zeros(len(self.paths), dtype=bool)
         self.skipped: list[tuple[str, str]] = []
         load = loader or default_loader()
-        resize = Preprocess(image_size=self.image_size).resize
 
         def work(i: int) -> tuple[int, str | None]:
             try:
-                self.images[i] = resize(load(self.paths[i]))
+                self.images[i], found = prep.prepare_flagged(load(self.paths[i]))
+                if not found:
+                    self.no_lungs.append(self.paths[i])
             except CovidCTError as exc:  # DataError: "path: reason"
                 return i, getattr(exc, "reason", str(exc))
             except (OSError, ValueError) as exc:
@@ -88,6 +95,13 @@ class SliceCache:
                     progress(done, len(self.paths))
         for path, reason in self.skipped:
             warnings.warn(f"{path}: unreadable, skipped ({reason})", CovidCTWarning, stacklevel=2)
+        if self.no_lungs:
+            warnings.warn(
+                f"{len(self.no_lungs)} of {len(self.paths)} slice(s): no lungs found, whole slice used "
+                f"(first: {self.no_lungs[0]})",
+                CovidCTWarning,
+                stacklevel=2,
+            )
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -133,13 +147,17 @@ class SliceDataset(Dataset):
         self.loader = loader
         labels = label_indices(samples, self.classes)
         if cache is True:
-            cache = SliceCache([s.path for s in samples], preprocess.image_size, loader=loader)
+            cache = SliceCache(
+                [s.path for s in samples], preprocess.image_size, loader=loader, preprocess=preprocess
+            )
         self.cache: SliceCache | None = cache or None
         self.skipped: list[tuple[str, str]] = []
         keep = list(range(len(samples)))
         if self.cache is not None:
             if self.cache.image_size != preprocess.image_size:
                 raise ValueError(f"cache size {self.cache.image_size} != image size {preprocess.image_size}")
+            if self.cache.lung_options != preprocess.record():
+                raise ValueError(f"cache lung options {self.cache.lung_options} != {preprocess.record()}")
             bad = {p: r for p, r in self.cache.skipped}
             self.skipped = [(s.path, bad[s.path]) for s in samples if s.path in bad]
             keep = [i for i, s in enumerate(samples) if s.path not in bad]
@@ -159,7 +177,7 @@ class SliceDataset(Dataset):
                 return image
         load = self.loader or default_loader()
         try:
-            return self.preprocess.resize(load(path))
+            return self.preprocess.prepare(load(path))
         except CovidCTError as exc:
             warnings.warn(f"{path}: unreadable, skipped ({exc})", CovidCTWarning, stacklevel=2)
             return None

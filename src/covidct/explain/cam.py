@@ -333,6 +333,20 @@ def _upsample(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.clip(np.asarray(pil.resize((shape[1], shape[0]), Image.BILINEAR), dtype=np.float32), 0.0, 1.0)
 
 
+def _to_slice(maps: np.ndarray, image: np.ndarray, preprocess: Preprocess) -> list[np.ndarray]:
+    """Network-size maps back onto the slice: upsampled to the region the network saw (the lung crop's box,
+    else the whole slice), zero outside it."""
+    r0, r1, c0, c1 = preprocess.box(image)
+    if (r0, c0, r1, c1) == (0, 0, *image.shape):
+        return [_upsample(m, image.shape) for m in maps]
+    out = []
+    for m in maps:
+        full = np.zeros(image.shape, dtype=np.float32)
+        full[r0:r1, c0:c1] = _upsample(m, (r1 - r0, c1 - c0))
+        out.append(full)
+    return out
+
+
 def _num_classes(model: nn.Module) -> int | None:
     value = getattr(model, "num_classes", None)
     return int(value) if isinstance(value, int) and value > 0 else None
@@ -443,7 +457,7 @@ def compute_cams(
             "written. The model file may be corrupted, or its weights diverged in training",
         )
     stacked = np.concatenate(net_maps)
-    maps = tuple(np.stack([_upsample(m, image.shape) for m in stacked[i]]) for i, image in enumerate(images))
+    maps = tuple(np.stack(_to_slice(stacked[i], image, preprocess)) for i, image in enumerate(images))
     return CamBatch(
         maps=maps,
         net_maps=stacked,

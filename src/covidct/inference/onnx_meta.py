@@ -1,7 +1,8 @@
 """ONNX model metadata: what covidct writes into ``metadata_props`` on export and reads back for prediction.
 
 Keys (strings; JSON where structured): ``covidct_meta`` (everything below in one JSON object), ``model_name``,
-``timm_name``, ``classes``, ``input_size``, ``mean``, ``std``, ``window``, ``covidct_version``, and
+``timm_name``, ``classes``, ``input_size``, ``mean``, ``std``, ``window``, ``covidct_version``, ``preprocess``
+(lung crop / standardisation, see :meth:`covidct.data.preprocess.Preprocess.record`), and
 ``weights_sha256`` (:func:`onnx_weights_sha256` of the graph's initializers), checked by
 :func:`verify_weights` when a predictor opens the file. No torch here.
 """
@@ -26,7 +27,7 @@ def onnx_metadata(info: ModelInfo, **extra: Any) -> dict[str, str]:
     record = {
         "model_name": info.model_name, "classes": list(info.classes), "input_size": info.image_size,
         "mean": list(info.mean), "std": list(info.std), "window": info.window,
-        "covidct_version": info.covidct_version, **extra,
+        "covidct_version": info.covidct_version, "preprocess": info.preprocess, **extra,
     }
     props = {k: v if isinstance(v, str) else json.dumps(v) for k, v in record.items()}
     props[META_KEY] = json.dumps(record)

@@ -55,6 +55,7 @@ class ModelInfo:
     std: tuple[float, float, float]
     window: dict[str, Any] = field(default_factory=lambda: {"name": "lung", "width": 1500.0, "level": -600.0})
     covidct_version: str = ""
+    preprocess: dict[str, Any] = field(default_factory=dict)  # lung crop / standardisation (none when empty)
 
     @classmethod
     def from_meta(cls, meta: Any) -> ModelInfo:
@@ -65,6 +66,7 @@ class ModelInfo:
             mean=tuple(float(v) for v in get("mean")), std=tuple(float(v) for v in get("std")),
             window=dict(get("window") or {"name": "lung", "width": 1500.0, "level": -600.0}),
             covidct_version=str(get("covidct_version", "") or ""),
+            preprocess=dict(get("preprocess", None) or {}),
         )
 
     @property
@@ -80,6 +82,7 @@ class Batch:
     sources: list[str]
     groups: list[str]
     pixels: np.ndarray  # (N, 3, S, S) float32
+    lungs_found: list[bool] = field(default_factory=list)  # per slice (lung options on; else all True)
 
 
 @dataclass(frozen=True)
@@ -270,17 +273,18 @@ def _batches(
 ) -> Iterator[Batch]:
     """Run ``jobs`` (decode + resize + normalise per slice) ahead of the consumer; yield batches in order."""
 
+    def ready(o: InputSlice) -> _Prepared:
+        resized, found = preprocess.prepare_flagged(o.image)
+        return _Prepared(o.source, preprocess.normalize(resized), o.group, found)
+
     def prepared(job: SliceJob) -> Callable[[], list[Any]]:
         def run() -> list[Any]:
-            return [
-                InputSlice(o.source, preprocess(o.image), o.group) if isinstance(o, InputSlice) else o
-                for o in job()
-            ]
+            return [ready(o) if isinstance(o, InputSlice) else o for o in job()]
         return run
 
     workers = decode_workers() if prefetch else 0
     depth = max(2 * batch_size, 2 * workers, 4)  # bounded: at most this many slices decoded ahead
-    chunk: list[InputSlice] = []
+    chunk: list[_Prepared] = []
     for s in _collect(ordered_prefetch((prepared(j) for j in jobs), workers=workers, depth=depth), skipped):
         chunk.append(s)
         if len(chunk) == batch_size:
@@ -290,9 +294,19 @@ def _batches(
         yield _stack(chunk)
 
 
-def _stack(chunk: list[InputSlice]) -> Batch:
-    return Batch([c.source for c in chunk], [c.group for c in chunk],
-                 np.stack([c.image for c in chunk]).astype(np.float32, copy=False))
+@dataclass(frozen=True)
+class _Prepared:
+    """A slice ready for the network, and whether its lungs were found (lung crop / standardisation)."""
+
+    source: str
+    image: np.ndarray  # (3, S, S) normalised
+    group: str
+    lungs_found: bool = True
+
+
+def _stack(chunk: list[_Prepared]) -> Batch:
+    pixels = np.stack([c.image for c in chunk]).astype(np.float32, copy=False)
+    return Batch([c.source for c in chunk], [c.group for c in chunk], pixels, [c.lungs_found for c in chunk])
 
 
 def aggregate_groups(slices: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
@@ -324,7 +338,7 @@ class Predictor:
             raise ConfigError(f"batch size must be >= 1, got {batch_size}")
         self.info = info
         self.classes = info.classes
-        self.preprocess = Preprocess(image_size=info.image_size, mean=info.mean, std=info.std)
+        self.preprocess = Preprocess.from_meta(info)
         self.batch_size = batch_size
         self.prefetch = prefetch
 
@@ -402,10 +416,12 @@ class Predictor:
         sources: list[str] = []
         groups: list[str] = []
         probs: list[np.ndarray] = []
+        found: list[bool] = []
         for batch in _batches(jobs, self.preprocess, size, found_skipped, prefetch=self.prefetch):
             probs.append(self.predict_proba(batch.pixels, batch.sources))
             sources.extend(batch.sources)
             groups.extend(batch.groups)
+            found.extend(batch.lungs_found)
             if progress is not None:
                 progress(len(batch.sources))
         skipped = [*skipped, *found_skipped]
@@ -419,6 +435,8 @@ class Predictor:
         for j, c in enumerate(self.classes):
             table[f"prob_{c}"] = prob[:, j]
         table["predicted"] = [self.classes[i] for i in prob.argmax(axis=1)] if len(prob) else []
+        if self.preprocess.uses_lungs:  # flag the slices that fell back to the whole slice
+            table["lungs_found"] = found
         run = {"model": self.info.model_name, "backend": self.backend, "precision": self.precision}
         table = table.assign(**run)
         return PredictionResult(

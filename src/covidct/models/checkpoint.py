@@ -49,6 +49,7 @@ class CheckpointMeta:
     window: dict[str, Any] = field(default_factory=lambda: {"name": "lung", "width": 1500.0, "level": -600.0})
     cam_layer: str = ""
     dropout: float = 0.0
+    preprocess: dict[str, Any] = field(default_factory=dict)  # lung options (Preprocess.record)
     config: dict[str, Any] = field(default_factory=dict)
     covidct_version: str = __version__
     format_version: int = FORMAT_VERSION

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from covidct.data.crop import CROPS, STANDARDIZE
 from covidct.data.preprocess import check_image_size
 from covidct.errors import ConfigError
 
@@ -102,6 +103,8 @@ class TrainConfig:
     device: str = "auto"
     window: str = "lung"  # DICOM window (ignored for PNG/JPEG)
     recalibrate_bn: bool = True  # precise BN: re-estimate BatchNorm statistics before each validation
+    crop: str = "none"  # "lungs": crop each slice to its lungs' bounding box before resizing
+    standardize: str = "none"  # "lungs": rescale by the 1st/99th percentiles inside the lung mask
 
     def __post_init__(self) -> None:
         for name in ("weights", "weights_dir", "feature_cache_dir"):
@@ -150,6 +153,8 @@ class TrainConfig:
         _choice("sampler", self.sampler, SAMPLERS)
         _choice("device", self.device, DEVICES)
         _choice("monitor", self.monitor, MONITORS)
+        _choice("crop", self.crop, CROPS)
+        _choice("standardize", self.standardize, STANDARDIZE)
         if self.class_weighting == "balanced" and self.sampler == "balanced":
             raise ConfigError(
                 "use class_weighting=balanced or sampler=balanced, not both (it would double-correct)"

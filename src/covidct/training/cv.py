@@ -25,6 +25,7 @@ import pandas as pd
 
 from covidct.config import config_to_dict
 from covidct.data.dataset import SliceCache, SliceDataset
+from covidct.data.preprocess import Preprocess
 from covidct.data.splits import (
     Fold,
     SampleLike,
@@ -72,7 +73,7 @@ class CVPlan:
     warnings: list[str]
     run_id: str
     groups: np.ndarray | None = None  # the split group of each sample (patients, duplicates merged)
-    _caches: dict[tuple[int, str], SliceCache] = field(default_factory=dict, repr=False)
+    _caches: dict[tuple[Any, ...], SliceCache] = field(default_factory=dict, repr=False)
 
     @property
     def jobs(self) -> list[tuple[int, int]]:
@@ -84,9 +85,17 @@ class CVPlan:
     def predictions_path(self, repeat: int, fold: int, run_dir: Path | None = None) -> Path:
         return self.fold_dir(repeat, fold, run_dir) / "predictions.csv"
 
-    def cache_for(self, image_size: int, window: str, progress: ProgressLike | None = None) -> SliceCache:
-        """Every sample decoded once per (size, window), shared by all folds of this plan."""
-        key = (image_size, window)
+    def cache_for(
+        self,
+        image_size: int,
+        window: str,
+        progress: ProgressLike | None = None,
+        *,
+        crop: str = "none",
+        standardize: str = "none",
+    ) -> SliceCache:
+        """Every sample decoded once per (size, window, lung options), shared by all folds of this plan."""
+        key = (image_size, window, crop, standardize)
         if key not in self._caches:
             self._caches[key] = build_cache(
                 self.samples,
@@ -94,6 +103,7 @@ class CVPlan:
                 window,
                 progress=progress,
                 description=f"decode {len(self.samples)} images at {image_size} px",
+                preprocess=Preprocess(image_size=image_size, crop=crop, standardize=standardize),
             )
         return self._caches[key]
 
@@ -280,7 +290,11 @@ def run_fold(
     train_idx, val_idx, test_idx = plan.splits[(repeat, fold)]
     pick = lambda idx: [plan.samples[i] for i in idx]  # noqa: E731
     on_features = uses_feature_cache(cfg)  # features come from the disk cache: no decoded-image cache needed
-    cache = plan.cache_for(cfg.image_size, cfg.window, progress) if cfg.cache and not on_features else None
+    cache = (
+        plan.cache_for(cfg.image_size, cfg.window, progress, crop=cfg.crop, standardize=cfg.standardize)
+        if cfg.cache and not on_features
+        else None
+    )
     run_id = Path(run_dir).resolve().name if run_dir else plan.run_id
     result = fit(
         pick(train_idx),

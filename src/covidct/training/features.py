@@ -57,6 +57,8 @@ def model_identity(model: nn.Module, preprocess: Preprocess, window: str) -> str
                 "mean": list(preprocess.mean),
                 "std": list(preprocess.std),
                 "window": window,
+                "crop": [preprocess.crop, preprocess.crop_margin],
+                "standardize": preprocess.standardize,
             },
             sort_keys=True,
         ).encode()

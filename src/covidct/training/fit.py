@@ -151,8 +151,9 @@ def build_cache(
     workers: int = 2,
     progress: ProgressLike | None = None,
     description: str = "decode",
+    preprocess: Preprocess | None = None,
 ) -> SliceCache:
-    """Decode and resize every sample once (with a progress task)."""
+    """Decode and resize every sample once (with a progress task); ``preprocess`` adds its lung options."""
     paths = list(dict.fromkeys(s.path for s in samples))
     with progress_task(progress, description, len(paths)) as update:
         return SliceCache(
@@ -161,6 +162,7 @@ def build_cache(
             loader=default_loader(window),
             workers=workers,
             progress=lambda done, total: update(completed=done),
+            preprocess=preprocess,
         )
 
 
@@ -247,7 +249,13 @@ def fit(
         )
         init_head(model)
         mean, std = model_normalization(model)
-        preprocess = Preprocess(image_size=cfg.image_size, mean=mean, std=std)  # type: ignore[arg-type]
+        preprocess = Preprocess(
+            image_size=cfg.image_size,
+            mean=mean,  # type: ignore[arg-type]
+            std=std,  # type: ignore[arg-type]
+            crop=cfg.crop,
+            standardize=cfg.standardize,
+        )
         loader_fn = default_loader(cfg.window)
         net: nn.Module | None = None
         feature_stats = None
@@ -281,6 +289,7 @@ def fit(
                     cfg.window,
                     workers=max(2, cfg.workers),
                     progress=progress,
+                    preprocess=preprocess,
                 )
             train_ds = SliceDataset(
                 train_samples,
@@ -306,6 +315,7 @@ def fit(
             window=_window_record(cfg.window),
             cam_layer=spec.cam_layer,
             dropout=cfg.dropout,  # type: ignore[arg-type]
+            preprocess=preprocess.record() if preprocess.uses_lungs else {},
             config=config_to_dict(cfg),
         )
         write_json_atomic(
@@ -325,6 +335,7 @@ def fit(
                 n_val=len(val_ds),
                 weights_source=weights_report.to_dict(),
                 **({"feature_cache": vars(feature_stats)} if feature_stats is not None else {}),
+                **({"no_lungs": len(cache.no_lungs)} if cache is not None and preprocess.uses_lungs else {}),
                 **(env or {}),
             ),
         )
@@ -494,6 +505,8 @@ RESUMABLE_CHANGES = (
 
 
 def _resumable(config: dict[str, Any]) -> dict[str, Any]:
+    # options added after a run was saved take their defaults, so older runs still resume
+    config = {**config_to_dict(TrainConfig()), **config}
     return {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
 
 
