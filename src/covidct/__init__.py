@@ -6,6 +6,6 @@ Classification Using Chest CT" (Expert Systems with Applications, 2022; arXiv:20
 This module stays import-light (no torch) so that ``covidct --help`` is fast.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["__version__"]
