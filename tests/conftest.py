@@ -45,3 +45,11 @@ def _few_threads() -> None:
     except ImportError:  # pragma: no cover
         return
     torch.set_num_threads(2)
+
+
+@pytest.fixture
+def fake_study(tmp_path: Path) -> Path:
+    """A comparison study of fake per-job predictions (three models, no torch): tests/fake_study.py."""
+    from fake_study import write_fake_study
+
+    return write_fake_study(tmp_path / "study", {"EfficientNetB5": 3.0, "resnet10t": 1.0, "VGG16": 0.3})

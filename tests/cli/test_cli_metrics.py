@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from evaluation_tables import make_predictions
 from typer.testing import CliRunner
 
 from covidct.cli.main import app
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluation"))
-from evaluation_tables import make_predictions  # noqa: E402
-
-from covidct.evaluation.predictions import write_predictions  # noqa: E402
+from covidct.evaluation.predictions import write_predictions
 
 runner = CliRunner()
 

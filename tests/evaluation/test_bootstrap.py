@@ -23,7 +23,8 @@ from covidct.evaluation.metrics import (
     predicted_labels,
 )
 from covidct.evaluation.predictions import prob_columns, write_predictions
-from covidct.evaluation.summary import compute_run_metrics, format_mean_std, summarize
+from covidct.evaluation.summary import format_mean_std, summarize
+from covidct.report.run_metrics import compute_run_metrics
 
 
 def _arrays(df):

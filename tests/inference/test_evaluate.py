@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from covidct.errors import CheckpointError, ConfigError
 from covidct.evaluation.predictions import read_predictions
 from covidct.inference.evaluate import EvaluateConfig, evaluate, map_labels, model_files, parse_mapping
+from covidct.report.run_metrics import write_run_metrics
 
 runner = CliRunner()
 
@@ -96,6 +97,8 @@ def test_cv_run_ensemble_on_a_mapped_external_set(cv_run: Path, two_class_csv: P
         mapping=parse_mapping(["Healthy=non-COVID", "Pneumonia=non-COVID"]),
     )
     result = evaluate(cfg)
+    assert result.run_metrics is not None
+    write_run_metrics(result.run_metrics)  # what `covidct evaluate` does after the API call
     assert result.classes == ("COVID-19", "non-COVID") and len(result.models) == 2
     assert result.model_classes == ("COVID-19", "Healthy", "Pneumonia")
     assert [Path(p).name for p, _ in result.skipped] == ["broken.png"]  # reported, skipped, not fatal
@@ -211,6 +214,8 @@ def test_sarscov2_model_evaluated_on_covid_ct_md(shared_data: Path, tmp_path: Pa
             mapping=parse_mapping(["CAP=non-COVID", "Normal=non-COVID"]),
         )
     )
+    assert result.run_metrics is not None
+    write_run_metrics(result.run_metrics)  # what `covidct evaluate` does after the API call
     assert result.model_classes == result.classes == ("COVID-19", "non-COVID")
     assert result.data_classes == ("COVID-19", "Healthy", "Pneumonia") and not result.skipped
     table = read_predictions(out / "predictions.csv")

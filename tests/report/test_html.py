@@ -163,6 +163,6 @@ def test_report_does_not_import_torch() -> None:
     import subprocess
 
     code = (
-        "import sys, covidct.report.html, covidct.study.tables; sys.exit(1 if 'torch' in sys.modules else 0)"
+        "import sys, covidct.report.html, covidct.report.study_tables; sys.exit(1 if 'torch' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -14,6 +14,7 @@ import pytest
 
 from covidct.errors import ConfigError, CovidCTWarning
 from covidct.evaluation.predictions import read_predictions
+from covidct.report.run_metrics import write_run_metrics
 from covidct.training.config import CVConfig, TrainConfig
 from covidct.training.cv import cross_validate, fold_patients, plan_cv
 
@@ -81,6 +82,8 @@ def test_cv_writes_fold_predictions_resumes_and_is_deterministic(disc_data: Path
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         first = cross_validate(_cfg(disc_data, tmp_path / "a"))
+    assert first.run_metrics is not None
+    write_run_metrics(first.run_metrics)  # what `covidct cv` does after the API call
     assert (first.trained, first.skipped_jobs) == (2, 0)
     files = sorted((tmp_path / "a" / "folds").glob("r*_f*/predictions.csv"))
     assert [f.parent.name for f in files] == ["r0_f0", "r0_f1"]

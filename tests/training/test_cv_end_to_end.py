@@ -10,6 +10,7 @@ import pytest
 
 from covidct.errors import CovidCTWarning
 from covidct.evaluation.predictions import read_predictions
+from covidct.report.run_metrics import write_run_metrics
 from covidct.training.config import CVConfig, TrainConfig
 from covidct.training.cv import cross_validate
 
@@ -70,6 +71,8 @@ def test_cv_smoke_on_real_sarscov2_subset(shared_data: Path, tmp_path: Path) -> 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = cross_validate(cfg)
+    assert result.run_metrics is not None
+    write_run_metrics(result.run_metrics)  # what `covidct cv` does after the API call
     assert any(issubclass(w.category, CovidCTWarning) and "slice-level" in str(w.message) for w in caught)
     table = read_predictions(result.predictions)
     assert len(table) == 60 and set(table["label"]) == {"COVID-19", "non-COVID"}

@@ -57,6 +57,7 @@ def evaluate(
     from covidct.cli.metrics import render_summary
     from covidct.inference.evaluate import EvaluateConfig, parse_mapping
     from covidct.inference.evaluate import evaluate as evaluate_api
+    from covidct.report.run_metrics import write_run_metrics
 
     cfg = EvaluateConfig(
         model=str(model),
@@ -70,6 +71,8 @@ def evaluate(
     )
     with console.status(f"scoring {model} on {data} ..."):
         result = evaluate_api(cfg)
+        if result.run_metrics is not None:
+            write_run_metrics(result.run_metrics)
     for renderable in render_summary(result.metrics, level):
         console.print(renderable)
     for note in result.warnings:

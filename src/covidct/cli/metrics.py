@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
         """Recompute every metric from a run's saved predictions (metrics.json, metrics.md, PNGs)."""
         from covidct.cli._common import console
         from covidct.errors import ConfigError
-        from covidct.evaluation.summary import compute_run_metrics
+        from covidct.report.run_metrics import compute_run_metrics
 
         if level not in LEVEL_CHOICES:
             raise ConfigError(f"--level must be one of {', '.join(LEVEL_CHOICES)}, got {level!r}")

@@ -75,7 +75,7 @@ def _render_result(result: Any) -> None:
     """Jobs summary, the model table and any failures."""
     from rich.table import Table
 
-    from covidct.study.tables import format_params
+    from covidct.report.study_tables import format_params
 
     console.print(
         f"{result.total} job(s): {result.ran} run, {result.skipped} already done, "

@@ -342,6 +342,7 @@ def register(app: typer.Typer) -> None:
         from covidct.cli._common import check_out, console
         from covidct.cli.metrics import render_summary
         from covidct.config import load_config
+        from covidct.report.run_metrics import write_run_metrics
         from covidct.training.config import CVConfig
         from covidct.training.cv import cross_validate
 
@@ -362,6 +363,8 @@ def register(app: typer.Typer) -> None:
         check_out(cfg.out, folder=True)
         with _progress() as progress:
             result = cross_validate(cfg, progress=progress)
+        if result.run_metrics is not None:
+            write_run_metrics(result.run_metrics)
         for renderable in render_summary(result.metrics, "both"):
             console.print(renderable)
         for note in result.warnings:

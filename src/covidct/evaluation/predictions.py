@@ -12,6 +12,7 @@ then filled with ``""``. Everything else is validated by :func:`read_predictions
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,6 +35,11 @@ _STRING_COLUMNS = ("path", "patient_id", "label", "model", "run_id")
 _PROB_TOLERANCE = 1e-6
 
 PathLike = str | os.PathLike[str]
+
+
+def model_dirname(model: str) -> str:
+    """A file-system safe name for a model (``hf-hub:x/y`` -> ``hf-hub_x_y``): folders and file suffixes."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_") or "model"
 
 
 def prob_columns(df: pd.DataFrame) -> list[str]:

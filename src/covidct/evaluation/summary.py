@@ -6,7 +6,8 @@ std is the sample standard deviation (``ddof=1``, as pandas and most CV papers r
 Folds where a metric is undefined (NaN: a class absent from the fold's ground truth, or AUC in a fold that
 lacks a class) are left out of that metric's mean (``n`` counts the folds used); a warning says which case it
 was. A class present but never predicted has precision 0 in that fold, which counts (also said in a warning).
-``metrics.json`` is always derived: ``covidct metrics RUN`` rebuilds it from the saved predictions.
+``metrics.json`` is always derived: ``covidct metrics RUN`` rebuilds it from the saved predictions
+(:func:`run_metrics` computes, :mod:`covidct.report.run_metrics` writes).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,6 @@ from covidct.evaluation.predictions import (
     prob_columns,
     read_run_predictions,
 )
-from covidct.utils import atomic_path, write_json_atomic, write_text_atomic
 
 ALL_CLASSES = "__all__"
 LEVELS: tuple[str, ...] = ("slice", "patient")
@@ -307,9 +307,6 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
-_json_safe = json_safe  # kept for callers that imported the private name
-
-
 def format_mean_std(entry: Mapping[str, Any] | None, digits: int = 3, *, ci: bool = False) -> str:
     """``{"mean": 0.9531, "std": 0.0118}`` -> ``"0.953 ± 0.012"``; undefined -> ``"n/a"``.
 
@@ -328,115 +325,31 @@ def format_mean_std(entry: Mapping[str, Any] | None, digits: int = 3, *, ci: boo
     return text
 
 
-def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
+@dataclass(frozen=True)
+class RunMetrics:
+    """A run's metrics recomputed from its saved predictions (what ``covidct.report.run_metrics`` writes).
+
+    ``payload`` is what ``metrics.json`` holds (JSON-safe: NaN as null): the :func:`summarize` dict, or with
+    several models ``{"classes", "run_ids", "warnings", "models": {model: summary}}``.
+    """
+
+    run_dir: Path
+    predictions: pd.DataFrame
+    per_fold: pd.DataFrame
+    by_model: dict[str, dict[str, Any]]
+    classes: list[str]
+    run_ids: list[str]
+    payload: dict[str, Any]
 
 
-def _md_per_class(block: Mapping[str, Any], classes: Sequence[str]) -> list[str]:
-    header = ["Class", *(METRIC_TITLES[m] for m in PER_CLASS_METRICS)]
-    rows = (
-        [cls, *(format_mean_std(block["per_class"][cls].get(m), ci=True) for m in PER_CLASS_METRICS)]
-        for cls in classes
-    )
-    return _md_table(header, rows)
+def run_metrics(run_dir: PathLike, *, n_boot: int = DEFAULT_N_BOOT, seed: int = DEFAULT_SEED) -> RunMetrics:
+    """Recompute a run's metrics from its saved predictions (nothing is written).
 
-
-def _md_confusion(cm: Sequence[Sequence[int]], classes: Sequence[str]) -> list[str]:
-    header = ["True \\ Predicted", *classes]
-    return _md_table(header, ([cls, *(str(v) for v in row)] for cls, row in zip(classes, cm)))
-
-
-def _md_bootstrap_note(summary: Mapping[str, Any]) -> str:
-    boot = summary.get("bootstrap")
-    if not boot:
-        return ""
-    return (
-        f" [low, high] is the {100 * boot['confidence']:.0f}% bootstrap interval of the metric on the pooled "
-        f"test predictions ({boot['n_boot']} resamples of {boot['n_units']} {boot['unit']}s, seed "
-        f"{boot['seed']})."
-    )
-
-
-def _finite(value: Any) -> bool:
-    return value is not None and math.isfinite(value)
-
-
-def _md_calibration(levels: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
-    rows = []
-    for label, block in levels:
-        cal = block.get("calibration")
-        if not cal:
-            continue
-        ece = f"{cal['ece']:.3f}" if _finite(cal.get("ece")) else "n/a"
-        bounds = cal.get("ece_ci95") or []
-        if len(bounds) == 2 and all(_finite(b) for b in bounds):
-            ece += f" [{bounds[0]:.3f}, {bounds[1]:.3f}]"
-        rows.append([label, ece, str(cal.get("n_bins"))])
-    if not rows:
-        return []
-    return [
-        "### Calibration (pooled test predictions; reliability diagram in reliability*.png)",
-        "",
-        *_md_table(["Level", "Expected calibration error (top label)", "Bins"], rows),
-        "",
-    ]
-
-
-def summary_markdown(summary: Mapping[str, Any], *, title: str | None = None) -> str:
-    """One model's summary as Markdown tables shaped like the paper's (rows = classes)."""
-    classes = summary["classes"]
-    name = summary.get("model") or "model"
-    lines = [f"## {title or name}", ""]
-    lines.append(
-        f"{summary['n_folds']} folds ({summary['n_repeats']} repeat(s)), {summary['n_samples']} slices, "
-        f"{summary['n_patients']} patients. Values are mean ± std (ddof=1) over all folds and repeats."
-        + _md_bootstrap_note(summary)
-    )
-    lines.append("")
-    for note in summary.get("warnings", []):
-        lines.append(f"> **Warning:** {note}")
-    if summary.get("warnings"):
-        lines.append("")
-    lines += ["### Per class, slice level (one-vs-rest)", "", *_md_per_class(summary, classes), ""]
-    header = ["Level", *(METRIC_TITLES[m] for m in OVERALL_METRICS)]
-    levels = [("Slice", summary), ("Patient", summary["patient_level"])]
-    rows = (
-        [label, *(format_mean_std(block["overall"].get(m), ci=True) for m in OVERALL_METRICS)]
-        for label, block in levels
-    )
-    lines += ["### Multi-class", "", *_md_table(header, rows), ""]
-    lines += _md_calibration(levels)
-    lines += ["### Per class, patient level (mean probability per patient)", "",
-              *_md_per_class(summary["patient_level"], classes), ""]
-    lines += ["### Confusion matrix, slice level (summed over folds and repeats)", "",
-              *_md_confusion(summary["confusion_matrix"], classes), ""]
-    lines += ["### Confusion matrix, patient level", "",
-              *_md_confusion(summary["patient_level"]["confusion_matrix"], classes), ""]
-    return "\n".join(lines)
-
-
-def _safe_name(model: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_") or "model"
-
-
-def compute_run_metrics(
-    run_dir: PathLike, *, n_boot: int = DEFAULT_N_BOOT, seed: int = DEFAULT_SEED
-) -> dict[str, Any]:
-    """Recompute a run's metrics from its saved predictions and write them into the run folder.
-
-    Writes ``metrics.json`` (the :func:`summarize` dict, NaN as null; with several models
-    ``{"models": {model: summary}, ...}``), ``metrics.md``, ``per_fold_metrics.csv``, ``confusion_matrix.png``
-    (+ ``confusion_matrix_patient.png``), ``roc.png`` and ``reliability.png`` (suffixed ``_<model>`` with
-    several models). ``n_boot``/``seed``: the bootstrap CIs (see :func:`summarize`).
-    Returns what ``metrics.json`` holds.
+    ``n_boot``/``seed``: the bootstrap CIs (see :func:`summarize`).
 
     Raises:
         DataError: no run folder or no (valid) predictions in it.
     """
-    from covidct.report.figures import plot_confusion_matrix, plot_reliability, plot_roc
-
     run = Path(run_dir)
     df = read_run_predictions(run)
     if df.empty:
@@ -445,34 +358,17 @@ def compute_run_metrics(
     per_fold = per_fold_metrics(df)
     by_model = summarize_by_model(df, warnings=recorded, per_fold=per_fold, n_boot=n_boot, seed=seed)
     classes = classes_of(df)
-    single = len(by_model) == 1
     run_ids = sorted(str(r) for r in df["run_id"].unique() if str(r))
-    md = [f"# Metrics: {run.name}", ""]
-    if run_ids:
-        md += [f"Run id(s): {', '.join(run_ids)}", ""]
-    for model, summary in by_model.items():
-        suffix = "" if single else f"_{_safe_name(model)}"
-        part = df[df["model"] == model]
-        plot_confusion_matrix(summary["confusion_matrix"], classes, run / f"confusion_matrix{suffix}.png",
-                              title=f"{model or 'model'}: confusion matrix (slice level)")
-        if not missing_patient(part["patient_id"]).all():
-            plot_confusion_matrix(summary["patient_level"]["confusion_matrix"], classes,
-                                  run / f"confusion_matrix_patient{suffix}.png",
-                                  title=f"{model or 'model'}: confusion matrix (patient level)")
-        plot_roc(part, run / f"roc{suffix}.png", title=f"{model or 'model'}: ROC one-vs-rest (pooled folds)")
-        plot_reliability(
-            summary["calibration"],
-            run / f"reliability{suffix}.png",
-            title=f"{model or 'model'}: reliability (slice level, pooled folds)",
-        )
-        md += [summary_markdown(summary), ""]
-    with atomic_path(run / "per_fold_metrics.csv") as tmp:
-        per_fold.to_csv(tmp, index=False)
-    if single:
+    if len(by_model) == 1:
         payload: dict[str, Any] = {**next(iter(by_model.values())), "run_ids": run_ids}
     else:
         payload = {"classes": classes, "run_ids": run_ids, "warnings": recorded, "models": by_model}
-    payload = json_safe(payload)
-    write_json_atomic(run / "metrics.json", payload)
-    write_text_atomic(run / "metrics.md", "\n".join(md).rstrip() + "\n")
-    return payload
+    return RunMetrics(
+        run_dir=run,
+        predictions=df,
+        per_fold=per_fold,
+        by_model=by_model,
+        classes=classes,
+        run_ids=run_ids,
+        payload=json_safe(payload),
+    )

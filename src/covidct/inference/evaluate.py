@@ -8,9 +8,10 @@ the model's classes alike (model classes mapped onto one name have their probabi
 
 Writes into ``OUT``: ``predictions.csv`` (the standard predictions schema of
 :mod:`covidct.evaluation.predictions`, one test set: fold 0, repeat 0, plus the data's own label in
-``source_label``), ``manifest.csv``, ``config.json``, ``env.json``, ``warnings.json`` and, by the same code
-path as ``covidct cv`` (:func:`covidct.evaluation.summary.compute_run_metrics`), ``metrics.json``,
-``metrics.md``, confusion matrices and ROC curves. ``covidct report OUT`` renders the folder. Unreadable files
+``source_label``), ``manifest.csv``, ``config.json``, ``env.json``, ``warnings.json``; the metrics are computed by the
+same code as ``covidct cv`` (:func:`covidct.evaluation.summary.run_metrics`) and the caller writes
+``metrics.json``, ``metrics.md``, confusion matrices and ROC curves
+(:func:`covidct.report.run_metrics.write_run_metrics`, as ``covidct evaluate`` does). ``covidct report OUT`` renders the folder. Unreadable files
 are reported and skipped.
 """
 
@@ -20,7 +21,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,9 @@ from covidct.data.manifest import DatasetScan, Sample, canonical_label, resolve_
 from covidct.errors import CheckpointError, ConfigError, DataError
 from covidct.inference.predictor import ONNX_SUFFIXES, Predictor
 from covidct.utils import environment_record, sha256_file, write_json_atomic
+
+if TYPE_CHECKING:
+    from covidct.evaluation.summary import RunMetrics
 
 PathLike = str | os.PathLike[str]
 LEVELS = ("slice", "patient", "both")
@@ -80,7 +84,7 @@ class LabelMap:
 class EvaluateResult:
     out: Path
     predictions: Path
-    metrics: dict[str, Any]
+    metrics: dict[str, Any]  # what metrics.json holds (``run_metrics.payload``)
     classes: tuple[str, ...]
     model_classes: tuple[str, ...]
     data_classes: tuple[str, ...]
@@ -89,6 +93,7 @@ class EvaluateResult:
     n_patients: int
     skipped: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    run_metrics: RunMetrics | None = None  # for covidct.report.run_metrics.write_run_metrics
 
 
 def parse_mapping(items: Sequence[str] | None) -> tuple[tuple[str, str], ...]:
@@ -214,7 +219,7 @@ def evaluate(cfg: EvaluateConfig, *, progress: Callable[[int], None] | None = No
     """
     from covidct.data.manifest import save_manifest
     from covidct.evaluation.predictions import write_predictions
-    from covidct.evaluation.summary import compute_run_metrics
+    from covidct.evaluation.summary import run_metrics
 
     files = model_files(cfg.model)
     predictors = _load_predictors(files, cfg)
@@ -290,11 +295,12 @@ def evaluate(cfg: EvaluateConfig, *, progress: Callable[[int], None] | None = No
             run_id=out.resolve().name,
         ),
     )
-    metrics = compute_run_metrics(out)
+    metrics = run_metrics(out)
     return EvaluateResult(
         out=out,
         predictions=target,
-        metrics=metrics,
+        metrics=metrics.payload,
+        run_metrics=metrics,
         classes=labels.classes,
         model_classes=model_classes,
         data_classes=tuple(scan.classes),

@@ -2,8 +2,8 @@
 links).
 
 The report recomputes the study's tables from the saved predictions
-(:func:`covidct.study.tables.build_study_tables`), draws the figures into a temporary folder
-(:func:`covidct.study.tables.save_study_figures`) and embeds them. With ``reference="paper"`` the paper's
+(:func:`covidct.evaluation.tables.build_study_tables`), draws the figures into a temporary folder
+(:func:`covidct.report.study_tables.save_study_figures`) and embeds them. With ``reference="paper"`` the paper's
 published numbers (:mod:`covidct.report.reference`) are shown beside ours. Explanation panels found under
 ``STUDY/explanations`` (written by ``covidct demo``) are embedded too.
 """
@@ -27,16 +27,9 @@ from covidct.evaluation.metrics import PER_CLASS_METRICS
 from covidct.evaluation.summary import METRIC_TITLES, format_mean_std
 from covidct.report.reference import METRICS as REFERENCE_METRICS
 from covidct.report.reference import Reference, get_reference
-from covidct.study.grid import model_dirname
-from covidct.study.tables import (
-    MULTICLASS_METRICS,
-    StudyTables,
-    build_study_tables,
-    format_params,
-    multiclass_table,
-    per_class_table,
-    save_study_figures,
-)
+from covidct.evaluation.predictions import model_dirname
+from covidct.evaluation.tables import MULTICLASS_METRICS, StudyTables, build_study_tables
+from covidct.report.study_tables import format_params, multiclass_table, per_class_table, save_study_figures
 from covidct.utils import write_text_atomic
 
 PathLike = str | os.PathLike[str]

@@ -9,7 +9,8 @@
    failing jobs are retried ``max_retries`` times and then listed in the result and in
    ``STUDY/failures.json``.
 3. Parameters and CPU latency per model go to ``STUDY/models.json`` (measured once per model and input size).
-4. Tables and figures are recomputed from the predictions (:mod:`covidct.study.tables`).
+4. Tables and figures are recomputed from the predictions (:mod:`covidct.evaluation.tables`) and written by
+   :mod:`covidct.report.study_tables`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from covidct.errors import ConfigError
 from covidct.study.config import StudyConfig
 from covidct.study.executors import JobFn, JobOutcome, OnResult, create_executor
 from covidct.study.grid import Job, expand_grid, model_run_dir, pending_jobs, resolve_models
-from covidct.study.tables import FAILURES_FILE, MODELS_FILE, STUDY_FILE, StudyTables, save_study_outputs
+from covidct.evaluation.tables import FAILURES_FILE, MODELS_FILE, STUDY_FILE, StudyTables
+from covidct.report.study_tables import save_study_outputs
 from covidct.utils import write_json_atomic
 
 if TYPE_CHECKING:

@@ -15,12 +15,12 @@ killed mid-way leaves nothing behind and simply reruns (issue 6).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from covidct.errors import ConfigError
+from covidct.evaluation.predictions import model_dirname
 
 PathLike = str | os.PathLike[str]
 
@@ -42,11 +42,6 @@ class Job:
 
     def __str__(self) -> str:
         return self.key
-
-
-def model_dirname(model: str) -> str:
-    """A file-system safe folder name for a model (``hf-hub:x/y`` -> ``hf-hub_x_y``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_") or "model"
 
 
 def model_run_dir(study_dir: PathLike, model: str) -> Path:

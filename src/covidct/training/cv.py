@@ -8,7 +8,8 @@ CV seed alone, never from the model, so the comparison study trains every model 
 ``run_fold(plan, repeat, fold)`` trains on the fold's training patients and writes the test predictions to
 ``RUN/folds/r{repeat}_f{fold}/predictions.csv`` atomically; an existing file means the job is done (resume after a
 crash or Ctrl-C; a half-trained fold continues from its ``last.pt``). ``cross_validate(cfg)`` runs every job, then
-writes ``RUN/predictions.csv`` and the metrics (:func:`covidct.evaluation.summary.compute_run_metrics`).
+writes ``RUN/predictions.csv`` and computes the metrics (:func:`covidct.evaluation.summary.run_metrics`); the
+caller writes the metric files (:func:`covidct.report.run_metrics.write_run_metrics`, as ``covidct cv`` does).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,9 @@ from covidct.utils import (
     sha256_file,
     write_json_atomic,
 )
+
+if TYPE_CHECKING:
+    from covidct.evaluation.summary import RunMetrics
 
 #: Options that may differ between a run and its resumption (hardware, speed), unlike everything else.
 RUNTIME_KEYS = ("device", "amp", "channels_last", "workers", "cache", "feature_cache_dir")
@@ -112,11 +116,12 @@ class CVPlan:
 class CVResult:
     run_dir: Path
     predictions: Path
-    metrics: dict[str, Any]
+    metrics: dict[str, Any]  # what metrics.json holds (``run_metrics.payload``)
     trained: int
     skipped_jobs: int
     warnings: list[str]
     seconds: float
+    run_metrics: RunMetrics | None = None  # for covidct.report.run_metrics.write_run_metrics
 
 
 def _comparable(cfg_dict: dict[str, Any]) -> dict[str, Any]:
@@ -363,9 +368,13 @@ def _device_of(model: Any) -> Any:
 
 
 def cross_validate(cfg: CVConfig, *, progress: ProgressLike | None = None) -> CVResult:
-    """Every (repeat, fold) job (finished ones skipped), then ``RUN/predictions.csv`` and the run's metrics."""
+    """Every (repeat, fold) job (finished ones skipped), then ``RUN/predictions.csv`` and the run's metrics.
+
+    The metrics are computed, not written: pass ``result.run_metrics`` to
+    :func:`covidct.report.run_metrics.write_run_metrics` for ``metrics.json``, ``metrics.md`` and the figures.
+    """
     from covidct.evaluation.predictions import read_predictions, write_predictions
-    from covidct.evaluation.summary import compute_run_metrics
+    from covidct.evaluation.summary import run_metrics
 
     began = time.perf_counter()
     plan = plan_cv(cfg)
@@ -384,11 +393,12 @@ def cross_validate(cfg: CVConfig, *, progress: ProgressLike | None = None) -> CV
             update(advance=1)
     combined = plan.run_dir / "predictions.csv"
     write_predictions(read_predictions(files), combined)
-    metrics = compute_run_metrics(plan.run_dir)
+    metrics = run_metrics(plan.run_dir)
     return CVResult(
         run_dir=plan.run_dir,
         predictions=combined,
-        metrics=metrics,
+        metrics=metrics.payload,
+        run_metrics=metrics,
         trained=trained,
         skipped_jobs=skipped,
         warnings=plan.warnings,
