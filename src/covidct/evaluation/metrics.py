@@ -105,7 +105,7 @@ def one_vs_rest_scores(
             "f1": float(f1[i]),
             "accuracy": float((tp + tn) / n),
             "sensitivity": float(recall[i]),
-            "specificity": float(tn / (tn + fp)) if tn + fp else float(zero_division),
+            "specificity": specificity_score(t, p, pos_label=cls, zero_division=zero_division),
             "precision": float(precision[i]),
         }
     return scores
@@ -136,17 +136,6 @@ def roc_auc_ovr_score(y_true: ArrayLike, y_prob: ArrayLike, classes: Sequence[ob
     # Same as sklearn's roc_auc_score(multi_class="ovr", average="macro") but without its requirement that
     # rows sum to exactly 1 (mean probabilities per patient, rounding in CSVs).
     return float(np.mean([roc_auc_score(t == c, prob[:, i]) for i, c in enumerate(classes)]))
-
-
-def per_class_roc_auc(y_true: ArrayLike, y_prob: ArrayLike, classes: Sequence[object]) -> dict[object, float]:
-    """One-vs-rest ROC AUC of each class (NaN where the class is absent or the only one present)."""
-    t = _as_labels(y_true)
-    prob = np.asarray(y_prob, dtype=float)
-    out: dict[object, float] = {}
-    for i, cls in enumerate(classes):
-        positive = t == cls
-        out[cls] = float(roc_auc_score(positive, prob[:, i])) if 0 < positive.sum() < t.size else float("nan")
-    return out
 
 
 def multiclass_scores(

@@ -3,15 +3,16 @@
 A small, honest timing for the accuracy-vs-latency plot, not a benchmark suite: an untrained model
 (``pretrained=False``; weights do not change the cost), eval mode, ``torch.inference_mode``, a fixed number of
 threads (1 by default, so numbers from a busy shared machine stay comparable between models), ``warmup``
-untimed passes, then the median of ``runs`` timed ones.
+untimed passes, then the median of ``runs`` timed ones (the timing loop of :mod:`covidct.inference.bench`).
 """
 
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from covidct.inference.bench import _time as time_calls  # the benchmark's timing loop (warmup, then runs)
 
 
 @dataclass(frozen=True)
@@ -42,15 +43,9 @@ def measure_cpu_latency(
     x = torch.randn(1, 3, image_size, image_size)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    times: list[float] = []
     try:
         with torch.inference_mode():
-            for _ in range(warmup):
-                net(x)
-            for _ in range(runs):
-                start = time.perf_counter()
-                net(x)
-                times.append((time.perf_counter() - start) * 1000.0)
+            times = [1000.0 * t for t in time_calls(lambda: net(x), runs, warmup)]
     finally:
         torch.set_num_threads(previous)
     return Latency(
