@@ -31,23 +31,21 @@ def write_dicom(
 ) -> Path:
     """A CT slice (HU = stored - 1024, a body-like pattern); ``raw`` puts arbitrary text into numeric tags
     (``{"RescaleSlope": "abc"}``; for ImagePositionPatient it replaces the z value)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
+    from ct_dicom import ct_dataset
+    from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
     raw = raw or {}
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, ds.file_meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.PatientID, ds.SeriesInstanceUID = "CT", "HOSTILE-1", "1.2.826.0.1.3680043.8.498.99"
-    ds.InstanceNumber = int(z) + 1
-    zs = _PLACEHOLDERS["ImagePositionPatient"] if "ImagePositionPatient" in raw else f"{z:.1f}"
-    ds.ImagePositionPatient = ["-10.0", "-10.0", zs]
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.SliceLocation = _PLACEHOLDERS["SliceLocation"] if "SliceLocation" in raw else f"{z:.1f}"
+    ds = ct_dataset(
+        None,  # pixel tags below: float pixels, or text placeholders in the rescale tags
+        z=_PLACEHOLDERS["ImagePositionPatient"] if "ImagePositionPatient" in raw else f"{z:.1f}",
+        position=("-10.0", "-10.0"),
+        location=_PLACEHOLDERS["SliceLocation"] if "SliceLocation" in raw else f"{z:.1f}",
+        instance=int(z) + 1,
+        slope=None,
+        series_uid="1.2.826.0.1.3680043.8.498.99",
+        patient_id="HOSTILE-1",
+    )
     ds.Rows = ds.Columns = size
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     if float_pixels is not None:

@@ -7,9 +7,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from ct_dicom import write_ct
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from covidct.data.inputs import InputSlice, collect_inputs, iter_inputs
 from covidct.errors import DataError
@@ -22,22 +21,7 @@ def png(path: Path, value: int = 10) -> Path:
 
 
 def dicom_slice(path: Path, z: float) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, ds.file_meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.SeriesInstanceUID = "CT", "1.2.3"
-    ds.ImagePositionPatient, ds.ImageOrientationPatient = [0.0, 0.0, z], [1, 0, 0, 0, 1, 0]
-    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-    ds.Rows = ds.Columns = 4
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.PixelData = np.full((4, 4), 1024 + int(z), dtype=np.uint16).tobytes()  # HU == z
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    return write_ct(path, np.full((4, 4), 1024 + int(z), dtype=np.uint16), z=z, series_uid="1.2.3")  # HU == z
 
 
 def test_folder_expansion_groups_and_order(tmp_path: Path) -> None:

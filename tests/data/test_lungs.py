@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ct_dicom import write_ct
 from PIL import Image
 
 from covidct.data.lungs import (
@@ -134,28 +135,18 @@ def test_write_lung_masks_for_a_dicom_series(dicom_series_hu: Path, tmp_path: Pa
 @pytest.fixture
 def dicom_series_hu(tmp_path: Path) -> Path:
     """Three CT slices of the hand-made chest, in HU."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
     folder = tmp_path / "series"
     folder.mkdir()
     hu, _ = _hand_slice()
     for k in range(3):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-        ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, ds.file_meta.MediaStorageSOPInstanceUID
-        ds.Modality, ds.SeriesInstanceUID, ds.PatientID = "CT", "1.2.3.5", "P8"
-        ds.ImagePositionPatient, ds.ImageOrientationPatient = [0.0, 0.0, float(-k)], [1, 0, 0, 0, 1, 0]
-        ds.InstanceNumber = k + 1
-        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-        ds.Rows = ds.Columns = 128
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.PixelData = (hu + 1024).astype(np.uint16).tobytes()
-        ds.save_as(folder / f"IM{k:04d}.dcm", enforce_file_format=True)
+        write_ct(
+            folder / f"IM{k:04d}.dcm",
+            hu + 1024,
+            z=float(-k),
+            instance=k + 1,
+            series_uid="1.2.3.5",
+            patient_id="P8",
+        )
     return folder
 
 

@@ -7,9 +7,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from ct_dicom import write_ct
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from covidct.data.manifest import (
     MANIFEST_COLUMNS,
@@ -31,22 +30,7 @@ def png(path: Path, value: int, size: tuple[int, int] = (8, 8)) -> Path:
 
 
 def dicom_slice(path: Path, z: float, value: int = 1000) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, ds.file_meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.SeriesInstanceUID, ds.PatientID = "CT", "1.2.3", "X"
-    ds.ImagePositionPatient, ds.ImageOrientationPatient = [0.0, 0.0, z], [1, 0, 0, 0, 1, 0]
-    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-    ds.Rows = ds.Columns = 4
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.PixelData = np.full((4, 4), value, dtype=np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    return write_ct(path, np.full((4, 4), value, dtype=np.uint16), z=z, series_uid="1.2.3", patient_id="X")
 
 
 def test_class_folders_layout_with_bad_files_and_duplicates(tmp_path: Path) -> None:
@@ -237,7 +221,10 @@ def test_non_covid_is_its_own_class_not_healthy(spelling: str) -> None:
     assert canonical_label(spelling, aliases) == "non-COVID"
     assert canonical_label("Normal", aliases) == canonical_label("healthy", aliases) == "Healthy"
     assert class_order(["Healthy", "non-COVID", "COVID-19", "Pneumonia"]) == (
-        "COVID-19", "non-COVID", "Healthy", "Pneumonia"
+        "COVID-19",
+        "non-COVID",
+        "Healthy",
+        "Pneumonia",
     )
 
 

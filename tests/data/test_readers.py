@@ -9,10 +9,11 @@ import numpy as np
 import pydicom
 import pytest
 import tifffile
+from ct_dicom import ct_dataset
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian
 
 from covidct.data.readers import detect_format, load_series, load_slice, split_source
 from covidct.data.window import Window
@@ -39,34 +40,25 @@ def write_dicom(
     iop: tuple[float, ...] = (1, 0, 0, 0, 1, 0),
     transfer_syntax: str = ExplicitVRLittleEndian,
 ) -> Path:
-    """A minimal CT slice (or multi-frame file when ``stored`` is 3-D) written with pydicom."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = transfer_syntax
-    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, ds.file_meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.PatientID, ds.SeriesInstanceUID = "CT", "PAT-1", series_uid
-    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
-    if z is not None:
-        ds.ImagePositionPatient = [-10.0, -10.0, z]
-        ds.ImageOrientationPatient = list(iop)
-    if location is not None:
-        ds.SliceLocation = location
-    if instance is not None:
-        ds.InstanceNumber = instance
-    arr = np.asarray(stored, dtype=np.uint16)
-    ds.Rows, ds.Columns = arr.shape[-2:]
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    if arr.ndim == 3:
-        ds.NumberOfFrames = arr.shape[0]
-    if pixels:
-        if transfer_syntax == ExplicitVRLittleEndian:
-            ds.PixelData = arr.tobytes()
-        else:
-            ds.PixelData = encapsulate([b"\xff\xd8junk"])
-            ds["PixelData"].VR = "OB"
+    """A minimal CT slice (or multi-frame file when ``stored`` is 3-D); other syntaxes get junk JPEG data."""
+    explicit = transfer_syntax == ExplicitVRLittleEndian
+    ds = ct_dataset(
+        stored,
+        z=z,
+        position=(-10.0, -10.0),
+        iop=iop,
+        location=location,
+        instance=instance,
+        slope=slope,
+        intercept=intercept,
+        series_uid=series_uid,
+        patient_id="PAT-1",
+        transfer_syntax=transfer_syntax,
+        pixels=pixels and explicit,
+    )
+    if pixels and not explicit:
+        ds.PixelData = encapsulate([b"\xff\xd8junk"])
+        ds["PixelData"].VR = "OB"
     ds.save_as(path, enforce_file_format=True)
     return path
 

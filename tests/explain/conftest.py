@@ -44,8 +44,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def write_dicom_series(folder: Path, n: int = 3, size: int = 40) -> list[Path]:
     """CT slices in HU (lung-like background, a dense blob) with positions given in reverse file order."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    from ct_dicom import write_ct
 
     folder.mkdir(parents=True, exist_ok=True)
     y, x = np.mgrid[:size, :size]
@@ -53,23 +52,9 @@ def write_dicom_series(folder: Path, n: int = 3, size: int = 40) -> list[Path]:
     for k in range(n):
         hu = np.full((size, size), -850.0)
         hu[(y - size // 3) ** 2 + (x - size // 2 - k) ** 2 < (size // 6) ** 2] = 40.0
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-        ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, ds.file_meta.MediaStorageSOPInstanceUID
-        ds.Modality, ds.SeriesInstanceUID, ds.PatientID = "CT", "1.2.3.4", "P9"
-        ds.ImagePositionPatient, ds.ImageOrientationPatient = [0.0, 0.0, float(-k)], [1, 0, 0, 0, 1, 0]
-        ds.InstanceNumber = k + 1
-        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-        ds.Rows = ds.Columns = size
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.PixelData = (hu + 1024).astype(np.uint16).tobytes()
-        path = folder / f"IM{k:04d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
+        stored = (hu + 1024).astype(np.uint16)
+        options = {"z": float(-k), "instance": k + 1, "series_uid": "1.2.3.4", "patient_id": "P9"}
+        paths.append(write_ct(folder / f"IM{k:04d}.dcm", stored, **options))
     return paths
 
 
