@@ -23,7 +23,8 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def phantoms(tmp_path_factory: pytest.TempPathFactory):
-    """A small synthetic 3-class CT dataset (class/patient/slice PNGs + lesion masks), built once per session."""
+    """A small synthetic 3-class CT dataset (class/patient/slice PNGs + lesion masks), built once per
+    session."""
     from covidct.data.synth import synthesize_dataset
 
     return synthesize_dataset(

@@ -20,7 +20,8 @@ def make_predictions(
     signal: float = 1.5,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """A predictions table with the contract's columns; each class's own probability is pushed up by ``signal``."""
+    """A predictions table with the contract's columns; each class's own probability is pushed up by
+    ``signal``."""
     rng = np.random.default_rng(seed)
     rows = []
     for repeat in range(repeats):
@@ -32,8 +33,12 @@ def make_predictions(
                         logits = rng.normal(size=len(classes))
                         logits[ci] += signal
                         prob = np.exp(logits) / np.exp(logits).sum()
-                        row = {"path": f"{pid}/{s}.png", "patient_id": pid if with_patients else "", "label": cls}
-                        row.update({f"prob_{c}": float(v) for c, v in zip(classes, prob)})
+                        row = {
+                            "path": f"{pid}/{s}.png",
+                            "patient_id": pid if with_patients else "",
+                            "label": cls,
+                        }
+                        row.update({f"prob_{c}": float(v) for c, v in zip(classes, prob, strict=False)})
                         row.update(fold=fold, repeat=repeat, model=model, run_id="run-1")
                         rows.append(row)
     return pd.DataFrame(rows)

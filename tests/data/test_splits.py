@@ -1,4 +1,5 @@
-"""Patient-grouped, stratified folds: no patient on both sides, classes balanced, slice-level fallback warns."""
+"""Patient-grouped, stratified folds: no patient on both sides, classes balanced, slice-level fallback
+warns."""
 
 from __future__ import annotations
 

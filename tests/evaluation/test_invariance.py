@@ -1,4 +1,5 @@
-"""Metric properties: row order and label strings do not matter; patient level equals slice level without ids."""
+"""Metric properties: row order and label strings do not matter; patient level equals slice level without
+ids."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ def test_row_order_does_not_matter() -> None:
 def test_label_strings_do_not_matter() -> None:
     df = make_predictions(seed=4)
     rename = {"COVID-19": "c", "Healthy": "zz_h", "Pneumonia": "0p"}
-    renamed = df.assign(label=df["label"].map(rename)).rename(columns={f"prob_{k}": f"prob_{v}" for k, v in rename.items()})
+    renamed = df.assign(label=df["label"].map(rename)).rename(
+        columns={f"prob_{k}": f"prob_{v}" for k, v in rename.items()}
+    )
     a = _values(per_fold_metrics(df)).rename(index=rename, level="class")
     b = _values(per_fold_metrics(renamed))
     pd.testing.assert_series_equal(a.sort_index(), b.sort_index())

@@ -25,9 +25,27 @@ CM = np.array([[5, 2, 1], [1, 6, 1], [0, 2, 4]])
 # By hand, one-vs-rest:
 #   A: TP 5, FN 3, FP 1, TN 13     B: TP 6, FN 2, FP 4, TN 10     C: TP 4, FN 2, FP 2, TN 14
 EXPECTED = {
-    "A": {"sensitivity": 5 / 8, "specificity": 13 / 14, "precision": 5 / 6, "f1": 10 / 14, "accuracy": 18 / 22},
-    "B": {"sensitivity": 6 / 8, "specificity": 10 / 14, "precision": 6 / 10, "f1": 12 / 18, "accuracy": 16 / 22},
-    "C": {"sensitivity": 4 / 6, "specificity": 14 / 16, "precision": 4 / 6, "f1": 8 / 12, "accuracy": 18 / 22},
+    "A": {
+        "sensitivity": 5 / 8,
+        "specificity": 13 / 14,
+        "precision": 5 / 6,
+        "f1": 10 / 14,
+        "accuracy": 18 / 22,
+    },
+    "B": {
+        "sensitivity": 6 / 8,
+        "specificity": 10 / 14,
+        "precision": 6 / 10,
+        "f1": 12 / 18,
+        "accuracy": 16 / 22,
+    },
+    "C": {
+        "sensitivity": 4 / 6,
+        "specificity": 14 / 16,
+        "precision": 4 / 6,
+        "f1": 8 / 12,
+        "accuracy": 18 / 22,
+    },
 }
 
 
@@ -73,7 +91,9 @@ def test_auc_binary_is_the_usual_auc() -> None:
     y_true = np.array(["neg", "pos", "pos", "neg", "pos"])
     p_pos = np.array([0.1, 0.8, 0.4, 0.6, 0.9])
     prob = np.column_stack([1 - p_pos, p_pos])
-    assert roc_auc_ovr_score(y_true, prob, ("neg", "pos")) == pytest.approx(roc_auc_score(y_true == "pos", p_pos))
+    assert roc_auc_ovr_score(y_true, prob, ("neg", "pos")) == pytest.approx(
+        roc_auc_score(y_true == "pos", p_pos)
+    )
 
 
 def test_auc_multiclass_matches_sklearn_ovr_macro() -> None:

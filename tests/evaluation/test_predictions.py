@@ -29,10 +29,21 @@ def test_columns_classes_and_roundtrip(tmp_path: Path) -> None:
     back = read_predictions(path)
     reversed_classes = list(reversed(CLASSES))
     assert classes_of(back) == reversed_classes
-    assert list(back.columns) == ["path", "patient_id", "label", *prob_columns(back), "fold", "repeat", "model", "run_id"]
+    assert list(back.columns) == [
+        "path",
+        "patient_id",
+        "label",
+        *prob_columns(back),
+        "fold",
+        "repeat",
+        "model",
+        "run_id",
+    ]
     assert set(PREDICTION_COLUMNS) <= set(back.columns)
     assert not list(tmp_path.glob(".*tmp"))  # atomic write left no temp file
-    np.testing.assert_allclose(back[prob_columns(back)].to_numpy(), df[prob_columns(back)].to_numpy(), rtol=0, atol=0)
+    np.testing.assert_allclose(
+        back[prob_columns(back)].to_numpy(), df[prob_columns(back)].to_numpy(), rtol=0, atol=0
+    )
     assert back["fold"].dtype.kind == "i" and back["label"].tolist() == df["label"].tolist()
 
 

@@ -28,12 +28,14 @@ BASE = np.linspace(0.80, 0.89, len(PAIRS))
 
 
 def test_constructed_example() -> None:
-    table = _per_fold({
-        "A": [(r, f, b + 0.05) for (r, f), b in zip(PAIRS, BASE)],       # best
-        "B": [(r, f, b) for (r, f), b in zip(PAIRS, BASE)],              # worse on every fold
-        "C": [(r, f, b + 0.05) for (r, f), b in zip(PAIRS, BASE)],       # identical to A: ties
-        "D": [(0, 0, 0.99)],                                             # one shared pair only
-    })
+    table = _per_fold(
+        {
+            "A": [(r, f, b + 0.05) for (r, f), b in zip(PAIRS, BASE, strict=False)],  # best
+            "B": [(r, f, b) for (r, f), b in zip(PAIRS, BASE, strict=False)],  # worse on every fold
+            "C": [(r, f, b + 0.05) for (r, f), b in zip(PAIRS, BASE, strict=False)],  # identical to A: ties
+            "D": [(0, 0, 0.99)],  # one shared pair only
+        }
+    )
     result = wilcoxon_vs_best(table).set_index("model")
     # the best is the highest mean, even over a single fold: D (0.99)
     assert result.index[0] == "D" and bool(result.loc["D", "is_best"])
@@ -73,7 +75,10 @@ def test_holm_correction() -> None:
 
 def test_on_real_per_fold_output() -> None:
     df = pd.concat(
-        [make_predictions(model="strong", signal=3.0, seed=1), make_predictions(model="weak", signal=0.2, seed=2)],
+        [
+            make_predictions(model="strong", signal=3.0, seed=1),
+            make_predictions(model="weak", signal=0.2, seed=2),
+        ],
         ignore_index=True,
     )
     pf = per_fold_metrics(df)

@@ -63,7 +63,9 @@ def _expected(cam_layer: str, stages: list[tuple[str, int]], size: int) -> str:
 def test_zoo_choice_at_two_input_sizes(zoo_stages) -> None:  # type: ignore[no-untyped-def]
     from covidct.models.registry import get_spec
 
-    assert sum(get_spec(name).paper for name in zoo_stages) == 20  # the paper's 20, plus the registered extras
+    assert (
+        sum(get_spec(name).paper for name in zoo_stages) == 20
+    )  # the paper's 20, plus the registered extras
     for name, (cam_layer, stages) in zoo_stages.items():
         native = get_spec(name).input_size
         deepest = stages[-1][1]

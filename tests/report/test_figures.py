@@ -31,8 +31,9 @@ def _is_png(path: Path) -> tuple[int, int]:
 
 @pytest.mark.parametrize("normalize", [False, True])
 def test_confusion_matrix_png(tmp_path: Path, normalize: bool) -> None:
-    out = plot_confusion_matrix(np.array([[5, 1, 0], [2, 6, 1], [0, 0, 0]]), CLASSES, tmp_path / "cm.png",
-                                normalize=normalize)
+    out = plot_confusion_matrix(
+        np.array([[5, 1, 0], [2, 6, 1], [0, 0, 0]]), CLASSES, tmp_path / "cm.png", normalize=normalize
+    )
     width, height = _is_png(out)
     assert width > 100 and height > 100
     assert [p.name for p in tmp_path.iterdir()] == ["cm.png"]  # no temp file left behind
@@ -50,9 +51,17 @@ def test_metric_bars_and_latency(tmp_path: Path) -> None:
     df = pd.concat([make_predictions(model="a"), make_predictions(model="b", signal=0.5, seed=3)])
     summaries = summarize_by_model(df)
     _is_png(plot_metric_bars(summaries, "accuracy", tmp_path / "bars.png"))
-    _is_png(plot_metric_bars(summaries, "specificity", tmp_path / "bars_cls.png", cls="COVID-19", level="patient"))
-    table = pd.DataFrame({"model": ["a", "b", "c"], "latency_ms": [5.0, 50.0, 20.0],
-                          "accuracy": [0.90, 0.95, 0.85], "accuracy_std": [0.01, 0.02, 0.03]})
+    _is_png(
+        plot_metric_bars(summaries, "specificity", tmp_path / "bars_cls.png", cls="COVID-19", level="patient")
+    )
+    table = pd.DataFrame(
+        {
+            "model": ["a", "b", "c"],
+            "latency_ms": [5.0, 50.0, 20.0],
+            "accuracy": [0.90, 0.95, 0.85],
+            "accuracy_std": [0.01, 0.02, 0.03],
+        }
+    )
     _is_png(plot_accuracy_vs_latency(table, tmp_path / "lat.png"))
     with pytest.raises(ValueError, match="latency_ms"):
         plot_accuracy_vs_latency(table.drop(columns="latency_ms"), tmp_path / "x.png")

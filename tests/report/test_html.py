@@ -82,7 +82,11 @@ def test_reference_paper_shows_the_published_row_beside_every_model(fake_study: 
     rows = _reference_rows(html)
     paper = {(r[0], r[1]): r for r in rows if r[2].startswith("paper (")}
     assert paper[("EfficientNetB5", "COVID-19")][3:] == [
-        "0.9769 ± 0.0046", "0.9759 ± 0.0048", "0.9788 ± 0.0055", "0.9730 ± 0.0057", "0.9751 ± 0.0051"
+        "0.9769 ± 0.0046",
+        "0.9759 ± 0.0048",
+        "0.9788 ± 0.0055",
+        "0.9730 ± 0.0057",
+        "0.9751 ± 0.0051",
     ]
     assert paper[("VGG16", "Pneumonia")][2] == "paper (VGG16)" and len(paper) == 2 * 3
     ours = {(r[0], r[1]) for r in rows if r[2] == "ours"}
@@ -163,6 +167,7 @@ def test_report_does_not_import_torch() -> None:
     import subprocess
 
     code = (
-        "import sys, covidct.report.html, covidct.report.study_tables; sys.exit(1 if 'torch' in sys.modules else 0)"
+        "import sys, covidct.report.html, covidct.report.study_tables;"
+        "sys.exit(1 if 'torch' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

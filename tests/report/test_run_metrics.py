@@ -21,14 +21,21 @@ def test_compute_run_metrics_writes_all_files(tmp_path: Path) -> None:
         write_predictions(part, run / "folds" / f"r{repeat}_f{fold}" / "predictions.csv")
     (run / "config.json").write_text(json.dumps({"warnings": ["slice-level folds: no patient ids"]}))
     payload = compute_run_metrics(run)
-    for name in ("metrics.json", "metrics.md", "per_fold_metrics.csv", "confusion_matrix.png",
-                 "confusion_matrix_patient.png", "roc.png"):
+    for name in (
+        "metrics.json",
+        "metrics.md",
+        "per_fold_metrics.csv",
+        "confusion_matrix.png",
+        "confusion_matrix_patient.png",
+        "roc.png",
+    ):
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name
     assert (run / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((run / "metrics.json").read_text())
     assert saved == payload
     assert saved["per_class"]["COVID-19"]["sensitivity"]["mean"] == pytest.approx(
-        summarize(df)["per_class"]["COVID-19"]["sensitivity"]["mean"])
+        summarize(df)["per_class"]["COVID-19"]["sensitivity"]["mean"]
+    )
     md = (run / "metrics.md").read_text()
     assert "| Class | F1 | Accuracy | Sensitivity | Specificity | Precision |" in md
     assert "slice-level folds: no patient ids" in md

@@ -19,10 +19,10 @@ from covidct.training.cv import cross_validate
 def test_cv_on_phantoms_reaches_090_accuracy(tmp_path: Path) -> None:
     """Issue 3: a small model's CV reaches >= 0.9 multi-class accuracy on the phantoms in a few CPU minutes.
 
-    From scratch, 6 phantom patients per class at 64 px do not generalise to new patients (ground glass is a few
-    pixels there; measured 0.58). With 24 patients per class at 96 px, 20 epochs, lr 2e-3 and the paper's other
-    training defaults, measured (seeds 0 and 1): patient-level accuracy 0.931 +- 0.064 and 0.986 +- 0.024,
-    slice-level 0.889 +- 0.043 and 0.903 +- 0.032. The bar is asserted on the patient level (mean slice
+    From scratch, 6 phantom patients per class at 64 px do not generalise to new patients (ground glass is a
+    few pixels there; measured 0.58). With 24 patients per class at 96 px, 20 epochs, lr 2e-3 and the paper's
+    other training defaults, measured (seeds 0 and 1): patient-level accuracy 0.931 +- 0.064 and 0.986 +-
+    0.024, slice-level 0.889 +- 0.043 and 0.903 +- 0.032. The bar is asserted on the patient level (mean slice
     probability per patient), the slice level must stay >= 0.85.
     """
     from covidct.data.synth import synthesize_dataset

@@ -1,13 +1,14 @@
 """Samples -> tensors for training and evaluation, with a decode-once cache.
 
-:class:`SliceCache` decodes and resizes every slice once into one float16 numpy array (a thread pool, since PIL
-and pydicom release the GIL); DataLoader workers started with ``fork`` share it copy-on-write, and epoch 2+ never
-touches the files again. Files that cannot be read are reported (:attr:`SliceCache.skipped`, a
+:class:`SliceCache` decodes and resizes every slice once into one float16 numpy array (a thread pool, since
+PIL and pydicom release the GIL); DataLoader workers started with ``fork`` share it copy-on-write, and epoch
+2+ never touches the files again. Files that cannot be read are reported (:attr:`SliceCache.skipped`, a
 :class:`CovidCTWarning`) and left out, never fatal. Without a cache, an unreadable file yields ``None`` and
 :func:`collate_skip_none` drops it from the batch.
 
-Augmentation runs on the resized ``(1, S, S)`` image in [0, 1] (before normalisation, so the fill value 0 is the
-black CT background); normalisation and 3-channel replication match :class:`~covidct.data.preprocess.Preprocess`.
+Augmentation runs on the resized ``(1, S, S)`` image in [0, 1] (before normalisation, so the fill value 0 is
+the black CT background); normalisation and 3-channel replication match
+:class:`~covidct.data.preprocess.Preprocess`.
 """
 
 from __future__ import annotations
@@ -122,8 +123,8 @@ class SliceDataset(Dataset):
         classes: the class order (label index = position).
         preprocess: size and normalisation (from the model).
         augment: a callable on a ``(1, S, S)`` tensor in [0, 1] (see :mod:`covidct.training.augment`).
-        cache: a :class:`SliceCache` holding these paths (unreadable ones are dropped from the dataset), ``True``
-            to build one now, or ``None``/``False`` to decode on every access.
+        cache: a :class:`SliceCache` holding these paths (unreadable ones are dropped from the dataset),
+            ``True`` to build one now, or ``None``/``False`` to decode on every access.
         loader: ``path -> 2-D array in [0, 1]`` (default: :func:`covidct.data.readers.load_slice`).
         with_index: items are ``(tensor, label, index into samples)`` so a training loop can name the files of
             a batch that went wrong (a non-finite loss).
@@ -196,6 +197,7 @@ class SliceDataset(Dataset):
 
 
 def collate_skip_none(batch: list[Any]) -> Any:
-    """``default_collate`` without the ``None`` items (unreadable files); an all-``None`` batch gives ``None``."""
+    """``default_collate`` without the ``None`` items (unreadable files); an all-``None`` batch gives
+    ``None``."""
     kept = [item for item in batch if item is not None]
     return default_collate(kept) if kept else None

@@ -65,7 +65,7 @@ def ordered_prefetch(jobs: Iterable[Callable[[], T]], *, workers: int = 2, depth
                 if not put(future):
                     future.cancel()
                     return
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+        except BaseException as exc:  # handed to the consumer, raised there
             put(_Raised(exc))
             return
         put(_END)

@@ -77,8 +77,11 @@ class Preprocess:
         get = meta.get if isinstance(meta, Mapping) else lambda k, d=None: getattr(meta, k, d)
         lungs = dict(get("preprocess", None) or {})
         return cls(
-            image_size=int(get("image_size")), mean=tuple(get("mean")), std=tuple(get("std")),
-            crop=str(lungs.get("crop", "none")), standardize=str(lungs.get("standardize", "none")),
+            image_size=int(get("image_size")),
+            mean=tuple(get("mean")),
+            std=tuple(get("std")),
+            crop=str(lungs.get("crop", "none")),
+            standardize=str(lungs.get("standardize", "none")),
             crop_margin=float(lungs.get("crop_margin", DEFAULT_MARGIN)),
         )
 
@@ -94,9 +97,7 @@ class Preprocess:
     def _lungs(self, image: np.ndarray) -> tuple[np.ndarray, Box, bool]:
         if image.ndim != 2:
             raise ConfigError(f"expected a 2-D slice, got shape {image.shape}")
-        return lung_preprocess(
-            image, crop=self.crop, standardize=self.standardize, margin=self.crop_margin
-        )
+        return lung_preprocess(image, crop=self.crop, standardize=self.standardize, margin=self.crop_margin)
 
     def box(self, image: np.ndarray) -> Box:
         """The region of ``image`` the network sees (the whole slice without a lung crop)."""

@@ -1,7 +1,8 @@
-"""Patient-grouped, class-stratified repeated k-fold splits (the paper's protocol, done without patient leakage).
+"""Patient-grouped, class-stratified repeated k-fold splits (the paper's protocol, done without patient
+leakage).
 
-:class:`PatientStratifiedKFold` follows sklearn (parameters only, validated in ``__init__``; ``split()`` yields
-indices): each repeat is one ``StratifiedGroupKFold(shuffle=True, random_state=seed + repeat)``.
+:class:`PatientStratifiedKFold` follows sklearn (parameters only, validated in ``__init__``; ``split()``
+yields indices): each repeat is one ``StratifiedGroupKFold(shuffle=True, random_state=seed + repeat)``.
 
 The groups that must never straddle a split are the connected components (:func:`leakage_groups`) of three
 links: same patient id, same file content (sha256: byte-identical images) and, on request, near-duplicate
@@ -65,7 +66,8 @@ def _has_id(pid: object) -> bool:
 
 
 def patient_groups(samples: Sequence[SampleLike]) -> tuple[np.ndarray, bool]:
-    """Group key per sample (the patient id, or the slice's own path when unknown) and whether all have ids."""
+    """Group key per sample (the patient id, or the slice's own path when unknown) and whether all have
+    ids."""
     keys = [str(s.patient_id) if _has_id(s.patient_id) else f"slice:{s.path}" for s in samples]
     return np.asarray(keys, dtype=object), all(_has_id(s.patient_id) for s in samples)
 
@@ -144,8 +146,8 @@ class PatientStratifiedKFold:
             if n < self.n_splits:
                 raise DataError(
                     "<dataset>",
-                    f"class {cls!r} has {n} {unit}, fewer than the {self.n_splits} folds; use --folds {max(2, n)} "
-                    f"or more data",
+                    f"class {cls!r} has {n} {unit}, fewer than the {self.n_splits} folds; "
+                    f"use --folds {max(2, n)} or more data",
                 )
 
     def split(

@@ -2,8 +2,8 @@
 
 Per class the paper reports one-vs-rest F1, accuracy, sensitivity, specificity and precision: the class is the
 positive, every other class is negative (so specificity = TN / (TN + FP)). Multi-class scores are accuracy,
-balanced accuracy, macro and weighted F1 and the macro one-vs-rest ROC AUC from probabilities. sklearn computes
-what it can; only specificity and the NaN-tolerant AUC are written here.
+balanced accuracy, macro and weighted F1 and the macro one-vs-rest ROC AUC from probabilities. sklearn
+computes what it can; only specificity and the NaN-tolerant AUC are written here.
 
 Undefined is not the same as bad. A class present in ``y_true`` but never predicted has precision 0 (every
 one of its cases was missed; sklearn would call it 0/0), so a fold mean cannot be flattered by dropping such
@@ -76,7 +76,8 @@ def sensitivity_score(
 def one_vs_rest_scores(
     y_true: ArrayLike, y_pred: ArrayLike, classes: Sequence[object], *, zero_division: float = np.nan
 ) -> dict[object, dict[str, float]]:
-    """Per class: ``{"f1", "accuracy", "sensitivity", "specificity", "precision"}`` with the class as positive.
+    """Per class: ``{"f1", "accuracy", "sensitivity", "specificity", "precision"}`` with the class as
+    positive.
 
     Accuracy here is the binary one-vs-rest accuracy (TP + TN) / N, as in the paper's per-class tables.
     A class in ``y_true`` that is never predicted has precision 0 and F1 0; ``zero_division`` only where a
@@ -112,7 +113,8 @@ def one_vs_rest_scores(
 
 
 def predicted_labels(y_prob: ArrayLike, classes: Sequence[object]) -> np.ndarray:
-    """The argmax class of each row of ``y_prob`` (columns in ``classes`` order; ties go to the first class)."""
+    """The argmax class of each row of ``y_prob`` (columns in ``classes`` order; ties go to the first
+    class)."""
     prob = np.asarray(y_prob, dtype=float)
     if prob.ndim != 2 or prob.shape[1] != len(classes):
         raise ValueError(f"y_prob must have shape (n, {len(classes)}), got {prob.shape}")
@@ -155,7 +157,9 @@ def multiclass_scores(
         "accuracy": float(accuracy_score(t, pred)),
         "balanced_accuracy": balanced,
         "macro_f1": float(f1_score(t, pred, labels=labels, average="macro", zero_division=zero_division)),
-        "weighted_f1": float(f1_score(t, pred, labels=labels, average="weighted", zero_division=zero_division)),
+        "weighted_f1": float(
+            f1_score(t, pred, labels=labels, average="weighted", zero_division=zero_division)
+        ),
         "roc_auc_ovr": roc_auc_ovr_score(t, y_prob, classes),
     }
 

@@ -1,11 +1,11 @@
 """The predictions table: the single source of truth every reported number is computed from.
 
-Columns, in this order: ``path, patient_id, label, prob_<class>... (one per class, in the recorded class order),
-fold, repeat, model, run_id``. One row per slice (or per patient after :func:`aggregate_patients`, same schema).
-Probabilities are always stored, never only the argmax, so every metric can be recomputed.
+Columns, in this order: ``path, patient_id, label, prob_<class>... (one per class, in the recorded class
+order), fold, repeat, model, run_id``. One row per slice (or per patient after :func:`aggregate_patients`,
+same schema). Probabilities are always stored, never only the argmax, so every metric can be recomputed.
 
-``patient_id`` may be empty (slice-level data); ``model`` and ``run_id`` may be missing in a hand-made table and are
-then filled with ``""``. Everything else is validated by :func:`read_predictions`, which raises
+``patient_id`` may be empty (slice-level data); ``model`` and ``run_id`` may be missing in a hand-made table
+and are then filled with ``""``. Everything else is validated by :func:`read_predictions`, which raises
 :class:`~covidct.errors.DataError` naming the file and the row.
 """
 
@@ -49,7 +49,7 @@ def prob_columns(df: pd.DataFrame) -> list[str]:
 
 def classes_of(df: pd.DataFrame) -> list[str]:
     """Class names in the recorded order, taken from the ``prob_`` columns."""
-    return [c[len(PROB_PREFIX):] for c in prob_columns(df)]
+    return [c[len(PROB_PREFIX) :] for c in prob_columns(df)]
 
 
 def ordered_columns(df: pd.DataFrame) -> list[str]:
@@ -64,7 +64,9 @@ def missing_patient(values: pd.Series) -> pd.Series:
     return values.isna() | (values.astype(str).str.strip() == "")
 
 
-def validate_predictions(df: pd.DataFrame, source: PathLike = "<table>", *, require_labels: bool = True) -> pd.DataFrame:
+def validate_predictions(
+    df: pd.DataFrame, source: PathLike = "<table>", *, require_labels: bool = True
+) -> pd.DataFrame:
     """Check the schema and return a normalised copy (column order, dtypes, defaults).
 
     Args:
@@ -226,7 +228,9 @@ def aggregate_patients(df: pd.DataFrame) -> pd.DataFrame:
     if not mixed.empty:
         model, repeat, fold, patient = mixed.index[0]
         labels = sorted(work.loc[work["_key"] == patient, "label"].unique())
-        raise DataError(patient, f"patient has mixed labels {labels} (model {model!r}, repeat {repeat}, fold {fold})")
+        raise DataError(
+            patient, f"patient has mixed labels {labels} (model {model!r}, repeat {repeat}, fold {fold})"
+        )
     agg: dict[str, str] = {c: "mean" for c in probs}
     agg.update({"label": "first", "run_id": "first", "patient_id": "first", "path": "first"})
     out = grouped.agg(agg).reset_index()
@@ -236,4 +240,3 @@ def aggregate_patients(df: pd.DataFrame) -> pd.DataFrame:
     out = out.drop(columns="_key")
     out.attrs["level"] = "patient"
     return out[ordered_columns(out)].reset_index(drop=True)
-

@@ -1,10 +1,11 @@
 """Paired comparison of models on identical (repeat, fold) splits: is the best model really better?
 
-Input is the tidy table of :func:`covidct.evaluation.summary.per_fold_metrics` for several models evaluated on the
-same folds (issue 6: every model sees the same splits). The best model (highest mean) is compared with each other
-model by a Wilcoxon signed-rank test on the paired per-fold differences (``scipy.stats.wilcoxon``); p-values are
-Holm-corrected over the comparisons. Caveat: folds of repeated k-fold CV share training data, so the pairs are not
-independent and the test is somewhat optimistic; treat small p-values as evidence, not proof.
+Input is the tidy table of :func:`covidct.evaluation.summary.per_fold_metrics` for several models evaluated on
+the same folds (issue 6: every model sees the same splits). The best model (highest mean) is compared with
+each other model by a Wilcoxon signed-rank test on the paired per-fold differences (``scipy.stats.wilcoxon``);
+p-values are Holm-corrected over the comparisons. Caveat: folds of repeated k-fold CV share training data, so
+the pairs are not independent and the test is somewhat optimistic; treat small p-values as evidence, not
+proof.
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ import pandas as pd
 from scipy.stats import wilcoxon
 
 STATS_COLUMNS: tuple[str, ...] = (
-    "model", "mean", "std", "diff_vs_best", "p_value", "p_holm", "n_pairs", "significant", "is_best",
+    "model",
+    "mean",
+    "std",
+    "diff_vs_best",
+    "p_value",
+    "p_holm",
+    "n_pairs",
+    "significant",
+    "is_best",
 )
 
 
@@ -25,10 +34,14 @@ def paired_table(
     per_fold: pd.DataFrame, metric: str = "accuracy", *, level: str = "slice", cls: str = "__all__"
 ) -> pd.DataFrame:
     """One row per (repeat, fold), one column per model, values of ``metric`` (NaN where missing)."""
-    rows = per_fold[(per_fold["metric"] == metric) & (per_fold["level"] == level) & (per_fold["class"] == cls)]
+    rows = per_fold[
+        (per_fold["metric"] == metric) & (per_fold["level"] == level) & (per_fold["class"] == cls)
+    ]
     if rows.empty:
         raise ValueError(f"no per-fold values for metric={metric!r}, level={level!r}, class={cls!r}")
-    return rows.pivot_table(index=["repeat", "fold"], columns="model", values="value", aggfunc="mean", dropna=False)
+    return rows.pivot_table(
+        index=["repeat", "fold"], columns="model", values="value", aggfunc="mean", dropna=False
+    )
 
 
 def holm_correction(p_values: Sequence[float]) -> np.ndarray:

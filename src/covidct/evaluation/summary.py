@@ -1,13 +1,13 @@
 """From a predictions table to the paper's numbers: per-fold metrics, mean ± std, and a run's metric files.
 
 ``per_fold_metrics`` is the one place that groups by (model, repeat, fold); it returns a tidy table that
-``summarize`` averages and ``evaluation.stats`` pairs across models. Mean ± std is over all folds of all repeats;
-std is the sample standard deviation (``ddof=1``, as pandas and most CV papers report), 0 for a single fold.
-Folds where a metric is undefined (NaN: a class absent from the fold's ground truth, or AUC in a fold that
-lacks a class) are left out of that metric's mean (``n`` counts the folds used); a warning says which case it
-was. A class present but never predicted has precision 0 in that fold, which counts (also said in a warning).
-``metrics.json`` is always derived: ``covidct metrics RUN`` rebuilds it from the saved predictions
-(:func:`run_metrics` computes, :mod:`covidct.report.run_metrics` writes).
+``summarize`` averages and ``evaluation.stats`` pairs across models. Mean ± std is over all folds of all
+repeats; std is the sample standard deviation (``ddof=1``, as pandas and most CV papers report), 0 for a
+single fold. Folds where a metric is undefined (NaN: a class absent from the fold's ground truth, or AUC in a
+fold that lacks a class) are left out of that metric's mean (``n`` counts the folds used); a warning says
+which case it was. A class present but never predicted has precision 0 in that fold, which counts (also said
+in a warning). ``metrics.json`` is always derived: ``covidct metrics RUN`` rebuilds it from the saved
+predictions (:func:`run_metrics` computes, :mod:`covidct.report.run_metrics` writes).
 """
 
 from __future__ import annotations
@@ -45,9 +45,15 @@ ALL_CLASSES = "__all__"
 LEVELS: tuple[str, ...] = ("slice", "patient")
 PER_FOLD_COLUMNS: tuple[str, ...] = ("model", "repeat", "fold", "level", "class", "metric", "value")
 METRIC_TITLES: dict[str, str] = {
-    "f1": "F1", "accuracy": "Accuracy", "sensitivity": "Sensitivity", "specificity": "Specificity",
-    "precision": "Precision", "balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro F1",
-    "weighted_f1": "Weighted F1", "roc_auc_ovr": "ROC AUC (OvR)",
+    "f1": "F1",
+    "accuracy": "Accuracy",
+    "sensitivity": "Sensitivity",
+    "specificity": "Specificity",
+    "precision": "Precision",
+    "balanced_accuracy": "Balanced accuracy",
+    "macro_f1": "Macro F1",
+    "weighted_f1": "Weighted F1",
+    "roc_auc_ovr": "ROC AUC (OvR)",
 }
 
 PathLike = str | os.PathLike[str]
@@ -99,7 +105,9 @@ def mean_std(values: Iterable[float]) -> dict[str, float | int]:
 def _aggregate_level(per_fold: pd.DataFrame, classes: Sequence[str]) -> dict[str, Any]:
     per_class: dict[str, dict[str, Any]] = {}
     overall: dict[str, Any] = {}
-    groups = {key: part["value"].to_numpy() for key, part in per_fold.groupby(["class", "metric"], sort=False)}
+    groups = {
+        key: part["value"].to_numpy() for key, part in per_fold.groupby(["class", "metric"], sort=False)
+    }
     for cls in classes:
         per_class[cls] = {m: mean_std(groups.get((cls, m), [])) for m in PER_CLASS_METRICS}
     for m in OVERALL_METRICS:
@@ -197,19 +205,23 @@ def summarize(
 
     Returns ``{"model", "classes", "n_folds", "n_repeats", "n_samples", "n_patients", "per_class":
     {cls: {metric: {mean, std, n}}}, "overall": {metric: {mean, std, n}}, "confusion_matrix": summed counts
-    (rows true, columns predicted), "patient_level": {per_class, overall, confusion_matrix}, "warnings": [...]}``.
+    (rows true, columns predicted), "patient_level": {per_class, overall, confusion_matrix}, "warnings":
+    [...]}``.
 
     Raises:
         ValueError: the table holds several models (use :func:`summarize_by_model`) or no rows.
 
     ``per_fold`` may pass this model's already computed :func:`per_fold_metrics` to avoid computing it twice.
-    Each level also gets ``ci95`` (``[low, high]``) next to every mean ± std: a cluster bootstrap of the pooled
-    predictions (``n_boot`` resamples of patients, of slices without ids, ``seed``; recorded in ``"bootstrap"``;
-    ``n_boot=0`` skips it) and ``"calibration"`` (ECE and reliability bins, :mod:`covidct.evaluation.bootstrap`).
+    Each level also gets ``ci95`` (``[low, high]``) next to every mean ± std: a cluster bootstrap of the
+    pooled predictions (``n_boot`` resamples of patients, of slices without ids, ``seed``; recorded in
+    ``"bootstrap"``; ``n_boot=0`` skips it) and ``"calibration"`` (ECE and reliability bins,
+    :mod:`covidct.evaluation.bootstrap`).
     """
     models = df["model"].unique().tolist()
     if len(models) != 1:
-        raise ValueError(f"summarize() needs one model, the table has {len(models)}: use summarize_by_model()")
+        raise ValueError(
+            f"summarize() needs one model, the table has {len(models)}: use summarize_by_model()"
+        )
     classes = classes_of(df)
     if per_fold is None:
         per_fold = per_fold_metrics(df)
@@ -266,7 +278,8 @@ def summarize_by_model(
 
 
 def run_warnings(run_dir: PathLike) -> list[str]:
-    """Warnings a run recorded: ``config.json``'s ``"warnings"`` list, ``warnings.json`` or ``warnings(.txt)``."""
+    """Warnings a run recorded: ``config.json``'s ``"warnings"`` list, ``warnings.json`` or
+    ``warnings(.txt)``."""
     run = Path(run_dir)
     found: list[str] = []
 

@@ -40,7 +40,9 @@ class ExplainConfig:
     window: str = "lung"
     fraction: float = 0.2  # share of pixels removed for the faithfulness score
     seed: int = 0
-    tolerance: int = 0  # pointing game: a hit within this many pixels of the lesion counts (Zhang et al. 2016)
+    tolerance: int = (
+        0  # pointing game: a hit within this many pixels of the lesion counts (Zhang et al. 2016)
+    )
     audit: bool = False  # shortcut audit: map energy inside the lungs vs the lungs' share of the slice
 
     def __post_init__(self) -> None:

@@ -61,7 +61,9 @@ def plot_confusion_matrix(
     for i in range(len(classes)):
         for j in range(len(classes)):
             text = f"{values[i, j]:.2f}" if normalize else f"{int(counts[i, j])}"
-            ax.text(j, i, text, ha="center", va="center", color="white" if values[i, j] > threshold else "black")
+            ax.text(
+                j, i, text, ha="center", va="center", color="white" if values[i, j] > threshold else "black"
+            )
     ax.set_title(title or ("Confusion matrix (row-normalised)" if normalize else "Confusion matrix"))
     return save_figure(fig, path)
 
@@ -77,7 +79,7 @@ def plot_roc(df: pd.DataFrame, path: PathLike, *, title: str | None = None) -> P
     fig = _new_figure(5.0, 4.6)
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
-    for cls, column in zip(classes, probs):
+    for cls, column in zip(classes, probs, strict=False):
         positive = labels == cls
         if not 0 < positive.sum() < positive.size:
             continue  # ROC undefined without both positives and negatives
@@ -124,7 +126,9 @@ def plot_reliability(calibration: Mapping[str, Any], path: PathLike, *, title: s
     return save_figure(fig, path)
 
 
-def _metric_stats(summary: Mapping[str, Any], metric: str, cls: str | None, level: str) -> tuple[float, float]:
+def _metric_stats(
+    summary: Mapping[str, Any], metric: str, cls: str | None, level: str
+) -> tuple[float, float]:
     block: Mapping[str, Any] = summary
     if level == "patient":
         block = summary.get("patient_level") or {}
@@ -152,7 +156,9 @@ def plot_metric_bars(
         cls: a class name to plot a per-class metric; None for the multi-class ``overall`` block.
         level: ``"slice"`` or ``"patient"``.
     """
-    rows = [(model, *_metric_stats(summary, metric, cls, level)) for model, summary in summary_by_model.items()]
+    rows = [
+        (model, *_metric_stats(summary, metric, cls, level)) for model, summary in summary_by_model.items()
+    ]
     rows.sort(key=lambda r: (np.isnan(r[1]), -np.nan_to_num(r[1])))
     names = [r[0] for r in rows]
     means = np.array([r[1] for r in rows], dtype=float)
@@ -206,8 +212,10 @@ def plot_accuracy_vs_latency(
     err = table[yerr].to_numpy(dtype=float) if yerr and yerr in table.columns else None
     fig = _new_figure(6.0, 4.5)
     ax = fig.add_subplot()
-    ax.errorbar(lat, acc, yerr=None if err is None else np.nan_to_num(err), fmt="o", capsize=3, color="tab:blue")
-    for name, xi, yi in zip(table[label].astype(str), lat, acc):
+    ax.errorbar(
+        lat, acc, yerr=None if err is None else np.nan_to_num(err), fmt="o", capsize=3, color="tab:blue"
+    )
+    for name, xi, yi in zip(table[label].astype(str), lat, acc, strict=False):
         ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize="small")
     front = pareto_front(lat, acc)
     if front.size > 1:

@@ -3,9 +3,9 @@ links).
 
 The report recomputes the study's tables from the saved predictions
 (:func:`covidct.evaluation.tables.build_study_tables`), draws the figures into a temporary folder
-(:func:`covidct.report.study_tables.save_study_figures`) and embeds them. With ``reference="paper"`` the paper's
-published numbers (:mod:`covidct.report.reference`) are shown beside ours. Explanation panels found under
-``STUDY/explanations`` (written by ``covidct demo``) are embedded too.
+(:func:`covidct.report.study_tables.save_study_figures`) and embeds them. With ``reference="paper"`` the
+paper's published numbers (:mod:`covidct.report.reference`) are shown beside ours. Explanation panels found
+under ``STUDY/explanations`` (written by ``covidct demo``) are embedded too.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from typing import Any
 
 from covidct import __version__
 from covidct.evaluation.metrics import PER_CLASS_METRICS
+from covidct.evaluation.predictions import model_dirname
 from covidct.evaluation.summary import METRIC_TITLES, format_mean_std
+from covidct.evaluation.tables import MULTICLASS_METRICS, StudyTables, build_study_tables
 from covidct.report.reference import METRICS as REFERENCE_METRICS
 from covidct.report.reference import Reference, get_reference
-from covidct.evaluation.predictions import model_dirname
-from covidct.evaluation.tables import MULTICLASS_METRICS, StudyTables, build_study_tables
 from covidct.report.study_tables import format_params, multiclass_table, per_class_table, save_study_figures
 from covidct.utils import write_text_atomic
 
@@ -116,7 +116,14 @@ def _setup_section(tables: StudyTables) -> str:
             ", ".join(
                 f"{k}={train[k]}"
                 for k in (
-                    "epochs", "batch_size", "image_size", "lr", "pretrained", "augment", "rotation", "seed"
+                    "epochs",
+                    "batch_size",
+                    "image_size",
+                    "lr",
+                    "pretrained",
+                    "augment",
+                    "rotation",
+                    "seed",
                 )
                 if k in train
             ),
@@ -326,8 +333,13 @@ def _reference_binary(tables: StudyTables, ref: Reference) -> str:
     ours = [f"Ours: {m}, {covid} one-vs-rest" for m in tables.models]
     header = ["Dataset", "Model", "Metric", "Paper (mean ± std)", *ours]
     rows = [
-        [v.dataset, v.model, METRIC_TITLES.get(v.metric, v.metric), _paper_value(v),
-         *(_our_value(tables, m, v.metric, covid) for m in tables.models)]
+        [
+            v.dataset,
+            v.model,
+            METRIC_TITLES.get(v.metric, v.metric),
+            _paper_value(v),
+            *(_our_value(tables, m, v.metric, covid) for m in tables.models),
+        ]
         for v in binary
     ]
     return "<h3>The abstract's 2-class figures (another dataset)</h3>" + _table(header, rows)

@@ -96,12 +96,24 @@ def summary_markdown(summary: Mapping[str, Any], *, title: str | None = None) ->
     )
     lines += ["### Multi-class", "", *_md_table(header, rows), ""]
     lines += _md_calibration(levels)
-    lines += ["### Per class, patient level (mean probability per patient)", "",
-              *_md_per_class(summary["patient_level"], classes), ""]
-    lines += ["### Confusion matrix, slice level (summed over folds and repeats)", "",
-              *_md_confusion(summary["confusion_matrix"], classes), ""]
-    lines += ["### Confusion matrix, patient level", "",
-              *_md_confusion(summary["patient_level"]["confusion_matrix"], classes), ""]
+    lines += [
+        "### Per class, patient level (mean probability per patient)",
+        "",
+        *_md_per_class(summary["patient_level"], classes),
+        "",
+    ]
+    lines += [
+        "### Confusion matrix, slice level (summed over folds and repeats)",
+        "",
+        *_md_confusion(summary["confusion_matrix"], classes),
+        "",
+    ]
+    lines += [
+        "### Confusion matrix, patient level",
+        "",
+        *_md_confusion(summary["patient_level"]["confusion_matrix"], classes),
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from covidct.config import config_to_dict
 from covidct.errors import ConfigError
+from covidct.evaluation.tables import FAILURES_FILE, MODELS_FILE, STUDY_FILE, StudyTables
+from covidct.report.study_tables import save_study_outputs
 from covidct.study.config import StudyConfig
 from covidct.study.executors import JobFn, JobOutcome, OnResult, create_executor
 from covidct.study.grid import Job, expand_grid, model_run_dir, pending_jobs, resolve_models
-from covidct.evaluation.tables import FAILURES_FILE, MODELS_FILE, STUDY_FILE, StudyTables
-from covidct.report.study_tables import save_study_outputs
 from covidct.utils import write_json_atomic
 
 if TYPE_CHECKING:

@@ -54,7 +54,11 @@ AUGMENT_PRESETS: dict[str, AugmentSettings] = {
         rotation=360.0, horizontal_flip=True, vertical_flip=False, zoom=0.15, shift=0.15, shear=0.15
     ),
     "light": AugmentSettings(
-        rotation=15.0, horizontal_flip=True, vertical_flip=True, zoom=0.15, shift=0.15,
+        rotation=15.0,
+        horizontal_flip=True,
+        vertical_flip=True,
+        zoom=0.15,
+        shift=0.15,
         shear=round(math.degrees(math.atan(0.15)), 4),
     ),
 }

@@ -1,15 +1,16 @@
 """Patient-grouped repeated k-fold cross-validation, one resumable job per (repeat, fold).
 
-``plan_cv(cfg)`` scans the data and fixes the folds (and each fold's validation patients) from the data and the
-CV seed alone, never from the model, so the comparison study trains every model on identical folds. It writes
-``RUN/config.json`` (resolved, replayable with ``--config``), ``env.json``, ``manifest.csv``, ``folds.csv``
-(path, patient_id, label, repeat, fold, split) and ``warnings.json``.
+``plan_cv(cfg)`` scans the data and fixes the folds (and each fold's validation patients) from the data and
+the CV seed alone, never from the model, so the comparison study trains every model on identical folds. It
+writes ``RUN/config.json`` (resolved, replayable with ``--config``), ``env.json``, ``manifest.csv``,
+``folds.csv`` (path, patient_id, label, repeat, fold, split) and ``warnings.json``.
 
 ``run_fold(plan, repeat, fold)`` trains on the fold's training patients and writes the test predictions to
-``RUN/folds/r{repeat}_f{fold}/predictions.csv`` atomically; an existing file means the job is done (resume after a
-crash or Ctrl-C; a half-trained fold continues from its ``last.pt``). ``cross_validate(cfg)`` runs every job, then
-writes ``RUN/predictions.csv`` and computes the metrics (:func:`covidct.evaluation.summary.run_metrics`); the
-caller writes the metric files (:func:`covidct.report.run_metrics.write_run_metrics`, as ``covidct cv`` does).
+``RUN/folds/r{repeat}_f{fold}/predictions.csv`` atomically; an existing file means the job is done (resume
+after a crash or Ctrl-C; a half-trained fold continues from its ``last.pt``). ``cross_validate(cfg)`` runs
+every job, then writes ``RUN/predictions.csv`` and computes the metrics
+(:func:`covidct.evaluation.summary.run_metrics`); the caller writes the metric files
+(:func:`covidct.report.run_metrics.write_run_metrics`, as ``covidct cv`` does).
 """
 
 from __future__ import annotations
@@ -329,9 +330,7 @@ def run_fold(
         )
         net, channels_last = head_network(result.model), False
     else:
-        test_ds = SliceDataset(
-            pick(test_idx), plan.classes, result.preprocess, cache=cache, with_index=True
-        )
+        test_ds = SliceDataset(pick(test_idx), plan.classes, result.preprocess, cache=cache, with_index=True)
         net, channels_last = result.model, bool(cfg.channels_last)
     if len(test_ds) == 0:
         raise DataError(target.parent, "no readable test images in this fold")

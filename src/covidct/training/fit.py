@@ -1,9 +1,9 @@
 """Train one model: :func:`fit` (given train/validation samples) and :func:`train` (``covidct train``).
 
-An output folder holds ``best.pt`` (best validation epoch, a self-describing checkpoint), ``last.pt`` (weights,
-optimizer, scheduler, epoch, history: ``--resume`` continues from it), ``train_log.csv`` (rewritten atomically
-each epoch), ``config.json`` (resolved) and ``env.json``. Each epoch reseeds from ``seed + epoch`` so a resumed
-run follows the same path as an uninterrupted one.
+An output folder holds ``best.pt`` (best validation epoch, a self-describing checkpoint), ``last.pt``
+(weights, optimizer, scheduler, epoch, history: ``--resume`` continues from it), ``train_log.csv`` (rewritten
+atomically each epoch), ``config.json`` (resolved) and ``env.json``. Each epoch reseeds from ``seed + epoch``
+so a resumed run follows the same path as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -500,7 +500,14 @@ def _train(
 
 #: Options that may change when a run is resumed (more epochs, other hardware).
 RESUMABLE_CHANGES = (
-    "epochs", "patience", "device", "amp", "channels_last", "workers", "cache", "feature_cache_dir",
+    "epochs",
+    "patience",
+    "device",
+    "amp",
+    "channels_last",
+    "workers",
+    "cache",
+    "feature_cache_dir",
 )
 
 

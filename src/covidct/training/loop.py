@@ -89,8 +89,9 @@ def recalibrate_batchnorm(
 ) -> None:
     """Re-estimate BatchNorm running statistics as plain averages over ``loader`` ("precise BN").
 
-    The momentum-lagged running statistics trail the weights; on small datasets trained at a high learning rate
-    the eval-mode network then swings between epochs (validation accuracy 0.3 -> 0.9 -> 0.4 on the phantoms).
+    The momentum-lagged running statistics trail the weights; on small datasets trained at a high learning
+    rate the eval-mode network then swings between epochs (validation accuracy 0.3 -> 0.9 -> 0.4 on the
+    phantoms).
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:

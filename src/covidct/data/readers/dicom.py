@@ -40,7 +40,7 @@ def _read_dicom(path: Path, *, header_only: bool = False) -> Any:
         raise
     except InvalidDicomError:
         raise DataError(path, "not a DICOM file (no 'DICM' marker after the 128-byte preamble)") from None
-    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on malformed files; all are data errors
+    except Exception as exc:  # pydicom raises many types on malformed files; all are data errors
         raise DataError(path, f"corrupt or truncated DICOM ({type(exc).__name__}: {exc})") from None
 
 
@@ -103,7 +103,7 @@ def _decode_dicom(ds: Any, path: Path) -> np.ndarray:
             raise DataError(path, f"cannot decode transfer syntax {name} ({uid}): install {needs}")
     try:
         arr = np.asarray(ds.pixel_array)
-    except Exception as exc:  # noqa: BLE001 - decoder plugins raise arbitrary types on corrupt streams
+    except Exception as exc:  # decoder plugins raise arbitrary types on corrupt streams
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         if "less than expected" in first:
             raise DataError(path, f"truncated DICOM file ({first})") from None
@@ -120,7 +120,7 @@ def _raw_text(ds: Any, keyword: str) -> str:
     """The stored text of a tag (for messages), even when pydicom cannot convert it."""
     try:
         value = ds.get_item(keyword).value
-    except Exception:  # noqa: BLE001 - only for a message
+    except Exception:  # only for a message
         return "?"
     if isinstance(value, bytes):
         return value.decode("latin-1", "replace").strip()
@@ -189,7 +189,7 @@ def _dicom_frames(ds: Any, path: Path, win: Window, norm: str | tuple[float, flo
             raise DataError(path, "empty or incomplete ModalityLUTSequence (no LUTDescriptor/LUTData)")
         try:
             hu = np.asarray(apply_modality_lut(raw, ds), dtype=np.float32)
-        except Exception as exc:  # noqa: BLE001 - pydicom raises many types on a malformed LUT
+        except Exception as exc:  # pydicom raises many types on a malformed LUT
             raise DataError(path, f"invalid ModalityLUTSequence ({type(exc).__name__}: {exc})") from None
         return apply_window(require_finite(hu, path, "Hounsfield"), win)
     out = np.empty(raw.shape, dtype=np.float32)

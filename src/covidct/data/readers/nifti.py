@@ -17,7 +17,7 @@ def load_nifti(path: Path, win: Window) -> Series:
     try:
         img = nib.as_closest_canonical(nib.load(str(path)))  # RAS+: i -> right, j -> anterior, k -> superior
         data = img.get_fdata(dtype=np.float32)
-    except Exception as exc:  # noqa: BLE001 - nibabel/gzip/zlib raise many types on malformed files
+    except Exception as exc:  # nibabel/gzip/zlib raise many types on malformed files
         raise DataError(path, f"not a readable NIfTI volume ({type(exc).__name__}: {exc})") from None
     require_finite(data, path, "voxel")
     if data.ndim == 4 and data.shape[3] == 1:
