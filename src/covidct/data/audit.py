@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -161,7 +162,14 @@ def crossings(pairs: pd.DataFrame, folds: pd.DataFrame) -> pd.DataFrame:
         a = pairs["path_a"].map(side)
         b = pairs["path_b"].map(side)
         cross = a.notna() & b.notna() & (a != b)
-        rows.append((int(repeat), int(fold), int(cross.sum()), int((cross & pairs["exact"]).sum())))
+        rows.append(
+            (
+                int(cast(int, repeat)),
+                int(cast(int, fold)),
+                int(cross.sum()),
+                int((cross & pairs["exact"]).sum()),
+            )
+        )
     return pd.DataFrame(rows, columns=["repeat", "fold", "pairs_crossing", "exact_crossing"])
 
 

@@ -18,7 +18,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from covidct.errors import DataError
 
@@ -235,7 +235,7 @@ def read_header(path: str | os.PathLike[str], *, force: bool = False) -> Header:
             ds = pydicom.dcmread(fp, stop_before_pixels=True, force=force)
             return Header(ds, _pixel_offset(fp), False)
         stream = _Inflater(fp, MAX_HEADER_BYTES, path)
-        dataset = read_dataset(stream, False, True, stop_when=_at_pixels)
+        dataset = read_dataset(cast(BinaryIO, stream), False, True, stop_when=_at_pixels)
         offset = _pixel_offset(stream)
     ds = FileDataset(str(path), dataset, preamble, meta, False, True)
     ds.set_original_encoding(False, True, dataset._character_set)

@@ -130,6 +130,11 @@ class Skipped:
 LoadJob = Callable[[], "list[InputSlice | Skipped]"]
 
 
+def _skipped_job(entry: Skipped) -> LoadJob:
+    """A job that only reports ``entry`` (a file planning already found unreadable)."""
+    return lambda: [entry]
+
+
 def _load_volume(path: Path, group: str, window: str | Window) -> list[InputSlice | Skipped]:
     try:
         series = load_series(path, window=window)
@@ -167,8 +172,7 @@ def input_jobs(
 
     def flush() -> Iterator[LoadJob]:
         while planned:
-            entry = Skipped(*planned.pop(0))
-            yield lambda entry=entry: [entry]
+            yield _skipped_job(Skipped(*planned.pop(0)))
 
     for item in _plan(list(paths), planned):
         yield from flush()

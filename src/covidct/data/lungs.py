@@ -122,7 +122,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def _at_working_size(segment, values: np.ndarray, max_side: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _at_working_size(segment, values: np.ndarray, max_side: int) -> np.ndarray:
     """``segment(values)`` at most ``max_side`` px on the long side; the mask resized back (bilinear)."""
     from PIL import Image
 
@@ -131,8 +131,12 @@ def _at_working_size(segment, values: np.ndarray, max_side: int) -> np.ndarray: 
     if scale >= 1:
         return segment(values)
     small = (max(8, round(w * scale)), max(8, round(h * scale)))
-    resized = np.asarray(Image.fromarray(values, mode="F").resize(small, Image.BILINEAR), dtype=np.float32)
-    mask = Image.fromarray(segment(resized).astype(np.float32), mode="F").resize((w, h), Image.BILINEAR)
+    resized = np.asarray(
+        Image.fromarray(values, mode="F").resize(small, Image.Resampling.BILINEAR), dtype=np.float32
+    )
+    mask = Image.fromarray(segment(resized).astype(np.float32), mode="F").resize(
+        (w, h), Image.Resampling.BILINEAR
+    )
     return np.asarray(mask) > 0.5
 
 

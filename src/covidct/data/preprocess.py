@@ -9,7 +9,7 @@ metadata under ``preprocess``) it is first cropped to the lungs and/or rescaled 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +43,7 @@ def resize_slice(image: np.ndarray, size: int) -> np.ndarray:
     if image.shape == (size, size):
         return image.astype(np.float32, copy=False)
     pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
-    return np.asarray(pil.resize((size, size), Image.BILINEAR), dtype=np.float32)
+    return np.asarray(pil.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,7 +74,9 @@ class Preprocess:
     def from_meta(cls, meta: Any) -> Preprocess:
         """From a checkpoint meta / ``ModelInfo`` (object or mapping) with ``image_size``, ``mean``, ``std``
         and optionally ``preprocess`` (:meth:`record`; absent in older checkpoints: no crop)."""
-        get = meta.get if isinstance(meta, Mapping) else lambda k, d=None: getattr(meta, k, d)
+        get: Callable[..., Any] = (
+            meta.get if isinstance(meta, Mapping) else lambda k, d=None: getattr(meta, k, d)
+        )
         lungs = dict(get("preprocess", None) or {})
         return cls(
             image_size=int(get("image_size")),

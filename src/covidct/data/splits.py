@@ -25,6 +25,7 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
@@ -46,9 +47,14 @@ def missing_ids_warning(n_missing: int, n_total: int) -> str:
 
 
 class SampleLike(Protocol):
-    path: str
-    label: str
-    patient_id: str | None
+    """What splitting needs of a sample (read-only, so frozen dataclasses such as ``Sample`` match)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def patient_id(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -151,7 +157,7 @@ class PatientStratifiedKFold:
                 )
 
     def split(
-        self, y: Sequence[object], groups: Sequence[object] | None = None
+        self, y: ArrayLike, groups: ArrayLike | None = None
     ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
         """Yield ``(repeat, fold, train_idx, test_idx)``. ``groups=None`` means slice-level folds."""
         y_arr = np.asarray(y)
@@ -184,7 +190,7 @@ def make_folds(
     seed: int = 0,
     *,
     links: Iterable[tuple[int, int]] = (),
-    groups: Sequence[object] | None = None,
+    groups: ArrayLike | None = None,
 ) -> list[Fold]:
     """All (repeat, fold) splits of ``samples``, grouped by :func:`leakage_groups` (or the given ``groups``).
 
@@ -217,7 +223,7 @@ def validation_split(
     fraction: float = 0.2,
     seed: int = 0,
     *,
-    groups: Sequence[object] | None = None,
+    groups: ArrayLike | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split training samples into (train_idx, val_idx), grouped and stratified where possible.
 

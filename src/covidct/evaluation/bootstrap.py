@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from covidct.evaluation.metrics import OVERALL_METRICS, PER_CLASS_METRICS
 
@@ -93,7 +94,7 @@ def _macro_auc(y: np.ndarray, prob: np.ndarray, weights: np.ndarray) -> np.ndarr
 
 
 def calibration_bins(
-    y_true: Sequence[object], y_prob: np.ndarray, classes: Sequence[object], *, n_bins: int = N_BINS
+    y_true: ArrayLike, y_prob: np.ndarray, classes: Sequence[object], *, n_bins: int = N_BINS
 ) -> dict[str, Any]:
     """Top-label reliability: equal-width confidence bins with count, mean confidence and accuracy, and ECE.
 
@@ -118,7 +119,7 @@ def calibration_bins(
 
 
 def _top_label(
-    y_true: Sequence[object], y_prob: np.ndarray, classes: Sequence[object], n_bins: int
+    y_true: ArrayLike, y_prob: np.ndarray, classes: Sequence[object], n_bins: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     prob = np.asarray(y_prob, dtype=float)
     labels = np.asarray(classes, dtype=object)
@@ -135,10 +136,10 @@ def _ece(count: np.ndarray, conf_sum: np.ndarray, acc_sum: np.ndarray) -> Any:
 
 
 def bootstrap_intervals(
-    y_true: Sequence[object],
+    y_true: ArrayLike,
     y_prob: np.ndarray,
     classes: Sequence[object],
-    units: Sequence[object],
+    units: ArrayLike,
     *,
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = DEFAULT_SEED,

@@ -30,7 +30,7 @@ TAIL_COLUMNS: tuple[str, ...] = ("fold", "repeat", "model", "run_id")
 PREDICTION_COLUMNS: tuple[str, ...] = HEAD_COLUMNS + TAIL_COLUMNS
 #: Columns a table must have (besides at least one ``prob_`` column); the others get defaults.
 REQUIRED_COLUMNS: tuple[str, ...] = ("path", "label", "fold", "repeat")
-_OPTIONAL_DEFAULTS: dict[str, object] = {"patient_id": np.nan, "model": "", "run_id": ""}
+_OPTIONAL_DEFAULTS: dict[str, float | str] = {"patient_id": np.nan, "model": "", "run_id": ""}
 _STRING_COLUMNS = ("path", "patient_id", "label", "model", "run_id")
 _PROB_TOLERANCE = 1e-6
 
@@ -108,9 +108,9 @@ def validate_predictions(
         out[column] = values
     for column in ("fold", "repeat"):
         values = pd.to_numeric(out[column], errors="coerce")
-        bad = values.isna() | (values != values.round())
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
+        not_int = values.isna() | (values != values.round())
+        if not_int.any():
+            i = int(np.flatnonzero(not_int.to_numpy())[0])
             raise bad_row(i, f"{column} is not an integer: {df[column].iloc[i]!r}")
         out[column] = values.astype(int)
     for column in _STRING_COLUMNS:

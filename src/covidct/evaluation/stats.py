@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy.stats import wilcoxon
 
 STATS_COLUMNS: tuple[str, ...] = (
@@ -44,7 +45,7 @@ def paired_table(
     )
 
 
-def holm_correction(p_values: Sequence[float]) -> np.ndarray:
+def holm_correction(p_values: ArrayLike) -> np.ndarray:
     """Holm-Bonferroni adjusted p-values (NaN inputs stay NaN and do not count as tests)."""
     p = np.asarray(p_values, dtype=float)
     adjusted = np.full_like(p, np.nan)

@@ -111,8 +111,8 @@ def compute_activations(
     return ActivationMaps(image=np.asarray(image), source=source, stages=tuple(results))
 
 
-def _capture(store: dict, name: str):  # type: ignore[no-untyped-def]
-    def hook(module, inputs, output):  # type: ignore[no-untyped-def]
+def _capture(store: dict, name: str):
+    def hook(module, inputs, output):
         tensor = output[0] if isinstance(output, (tuple, list)) else output
         with contextlib.suppress(AttributeError):
             store[name] = tensor.detach()

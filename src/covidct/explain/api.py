@@ -196,7 +196,7 @@ def explain(
         if cfg.audit:
             audit, audit_table = _write_audit(out, audit_rows, written)
         label_scores = _slice_label_scores(labels, items, audit_rows) if labels is not None else None
-        extra = {
+        extra: dict[str, Any] = {
             "checkpoint": str(checkpoint),
             "target": cfg.target,
             "layer_note": layer_note,
@@ -272,7 +272,8 @@ def _audit_chunk(
     from covidct.data.lungs import lung_mask_for
     from covidct.explain.scores import lung_audit
 
-    rows, masks = [], []
+    rows: list[dict[str, Any]] = []
+    masks: list[np.ndarray | None] = []
     for i, t in enumerate(shown):
         lungs = None
         if lungs_dir is not None:
@@ -363,7 +364,7 @@ def _find_mask(
                     with Image.open(path) as img:
                         mask = img.convert("L")
                         if mask.size != (shape[1], shape[0]):
-                            mask = mask.resize((shape[1], shape[0]), Image.NEAREST)
+                            mask = mask.resize((shape[1], shape[0]), Image.Resampling.NEAREST)
                         return np.asarray(mask) > 127
                 except OSError as exc:
                     raise DataError(path, f"cannot read mask ({exc})") from None
@@ -452,7 +453,7 @@ def activations(
     maps = compute_activations(
         loaded.model, chosen.image, Preprocess.from_meta(loaded.meta), top=top, source=chosen.source
     )
-    files = maps.save(out)
+    files = maps.save(Path(out))
     return ActivationsResult(
         out=Path(out),
         source=chosen.source,

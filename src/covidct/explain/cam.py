@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from PIL import Image
@@ -330,7 +330,9 @@ def _upsample(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if cam.shape == shape:
         return cam.astype(np.float32, copy=False)
     pil = Image.fromarray(np.ascontiguousarray(cam, dtype=np.float32), mode="F")
-    return np.clip(np.asarray(pil.resize((shape[1], shape[0]), Image.BILINEAR), dtype=np.float32), 0.0, 1.0)
+    return np.clip(
+        np.asarray(pil.resize((shape[1], shape[0]), Image.Resampling.BILINEAR), dtype=np.float32), 0.0, 1.0
+    )
 
 
 def _to_slice(maps: np.ndarray, image: np.ndarray, preprocess: Preprocess) -> list[np.ndarray]:
@@ -395,7 +397,11 @@ def compute_cams(
     if preprocess is None:
         mean, std = model_normalization(model)
         size = spec_or_layer.input_size if isinstance(spec_or_layer, ModelSpec) else 224
-        preprocess = Preprocess(image_size=size, mean=mean, std=std)
+        preprocess = Preprocess(
+            image_size=size,
+            mean=cast("tuple[float, float, float]", mean),
+            std=cast("tuple[float, float, float]", std),
+        )
     n_classes = len(classes) if classes is not None else _num_classes(model)
     names = tuple(classes) if classes is not None else tuple(str(k) for k in range(n_classes or 0))
     if targets not in ("predicted", "all"):

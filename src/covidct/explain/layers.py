@@ -45,8 +45,8 @@ def feature_map_sizes(model: nn.Module, image_size: int, layers: Sequence[str]) 
 
     sizes: dict[str, tuple[int, int]] = {}
 
-    def hook(name: str):  # type: ignore[no-untyped-def]
-        def record(_module, _inputs, output) -> None:  # type: ignore[no-untyped-def]
+    def hook(name: str):
+        def record(_module, _inputs, output) -> None:
             out = output[0] if isinstance(output, (tuple, list)) else output
             if isinstance(out, torch.Tensor) and out.ndim == 4:
                 sizes[name] = (int(out.shape[-2]), int(out.shape[-1]))

@@ -31,7 +31,7 @@ def display_size(array: np.ndarray, max_side: int = DISPLAY_MAX) -> np.ndarray:
     scale = max_side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     pil = Image.fromarray(np.ascontiguousarray(array), mode="F")
-    return np.asarray(pil.resize(size, Image.BILINEAR, reducing_gap=2.0), dtype=np.float32)
+    return np.asarray(pil.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32)
 
 
 def _save(fig: plt.Figure, path: str | Path, dpi: int = 100) -> Path:

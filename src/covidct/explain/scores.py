@@ -91,7 +91,7 @@ def localization_scores(
     )
 
 
-def _mean(values: Sequence[float]) -> float:
+def _mean(values: Sequence[float] | Sequence[np.floating]) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
 
 

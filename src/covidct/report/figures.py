@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
 
 from covidct.utils import atomic_path
 
@@ -178,7 +179,7 @@ def plot_metric_bars(
     return save_figure(fig, path)
 
 
-def pareto_front(latency: Sequence[float], accuracy: Sequence[float]) -> np.ndarray:
+def pareto_front(latency: ArrayLike, accuracy: ArrayLike) -> np.ndarray:
     """Indices of the efficiency frontier: no other model is both faster and at least as accurate."""
     lat, acc = np.asarray(latency, dtype=float), np.asarray(accuracy, dtype=float)
     order = np.lexsort((-acc, lat))

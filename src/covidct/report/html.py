@@ -27,6 +27,7 @@ from covidct.evaluation.metrics import PER_CLASS_METRICS
 from covidct.evaluation.predictions import model_dirname
 from covidct.evaluation.summary import METRIC_TITLES, format_mean_std
 from covidct.evaluation.tables import MULTICLASS_METRICS, StudyTables, build_study_tables
+from covidct.report.markdown import records
 from covidct.report.reference import METRICS as REFERENCE_METRICS
 from covidct.report.reference import Reference, get_reference
 from covidct.report.study_tables import format_params, multiclass_table, per_class_table, save_study_figures
@@ -156,7 +157,7 @@ def _warnings_section(tables: StudyTables) -> str:
 def _models_section(tables: StudyTables) -> str:
     best = _best_model(tables)
     rows, best_rows = [], []
-    for i, r in enumerate(tables.model_info.itertuples()):
+    for i, r in enumerate(records(tables.model_info)):
         rows.append(
             [
                 r.model,
@@ -236,7 +237,7 @@ def _stats_section(tables: StudyTables) -> str:
             r.n_pairs,
             "yes" if r.significant else "no",
         ]
-        for r in tables.wilcoxon.itertuples()
+        for r in records(tables.wilcoxon)
     ]
     metric = METRIC_TITLES.get(tables.wilcoxon_metric, tables.wilcoxon_metric)
     return (

@@ -20,6 +20,7 @@ from covidct.evaluation.summary import METRIC_TITLES, format_mean_std, json_safe
 from covidct.evaluation.tables import MULTICLASS_METRICS, StudyTables, build_study_tables
 from covidct.report.figures import plot_accuracy_vs_latency, plot_confusion_matrix, plot_metric_bars
 from covidct.report.markdown import md_table as _md_table
+from covidct.report.markdown import records
 from covidct.utils import atomic_path, write_json_atomic, write_text_atomic
 
 PathLike = str | os.PathLike[str]
@@ -93,7 +94,7 @@ def study_markdown(tables: StudyTables) -> str:
                 _fmt(r.latency_ms, 1),
                 format_mean_std({"mean": r.accuracy, "std": r.accuracy_std}, 4),
             ]
-            for r in tables.model_info.itertuples()
+            for r in records(tables.model_info)
         ],
     )
     titles = [METRIC_TITLES[m] for m in MULTICLASS_METRICS]
@@ -123,7 +124,7 @@ def study_markdown(tables: StudyTables) -> str:
                     str(r.n_pairs),
                     "yes" if r.significant else "no",
                 ]
-                for r in tables.wilcoxon.itertuples()
+                for r in records(tables.wilcoxon)
             ],
         )
     header = ["Class", *(METRIC_TITLES[m] for m in PER_CLASS_METRICS)]

@@ -201,7 +201,7 @@ def extract_features(
                     for j, vector in zip(where.tolist(), out, strict=True):
                         i = todo[j]
                         found[i] = vector
-                        store.put(keys[i], vector)  # type: ignore[arg-type]
+                        store.put(keys[i], vector)
                     stats.computed += len(out)
                     update(advance=len(out))
         finally:

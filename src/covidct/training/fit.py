@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -259,6 +259,8 @@ def fit(
         loader_fn = default_loader(cfg.window)
         net: nn.Module | None = None
         feature_stats = None
+        train_ds: torch.utils.data.Dataset[Any]
+        val_ds: torch.utils.data.Dataset[Any]
         if uses_feature_cache(cfg):
             from covidct.training.features import FeatureStats, extract_features, head_network
 
@@ -310,11 +312,11 @@ def fit(
             timm_name=spec.timm_name,
             classes=classes,
             image_size=cfg.image_size,
-            mean=mean,
-            std=std,
+            mean=cast("tuple[float, float, float]", mean),
+            std=cast("tuple[float, float, float]", std),
             window=_window_record(cfg.window),
             cam_layer=spec.cam_layer,
-            dropout=cfg.dropout,  # type: ignore[arg-type]
+            dropout=cfg.dropout,
             preprocess=preprocess.record() if preprocess.uses_lungs else {},
             config=config_to_dict(cfg),
         )
@@ -374,7 +376,7 @@ def _train(
     model.to(device)
     channels_last = bool(cfg.channels_last) and not on_features
     if channels_last:
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        model.to(memory_format=torch.channels_last)
     head_ids = {id(p) for p in model.get_classifier().parameters()}  # type: ignore[operator]
     head = [p for p in model.parameters() if id(p) in head_ids]
     backbone = [p for p in model.parameters() if id(p) not in head_ids]
@@ -382,7 +384,7 @@ def _train(
     if not cfg.freeze_backbone and not on_features:
         groups.append({"params": backbone, "lr": cfg.lr * cfg.backbone_lr_scale})
     optimizer = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    mode = "max" if cfg.monitor == "val_accuracy" else "min"
+    mode: Literal["min", "max"] = "max" if cfg.monitor == "val_accuracy" else "min"
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode=mode, factor=cfg.lr_factor, patience=cfg.lr_patience
     )

@@ -53,7 +53,7 @@ class ProgressLike(Protocol):
 
 
 @contextlib.contextmanager
-def progress_task(progress: ProgressLike | None, description: str, total: int, **fields: Any):  # type: ignore[no-untyped-def]
+def progress_task(progress: ProgressLike | None, description: str, total: int, **fields: Any):
     """A task on ``progress`` for the duration of the block (yields an ``update(**kwargs)`` callable)."""
     if progress is None:
         yield lambda **kwargs: None

@@ -10,6 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -152,8 +153,8 @@ def to_unit(arr: np.ndarray, norm: str | tuple[float, float], win: Window) -> np
         lo, hi = float(data.min()), float(data.max())
         if hi <= lo:
             return np.zeros_like(data)
-    else:
-        lo, hi = norm
+    else:  # parse_normalization left a (lo, hi) tuple
+        lo, hi = cast("tuple[float, float]", norm)
     out = (data - np.float32(lo)) / np.float32(hi - lo)
     return np.clip(out, 0.0, 1.0, out=out)
 

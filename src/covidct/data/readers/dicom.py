@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -241,7 +241,7 @@ def slice_positions(headers: list[Any], where: PathLike) -> tuple[list[int], lis
     if all(ipp and iop for ipp, iop in geometry):
         iop0 = np.asarray(geometry[0][1])
         normal = np.cross(iop0[:3], iop0[3:])
-        keys = [float(np.dot(ipp, normal)) for ipp, _ in geometry]
+        keys = [float(np.dot(cast("list[float]", ipp), normal)) for ipp, _ in geometry]
     elif all(z is not None for z in locations):
         keys = [float(z) for z in locations]  # type: ignore[arg-type]
     if keys is not None:
@@ -311,7 +311,7 @@ def load_dicom_file_series(path: Path, win: Window) -> Series:
     if n > 1 and all(ipp and iop for ipp, iop in geometry):
         iop0 = np.asarray(geometry[0][1])
         normal = np.cross(iop0[:3], iop0[3:])
-        keys = [float(np.dot(ipp, normal)) for ipp, _ in geometry]
+        keys = [float(np.dot(cast("list[float]", ipp), normal)) for ipp, _ in geometry]
         order = sorted(range(n), key=lambda i: keys[i])
         positions: list[float] | None = [keys[i] for i in order]
     else:  # frames in stored order (the file defines it)
