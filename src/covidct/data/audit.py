@@ -20,8 +20,11 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
+from covidct.data.manifest import MANIFEST_COLUMNS, load_manifest, scan_dataset
+from covidct.data.readers import load_slice
 from covidct.data.splits import SampleLike
 from covidct.errors import ConfigError, DataError
+from covidct.utils import atomic_path
 
 #: Default Hamming threshold (of 256 bits): see docs/leakage.md for how it was chosen on sarscov2-ct.
 DEFAULT_THRESHOLD = 32
@@ -34,8 +37,6 @@ def _phash_bits(source: str, window: str) -> np.ndarray | str:
     """The 64-bit perceptual hash of one slice as a bool array, or the reason it could not be read."""
     import imagehash
     from PIL import Image
-
-    from covidct.data.readers import load_slice
 
     try:
         image = load_slice(source, window=window)
@@ -217,8 +218,6 @@ def audit(
     Raises:
         DataError: unreadable data or fold plan. ConfigError: a threshold outside 0..255.
     """
-    from covidct.data.manifest import load_manifest, scan_dataset
-
     threshold = _check_threshold(threshold)
     path = Path(data)
     scan = load_manifest(path) if path.is_file() and _is_manifest(path) else scan_dataset(path)
@@ -237,8 +236,6 @@ def audit(
 
 
 def _is_manifest(path: Path) -> bool:
-    from covidct.data.manifest import MANIFEST_COLUMNS
-
     try:
         header = path.read_text(encoding="utf-8-sig").splitlines()[0]
     except (OSError, UnicodeDecodeError, IndexError):
@@ -248,8 +245,6 @@ def _is_manifest(path: Path) -> bool:
 
 def write_pairs(pairs: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """The pairs table (without the index columns) as CSV, atomically."""
-    from covidct.utils import atomic_path
-
     target = Path(path)
     with atomic_path(target) as tmp:
         pairs[list(PAIR_COLUMNS)].to_csv(tmp, index=False)

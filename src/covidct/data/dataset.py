@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from covidct.data.preprocess import Preprocess
+from covidct.data.readers import load_slice
 from covidct.data.splits import SampleLike, label_indices
 from covidct.errors import CovidCTError, CovidCTWarning
 
@@ -33,7 +34,6 @@ ProgressCallback = Callable[[int, int], None]
 
 def default_loader(window: str = "lung") -> Loader:
     """``path -> 2-D float32 [0, 1]`` via :func:`covidct.data.readers.load_slice`."""
-    from covidct.data.readers import load_slice
 
     def load(path: str) -> np.ndarray:
         return load_slice(path, window=window)

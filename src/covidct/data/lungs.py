@@ -18,6 +18,8 @@ with HU. Masks are boolean arrays of the slice's own shape.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +28,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from covidct.data.inputs import iter_inputs
+from covidct.data.readers import detect_format, split_source
 from covidct.data.window import Window, parse_window
+from covidct.utils import atomic_path, write_text_atomic
 
 LUNG_HU = -320.0  # air + lung parenchyma lie below; soft tissue, vessels, consolidation above
 
@@ -246,16 +251,12 @@ class LungMasksResult:
 
 def has_hu(source: str) -> bool:
     """Whether a slice source (``file`` or ``volume#k``) is a DICOM or NIfTI file, i.e. carries HU."""
-    from covidct.data.readers import detect_format, split_source
-
     return detect_format(split_source(source)[0]) in ("dicom", "nifti")
 
 
 def mask_relpath(source: str, inputs: Sequence[str | os.PathLike[str]]) -> Path:
     """Where a slice's mask goes under the output folder: its path relative to the input folder it came from
     (or its file name), ``.png``; a volume's slice k goes to ``<volume stem>/<k>.png``."""
-    from covidct.data.readers import split_source
-
     path, index = split_source(source)
     rel = Path(path.name)
     for root in map(Path, inputs):
@@ -275,13 +276,7 @@ def write_lung_masks(
 ) -> LungMasksResult:
     """A lung mask PNG (255 = lung) per slice under ``out`` (mirroring the inputs' relative paths) and
     ``out/lungs.csv`` (source, group, order, mask, method, lung_fraction). HU for DICOM/NIfTI, else pixels."""
-    import csv
-    import io
-
     from PIL import Image
-
-    from covidct.data.inputs import iter_inputs
-    from covidct.utils import atomic_path, write_text_atomic
 
     out = Path(out)
     skipped: list[tuple[str, str]] = []

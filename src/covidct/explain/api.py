@@ -9,17 +9,20 @@ maps.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from covidct.errors import ConfigError, DataError
+from covidct.errors import ConfigError, DataError, UnknownModelError
 from covidct.explain.methods import DEFAULT_METHOD, check_method
 from covidct.explain.scores import AuditSummary, FaithfulnessScores, LocalizationScores
+from covidct.utils import write_text_atomic
 
 if TYPE_CHECKING:
     from torch import nn
@@ -77,7 +80,6 @@ def default_layer(meta: CheckpointMeta) -> str | None:
     preferred layer, kept only if its map is large enough at the checkpoint's input size."""
     if meta.cam_layer:
         return meta.cam_layer
-    from covidct.errors import UnknownModelError
     from covidct.models.registry import get_spec
 
     try:
@@ -204,12 +206,8 @@ def explain(
             "scores": _scores_dict(localization, faithfulness),
         }
         if audit is not None:
-            from dataclasses import asdict
-
             extra["audit"] = [asdict(a) for a in audit]
         if label_scores is not None:
-            from dataclasses import asdict
-
             extra["slice_labels"] = asdict(label_scores)
         index = write_index(out, items, batch, written=written, extra=extra)
     except BaseException:
@@ -307,11 +305,7 @@ def _write_audit(
     out: Path, rows: list[dict[str, Any]], written: list[Path]
 ) -> tuple[list[AuditSummary], Path]:
     """``audit.csv`` (one row per slice) and the per-class summary (class of the explained map, then all)."""
-    import csv
-    import io
-
     from covidct.explain.scores import LungAudit, summarize_audit
-    from covidct.utils import write_text_atomic
 
     audits = [LungAudit(r["lung_share"], r["lung_fraction"]) for r in rows]
     summary = summarize_audit(audits, [r["class"] for r in rows])
@@ -411,8 +405,6 @@ def _combine(parts: list[FaithfulnessScores]) -> FaithfulnessScores:
 
 
 def _scores_dict(loc: LocalizationScores | None, faith: FaithfulnessScores | None) -> dict[str, Any]:
-    from dataclasses import asdict
-
     scores: dict[str, Any] = {}
     if loc is not None:
         scores["localization"] = asdict(loc)

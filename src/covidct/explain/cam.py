@@ -17,7 +17,9 @@ provenance.
 from __future__ import annotations
 
 import contextlib
+import csv
 import difflib
+import io
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ from covidct.data.preprocess import Preprocess
 from covidct.errors import ConfigError, DataError
 from covidct.explain.methods import DEFAULT_METHOD, check_method, get_method
 from covidct.models.registry import ModelSpec
-from covidct.utils import package_versions, write_json_atomic, write_text_atomic
+from covidct.utils import atomic_path, package_versions, write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:
     from pytorch_grad_cam.base_cam import BaseCAM
@@ -260,9 +262,6 @@ def remove_written(out: Path, written: list[Path], created: bool) -> None:
 
 
 def _index_csv(items: list[dict[str, Any]]) -> str:
-    import csv
-    import io
-
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(
@@ -287,8 +286,6 @@ def _index_csv(items: list[dict[str, Any]]) -> str:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    from covidct.utils import atomic_path
-
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, array.astype(np.float32, copy=False))
 

@@ -17,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
+from covidct.evaluation.predictions import classes_of, prob_columns
 from covidct.utils import atomic_path
 
 PathLike = str | os.PathLike[str]
@@ -72,8 +73,6 @@ def plot_confusion_matrix(
 def plot_roc(df: pd.DataFrame, path: PathLike, *, title: str | None = None) -> Path:
     """One-vs-rest ROC curve per class from a predictions table (all folds/repeats pooled)."""
     from sklearn.metrics import roc_auc_score, roc_curve
-
-    from covidct.evaluation.predictions import classes_of, prob_columns
 
     classes, probs = classes_of(df), prob_columns(df)
     labels = df["label"].astype(str).to_numpy()

@@ -22,6 +22,8 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+import pandas as pd
+
 from covidct import __version__
 from covidct.evaluation.metrics import PER_CLASS_METRICS
 from covidct.evaluation.predictions import model_dirname
@@ -378,8 +380,6 @@ def _explanations_section(study: Path) -> str:
 
 def _audit_table(study: Path) -> str:
     """The shortcut audit of the explained slices (``explanations/*/audit.csv``), per model and class."""
-    import pandas as pd
-
     tables = sorted((study / "explanations").glob("*/audit.csv"))
     if not tables:
         return ""

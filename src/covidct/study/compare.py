@@ -28,6 +28,7 @@ from covidct.report.study_tables import save_study_outputs
 from covidct.study.config import StudyConfig
 from covidct.study.executors import JobFn, JobOutcome, OnResult, create_executor
 from covidct.study.grid import Job, expand_grid, model_run_dir, pending_jobs, resolve_models
+from covidct.study.latency import measure_cpu_latency
 from covidct.utils import write_json_atomic
 
 if TYPE_CHECKING:
@@ -156,7 +157,6 @@ def _write_model_configs(plan: StudyPlan) -> None:
 def measure_models(plan: StudyPlan) -> dict[str, Any]:
     """Parameters, input size and CPU latency per model into ``STUDY/models.json`` (cached per input size)."""
     from covidct.models.registry import count_parameters, get_spec
-    from covidct.study.latency import measure_cpu_latency
 
     path = plan.study_dir / MODELS_FILE
     info: dict[str, Any] = _read_json(path) or {}

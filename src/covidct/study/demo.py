@@ -19,7 +19,9 @@ from typing import Any
 
 import pandas as pd
 
+from covidct.data.synth import synthesize_dataset
 from covidct.errors import ConfigError
+from covidct.report.html import write_report
 from covidct.study.compare import StudyResult, compare
 from covidct.study.config import StudyConfig
 from covidct.study.executors import OnResult
@@ -108,9 +110,6 @@ def run_demo(
     log: Callable[[str], None] = lambda msg: None,
 ) -> DemoResult:
     """Phantoms -> compare -> explain -> report (see the module docstring)."""
-    from covidct.data.synth import synthesize_dataset
-    from covidct.report.html import write_report
-
     root = Path(cfg.out)
     data = root / "data"
     if not (data / "images").is_dir():

@@ -15,6 +15,7 @@ every job, then writes ``RUN/predictions.csv`` and computes the metrics
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from collections.abc import Sequence
@@ -26,7 +27,9 @@ import numpy as np
 import pandas as pd
 
 from covidct.config import config_to_dict
+from covidct.data.audit import near_duplicate_pairs
 from covidct.data.dataset import SliceCache, SliceDataset
+from covidct.data.manifest import save_manifest
 from covidct.data.preprocess import Preprocess
 from covidct.data.splits import (
     Fold,
@@ -37,8 +40,11 @@ from covidct.data.splits import (
     validation_split,
 )
 from covidct.errors import ConfigError, CovidCTWarning, DataError
+from covidct.evaluation.predictions import read_predictions, write_predictions
+from covidct.evaluation.summary import run_metrics
 from covidct.models.registry import get_spec
 from covidct.training.config import CVConfig, TrainConfig
+from covidct.training.features import extract_features, head_network
 from covidct.training.fit import (
     RUN_FILES,
     build_cache,
@@ -167,8 +173,6 @@ def plan_cv(cfg: CVConfig, *, write: bool = True) -> CVPlan:
     notes: list[str] = []
     links = np.empty((0, 2), dtype=np.int64)
     if cfg.group_near_duplicates:
-        from covidct.data.audit import near_duplicate_pairs
-
         pairs = near_duplicate_pairs(samples, threshold=cfg.near_duplicate_threshold, window=cfg.train.window)
         links = pairs[["i", "j"]].to_numpy(dtype=np.int64)
         notes.append(
@@ -227,16 +231,12 @@ def plan_cv(cfg: CVConfig, *, write: bool = True) -> CVPlan:
 
 
 def _write_plan(plan: CVPlan, scan: Any) -> None:
-    from covidct.data.manifest import save_manifest
-
     run = plan.run_dir
     run.mkdir(parents=True, exist_ok=True)
     config = config_to_dict(plan.cfg)
     table = _folds_table(plan)
     old_config, old_folds = run / "config.json", run / "folds.csv"
     if old_config.is_file():
-        import json
-
         try:
             previous = json.loads(old_config.read_text(encoding="utf-8"))
         except ValueError:
@@ -315,8 +315,6 @@ def run_fold(
         env={"repeat": repeat, "fold": fold, "run_id": run_id},
     )
     if on_features:
-        from covidct.training.features import extract_features, head_network
-
         test_ds: Any = extract_features(
             result.model,
             pick(test_idx),
@@ -353,7 +351,6 @@ def run_fold(
             "run_id": run_id,
         }
     )
-    from covidct.evaluation.predictions import write_predictions
 
     write_predictions(table, target)
     (target.parent / "last.pt").unlink(
@@ -372,9 +369,6 @@ def cross_validate(cfg: CVConfig, *, progress: ProgressLike | None = None) -> CV
     The metrics are computed, not written: pass ``result.run_metrics`` to
     :func:`covidct.report.run_metrics.write_run_metrics` for ``metrics.json``, ``metrics.md`` and the figures.
     """
-    from covidct.evaluation.predictions import read_predictions, write_predictions
-    from covidct.evaluation.summary import run_metrics
-
     began = time.perf_counter()
     plan = plan_cv(cfg)
     # temp files a kill -9 left mid-write; also in finished folds, which fit() never revisits

@@ -8,6 +8,7 @@ so a resumed run follows the same path as an uninterrupted one.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import math
 import multiprocessing
@@ -26,8 +27,10 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from covidct.config import config_to_dict
 from covidct.data.dataset import SliceCache, SliceDataset, collate_skip_none, default_loader
+from covidct.data.manifest import MANIFEST_COLUMNS, load_manifest, save_manifest, scan_dataset
 from covidct.data.preprocess import Preprocess
 from covidct.data.splits import SampleLike, label_indices, validation_split
+from covidct.data.window import parse_window
 from covidct.errors import CheckpointError, DataError
 from covidct.models.checkpoint import CheckpointMeta, read_checkpoint, save_checkpoint
 from covidct.models.registry import (
@@ -40,6 +43,7 @@ from covidct.models.registry import (
 from covidct.models.weights import WeightsReport
 from covidct.training.augment import build_augment
 from covidct.training.config import TrainConfig, TrainRunConfig
+from covidct.training.features import FeatureStats, default_cache_dir, extract_features, head_network
 from covidct.training.loop import (
     ProgressLike,
     evaluate,
@@ -177,8 +181,6 @@ def uses_feature_cache(cfg: TrainConfig) -> bool:
 
 
 def feature_cache_dir(cfg: TrainConfig) -> Path:
-    from covidct.training.features import default_cache_dir
-
     return Path(cfg.feature_cache_dir) if cfg.feature_cache_dir else default_cache_dir()
 
 
@@ -262,8 +264,6 @@ def fit(
         train_ds: torch.utils.data.Dataset[Any]
         val_ds: torch.utils.data.Dataset[Any]
         if uses_feature_cache(cfg):
-            from covidct.training.features import FeatureStats, extract_features, head_network
-
             feature_stats = FeatureStats()
             train_ds, val_ds = (
                 extract_features(
@@ -350,8 +350,6 @@ def fit(
 
 
 def _window_record(window: str) -> dict[str, Any]:
-    from covidct.data.window import parse_window
-
     w = parse_window(window)
     return {"name": window, "width": float(w.width), "level": float(w.level)}
 
@@ -525,10 +523,6 @@ def _patience_exceeded(history: list[dict[str, float]], best_epoch: int, cfg: Tr
 
 def _is_manifest(path: Path) -> bool:
     """A covidct manifest (``save_manifest``) rather than a plain ``path,label[,patient_id]`` CSV."""
-    import csv
-
-    from covidct.data.manifest import MANIFEST_COLUMNS
-
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             header = next(csv.reader(handle), [])
@@ -540,8 +534,6 @@ def _is_manifest(path: Path) -> bool:
 def load_samples(data: str | Path) -> tuple[list[SampleLike], tuple[str, ...], Any]:
     """A data folder or a plain ``path,label[,patient_id]`` CSV (``scan_dataset``: every file validated), or a
     covidct manifest CSV (``load_manifest``) -> samples, classes, scan."""
-    from covidct.data.manifest import load_manifest, scan_dataset
-
     path = Path(data)
     if path.is_dir():
         scan = scan_dataset(path)
@@ -559,8 +551,6 @@ def train(cfg: TrainRunConfig, *, progress: ProgressLike | None = None) -> FitRe
 
     As ``cv`` does, the run folder records the data: ``manifest.csv`` (unreadable files marked
     ``readable=false``) and ``warnings.json``; the result's ``skipped`` lists every file left out."""
-    from covidct.data.manifest import save_manifest
-
     samples, classes, scan = load_samples(cfg.data)
     try:
         train_idx, val_idx = validation_split(samples, classes, cfg.train.val_fraction, seed=cfg.train.seed)
