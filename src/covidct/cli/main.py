@@ -24,7 +24,7 @@ COMMAND_MODULES = ("data", "models", "train", "metrics", "evaluate", "explain", 
 class _CovidCTGroup(TyperGroup):
     """Maps user errors to ``error: <message>`` and exit code 2, and Ctrl-C to exit 130."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # typer's click Context is private (typer._click)
         try:
             return super().invoke(ctx)
         except CovidCTError as exc:

@@ -102,8 +102,8 @@ def predict(
             soft_wrap=True,
         )
     if out is not None:
-        for path in result.save(out):
-            console.print(f"wrote {path}", markup=False, highlight=False)
+        for written in result.save(out):
+            console.print(f"wrote {written}", markup=False, highlight=False)
     if explain:
         from covidct.explain.api import ExplainConfig
         from covidct.explain.api import explain as run_explain
@@ -262,9 +262,9 @@ def bench(
         table.add_column(column, justify="left" if left else "right", no_wrap=column == "model")
     for r in result.table.itertuples(index=False):
         table.add_row(
-            r.model,
-            r.backend,
-            r.precision,
+            str(r.model),
+            str(r.backend),
+            str(r.precision),
             str(r.batch_size),
             str(r.image_size),
             f"{r.model_ms_median:.1f} / {r.model_ms_p90:.1f}",
