@@ -64,7 +64,7 @@ def _print_warnings(scan: Any) -> None:
 def render_scan(scan: Any, *, limit: int = 10) -> list[Any]:
     """Rich renderables: per-class table, sizes, duplicates, unreadable files."""
     table = Table(title=f"{scan.root} ({scan.layout})", title_justify="left")
-    table.add_column("Class", style="bold")
+    table.add_column("Class", style="bold", no_wrap=True)
     table.add_column("Images", justify="right")
     table.add_column("Patients", justify="right")
     for label, (n_images, n_patients) in scan.class_counts().items():

@@ -180,7 +180,7 @@ def activations(
 def _print_audit(result: Any) -> None:
     table = Table(title="shortcut audit: CAM energy inside the lungs", title_justify="left")
     for name in ("class", "slices", "in lungs", "random map", "mostly outside"):
-        table.add_column(name, justify="left" if name == "class" else "right")
+        table.add_column(name, justify="left" if name == "class" else "right", no_wrap=name == "class")
     for row in result.audit:
         if row.group == "all":
             table.add_section()

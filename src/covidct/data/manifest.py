@@ -175,8 +175,8 @@ SYNTH_MASK_FOLDERS = frozenset({"masks", "lungs"})
 
 
 def synth_images_folder(root: Path) -> Path | None:
-    """``root/images`` when ``root`` is laid out as ``covidct data synth`` writes (``images/`` beside ``masks/``
-    and/or ``lungs/``, nothing else), else None."""
+    """``root/images`` when ``root`` is laid out as ``covidct data synth`` writes it (``images/`` beside
+    ``masks/`` and/or ``lungs/``, no other folder), else None."""
     names = {d.name for d in root.iterdir() if d.is_dir() and not _is_hidden(d)}
     others = names - {"images"}
     return root / "images" if "images" in names and others and others <= SYNTH_MASK_FOLDERS else None
@@ -322,10 +322,10 @@ def scan_dataset(
             raise DataError(base, "expected a dataset folder or a CSV file (path,label[,patient_id])")
         (candidates, notes), layout = _csv_candidates(base, merged), "csv"
     else:
-        images = synth_images_folder(base)
-        if images is not None:
-            notes.append(f"{base}: a 'covidct data synth' folder; scanning its images/ (masks are not a class)")
-            base = images
+        synth_images = synth_images_folder(base)
+        if synth_images is not None:
+            notes.append(f"{base}: a 'covidct data synth' folder: scanning its images/ (masks are no class)")
+            base = synth_images
         candidates, layout = _folder_candidates(base, merged)
     if classes is not None:
         classes = [canonical_label(c, merged) for c in classes]
