@@ -37,6 +37,7 @@ _API: dict[str, str] = {
     "EvaluateConfig": "covidct.inference.evaluate:EvaluateConfig",
     "evaluate": "covidct.inference.evaluate:evaluate",
     "export_onnx": "covidct.inference.export:export_onnx",
+    "load_predictor": "covidct.inference.backends:load_predictor",
     # explanations
     "ExplainConfig": "covidct.explain.api:ExplainConfig",
     "explain_model": "covidct.explain.api:explain",
@@ -65,6 +66,7 @@ __all__ = [  # a literal list, so linters and IDEs see the names (tests check it
     "EvaluateConfig",
     "evaluate",
     "export_onnx",
+    "load_predictor",
     "ExplainConfig",
     "explain_model",
     "activations",
@@ -82,6 +84,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from covidct.errors import ConfigError, CovidCTError, DataError
     from covidct.explain.api import ExplainConfig, activations
     from covidct.explain.api import explain as explain_model
+    from covidct.inference.backends import load_predictor
     from covidct.inference.evaluate import EvaluateConfig, evaluate
     from covidct.inference.export import export_onnx
     from covidct.models.registry import list_models
