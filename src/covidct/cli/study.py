@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -52,13 +51,14 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
 
 
-def _progress(to: Console = console) -> Progress:
+def _progress() -> Progress:
+    """Job progress on stderr (as for train and cv): stdout keeps the result."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=to,
+        console=err_console,
         transient=False,
     )
 
@@ -265,7 +265,7 @@ def compare(
         latency=latency,
         train=train,
     )
-    with _progress(info_console(fmt)) as progress:
+    with _progress() as progress:
         task = progress.add_task("study jobs", total=None)
 
         def on_result(outcome: Any) -> None:
