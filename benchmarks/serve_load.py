@@ -124,7 +124,8 @@ def phantom_png(size: int = 512, seed: int = 0) -> bytes:
 
 def random_checkpoint(model: str, image_size: int, out: Path) -> Path:
     from covidct.models.checkpoint import CheckpointMeta, save_checkpoint
-    from covidct.models.registry import create_model, get_spec
+    from covidct.models.factory import create_model
+    from covidct.models.registry import get_spec
 
     spec = get_spec(model)
     net = create_model(model, 3, pretrained=False)

@@ -17,7 +17,9 @@ def make_checkpoint(path: Path, name: str = TINY_ARCH, size: int = TINY_SIZE, *,
     import torch
 
     from covidct.models.checkpoint import CheckpointMeta, save_checkpoint
-    from covidct.models.registry import create_model, get_spec, model_normalization
+    from covidct.models.factory import create_model
+    from covidct.models.normalization import model_normalization
+    from covidct.models.registry import get_spec
 
     torch.manual_seed(seed)
     model = create_model(name, len(CLASSES), pretrained=False).eval()

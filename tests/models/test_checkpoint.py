@@ -7,7 +7,7 @@ import torch
 
 from covidct.errors import CheckpointError
 from covidct.models.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
-from covidct.models.registry import create_model
+from covidct.models.factory import create_model
 
 
 def _meta(**overrides) -> CheckpointMeta:

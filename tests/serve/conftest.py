@@ -78,7 +78,7 @@ def zip_bytes(members: dict[str, bytes], *, symlinks: tuple[str, ...] = ()) -> b
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """resnet10t, random weights, 32 px input, 3 classes."""
     from covidct.models.checkpoint import CheckpointMeta, save_checkpoint
-    from covidct.models.registry import create_model
+    from covidct.models.factory import create_model
 
     import torch
 

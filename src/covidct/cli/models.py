@@ -26,7 +26,8 @@ def models(
     """
     from rich.table import Table
 
-    from covidct.models.registry import count_parameters, list_models
+    from covidct.models.factory import count_parameters
+    from covidct.models.registry import list_models
     from covidct.models.weights import availability
 
     table = Table(title="covidct model zoo (Garg et al. 2022; * = extra, not in the paper)")

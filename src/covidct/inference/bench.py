@@ -145,7 +145,9 @@ def _build(
     import torch
 
     from covidct.inference.predictor import ModelInfo, OnnxPredictor, Predictor
-    from covidct.models.registry import create_model, get_spec, model_normalization
+    from covidct.models.factory import create_model
+    from covidct.models.normalization import model_normalization
+    from covidct.models.registry import get_spec
 
     if threads:
         torch.set_num_threads(threads)

@@ -4,15 +4,16 @@ when it fails, and whether a timm pretrained tag is already in the local cache (
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the model hub's host accepts a TCP connection (one quick probe, no retries)."""
-    from urllib.parse import urlparse
-
     from huggingface_hub import constants
 
     host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
@@ -66,9 +67,6 @@ def hub_status(timm_name: str) -> str:
             if filename and isinstance(try_to_load_from_cache(repo, filename), str):
                 return "cached"
     if url:
-        import os
-        from pathlib import Path
-
         import torch.hub
 
         if (Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)).is_file():

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from covidct.models.registry import ModelSpec
+    from covidct.models.spec import ModelSpec
 
 StateDict = dict[str, "torch.Tensor"]
 SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")

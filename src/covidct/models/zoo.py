@@ -1,4 +1,5 @@
 """The paper's 20 backbones (Garg et al. 2022, Table 1) mapped onto timm, plus extras (EfficientNet-Lite).
+Data only: :mod:`covidct.models.registry` registers them.
 
 Input sizes are the Keras defaults the paper used. EfficientNets use the TF-ported ("same" padding)
 noisy-student weights, as the paper did; the others ImageNet weights. Every model is the Keras
@@ -8,7 +9,7 @@ noisy-student weights, as the paper did; the others ImageNet weights. Every mode
 
 from __future__ import annotations
 
-from covidct.models.registry import ModelSpec, register
+from covidct.models.spec import ModelSpec
 
 _EFFICIENTNET_SIZES = (224, 240, 260, 300, 380, 456, 528, 600)
 
@@ -63,6 +64,3 @@ EXTRA_MODELS: tuple[ModelSpec, ...] = tuple(
     )
     for i, size in enumerate(_LITE_SIZES)
 )
-
-for _spec in (*PAPER_MODELS, *EXTRA_MODELS):
-    register(_spec)
