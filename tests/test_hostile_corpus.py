@@ -204,10 +204,10 @@ def _zip_folder(folder: Path) -> bytes:
 def _client(model: Path, upload_dir: Path):  # type: ignore[no-untyped-def]
     from fastapi.testclient import TestClient
 
-    from covidct.serve.app import create_app, load_predictor
+    from covidct.serve.app import create_app, load_model
 
-    loaded = load_predictor(model, threads=1)
-    app = create_app(loaded.predictor, meta=loaded.meta, model_version=loaded.version, tmp_dir=upload_dir)
+    loaded = load_model(model, threads=1)
+    app = create_app(loaded.predictor, model_version=loaded.version, tmp_dir=upload_dir)
     return TestClient(app, raise_server_exceptions=True)
 
 

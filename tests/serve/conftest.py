@@ -93,9 +93,9 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def loaded_model(checkpoint: Path):
-    from covidct.serve.app import load_predictor
+    from covidct.serve.app import load_model
 
-    return load_predictor(checkpoint, threads=1)
+    return load_model(checkpoint, threads=1)
 
 
 @pytest.fixture()
@@ -115,7 +115,7 @@ def client(loaded_model, upload_dir: Path):
 
     limits = UploadLimits(max_upload_bytes=2 * 1024 * 1024, max_zip_members=20, max_zip_total_bytes=1024 * 1024,
                           max_pixels=1024 * 1024)
-    app = create_app(loaded_model.predictor, meta=loaded_model.meta, model_version=loaded_model.version,
+    app = create_app(loaded_model.predictor, model_version=loaded_model.version,
                      tmp_dir=upload_dir, limits=limits, max_cams=4)
     with TestClient(app, raise_server_exceptions=True) as test_client:
         yield test_client
@@ -144,7 +144,7 @@ def live_server(loaded_model, upload_dir: Path):
     Startup is a bounded poll of /health (see ``running_server``)."""
     from covidct.serve.app import create_app
 
-    app = create_app(loaded_model.predictor, meta=loaded_model.meta, model_version=loaded_model.version,
+    app = create_app(loaded_model.predictor, model_version=loaded_model.version,
                      tmp_dir=upload_dir, worker_threads=4, max_cams=4)
     with load_benchmark().running_server(app) as url:
         yield url

@@ -163,11 +163,11 @@ def onnx_client(checkpoint, tmp_path_factory):
     from fastapi.testclient import TestClient
 
     from covidct.inference.export import export_onnx
-    from covidct.serve.app import create_app, load_predictor
+    from covidct.serve.app import create_app, load_model
 
     path = export_onnx(checkpoint, tmp_path_factory.mktemp("onnx") / "tiny.onnx").path
-    loaded = load_predictor(path, threads=1)
-    assert loaded.meta is None
+    loaded = load_model(path, threads=1)
+    assert loaded.predictor.meta.cam_layer == "" and loaded.predictor.meta.timm_name == "resnet10t"  # from the ONNX file
     with TestClient(create_app(loaded.predictor, model_version=loaded.version)) as test_client:
         yield test_client
 

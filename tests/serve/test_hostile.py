@@ -76,7 +76,7 @@ def wide_client(loaded_model, upload_dir: Path):
     from fastapi.testclient import TestClient
 
     app = create_app(
-        loaded_model.predictor, meta=loaded_model.meta, tmp_dir=upload_dir, limits=WIDE, max_cams=2
+        loaded_model.predictor, tmp_dir=upload_dir, limits=WIDE, max_cams=2
     )
     with TestClient(app) as test_client:
         yield test_client
@@ -230,7 +230,7 @@ def test_explain_of_a_large_16bit_png_renders_at_display_size(loaded_model, uplo
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     limits = UploadLimits(max_upload_bytes=16 << 20, max_pixels=8 << 20)
-    app = create_app(loaded_model.predictor, meta=loaded_model.meta, tmp_dir=upload_dir, limits=limits)
+    app = create_app(loaded_model.predictor, tmp_dir=upload_dir, limits=limits)
     with TestClient(app) as client:
         res = _post(client, buffer.getvalue(), "big.png", "/explain")
     assert res.status_code == 200, res.text

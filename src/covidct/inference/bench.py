@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from covidct.errors import ConfigError, CovidCTError
+from covidct.inference.backends import PRECISIONS
 from covidct.utils import atomic_path, environment_record, write_json_atomic, write_text_atomic
 
 BACKENDS = ("torch", "onnx", "openvino", "eager")  # a case may name a precision: "openvino:bf16"
@@ -73,8 +74,6 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if not self.models:
             raise ConfigError("give at least one model")
-        from covidct.inference.backends import PRECISIONS
-
         unknown = [b for b in self.backends if split_backend(b)[0] not in BACKENDS]
         if unknown or not self.backends:
             raise ConfigError(f"unknown backend(s) {unknown}: use {', '.join(BACKENDS)} (openvino:fp32|bf16)")
@@ -144,8 +143,9 @@ def _build(
     """A predictor-like object with ``logits``, ``predict_slices``, ``preprocess`` for one case."""
     import torch
 
-    from covidct.inference.predictor import ModelInfo, OnnxPredictor, Predictor
+    from covidct.inference.predictor import Predictor
     from covidct.models.factory import create_model
+    from covidct.models.metadata import ModelMeta
     from covidct.models.normalization import model_normalization
     from covidct.models.registry import get_spec
 
@@ -154,29 +154,33 @@ def _build(
     spec = get_spec(model_name)
     model = create_model(spec.name, len(CLASSES), pretrained=False).eval()
     mean, std = model_normalization(model)
-    info = ModelInfo(model_name=spec.name, classes=CLASSES, image_size=image_size, mean=mean, std=std)
+    meta = ModelMeta(
+        model_name=spec.name, timm_name=spec.timm_name, classes=CLASSES, image_size=image_size, mean=mean, std=std
+    )
     if backend == "torch":
         from covidct.inference.torch_backend import TorchPredictor
 
-        return TorchPredictor(model, info, device=device, threads=threads)
+        return TorchPredictor(model, meta, device=device, threads=threads)
     if backend in ("onnx", "openvino"):
-        from covidct.inference.export import _write_metadata, export_module
+        from covidct.inference.export import export_module, write_metadata
 
         path = workdir / f"{spec.name}.onnx"
         export_module(model, path, image_size=image_size)
-        _write_metadata(path, info)
+        write_metadata(path, meta)
         del model
         if backend == "openvino":
             from covidct.inference.openvino_backend import OpenVinoPredictor
 
             return OpenVinoPredictor(path, threads=threads, device=device, precision=precision)
+        from covidct.inference.onnx_backend import OnnxPredictor
+
         return OnnxPredictor(path, threads=threads, device=device)
 
     class EagerPredictor(Predictor):  # the baseline: default layout and allocator, no prefetching
         backend = "eager"
 
         def __init__(self) -> None:
-            super().__init__(info, prefetch=False)
+            super().__init__(meta, prefetch=False)
             self.device = torch.device(device)
             self.model = model.to(self.device)
 
@@ -193,7 +197,7 @@ def measure_case(
 ) -> list[dict[str, Any]]:
     """Time one (model, backend[:precision]) in this process; one row per batch size."""
     from covidct.data.readers import load_slice
-    from covidct.inference.runtime import physical_cores
+    from covidct.data.pipeline import physical_cores
     from covidct.models.registry import get_spec
 
     size = image_size or get_spec(model_name).input_size

@@ -30,9 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
+import torch
 
 from covidct import __version__
 from covidct.errors import CheckpointError, ConfigError
+from covidct.inference.onnx_meta import WEIGHTS_HASH_KEY, onnx_metadata, onnx_weights_sha256, open_session
+from covidct.inference.runtime import ort_session_options
+from covidct.inference.torch_backend import load_checkpoint_checked
+from covidct.models.metadata import ModelMeta
 from covidct.utils import atomic_path
 
 OPSET = 17
@@ -63,23 +69,20 @@ def export_onnx(
     Raises:
         CheckpointError: unreadable checkpoint, a failed export, or a parity difference above ``tolerance``.
     """
-    from covidct.inference.predictor import ModelInfo
-    from covidct.inference.torch_backend import load_checkpoint_checked
-
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise ConfigError(f"{out}: the exported file must end in .onnx")
     if tolerance <= 0:
         raise ConfigError(f"tolerance must be > 0, got {tolerance}")
     loaded = load_checkpoint_checked(checkpoint)
-    info = ModelInfo.from_meta(loaded.meta)
+    meta = loaded.meta
     model = loaded.model.eval()
     with atomic_path(out) as tmp:
-        exporter = export_module(model, tmp, image_size=info.image_size, opset=opset)
-        _write_metadata(tmp, info, timm_name=loaded.meta.timm_name, exporter=exporter)
+        exporter = export_module(model, tmp, image_size=meta.image_size, opset=opset)
+        write_metadata(tmp, meta, exporter=exporter)
         diff = scale = None
         if check:
-            diff, scale = parity_check(model, tmp, image_size=info.image_size, batch=check_batch, seed=seed)
+            diff, scale = parity_check(model, tmp, image_size=meta.image_size, batch=check_batch, seed=seed)
             allowed = tolerance * max(1.0, scale)
             if not np.isfinite(diff) or diff > allowed:
                 raise CheckpointError(
@@ -87,7 +90,7 @@ def export_onnx(
                     f"{allowed:.3g} = tolerance x max(1, max |logit| {scale:.3g})); nothing written to {out}"
                 )
     return ExportResult(
-        path=out, model_name=info.model_name, classes=info.classes, input_size=info.image_size,
+        path=out, model_name=meta.model_name, classes=meta.classes, input_size=meta.image_size,
         max_abs_diff=diff, max_abs_logit=scale, tolerance=tolerance, opset=opset, exporter=exporter,
     )
 
@@ -98,8 +101,6 @@ def export_module(model: object, path: str | os.PathLike[str], *, image_size: in
     The TorchScript exporter first; if it cannot express the graph (e.g. timm's VGG head upsampling a feature map
     smaller than 7x7 with ``adaptive_avg_pool2d`` at input sizes below 224), the dynamo exporter.
     """
-    import torch
-
     model = model.to(memory_format=torch.contiguous_format)  # type: ignore[attr-defined]
     dummy = torch.zeros(1, 3, image_size, image_size)
     common = dict(input_names=["input"], output_names=["logits"], do_constant_folding=True)
@@ -125,13 +126,10 @@ def export_module(model: object, path: str | os.PathLike[str], *, image_size: in
     raise CheckpointError(f"ONNX export failed for this model (torchscript exporter: {first}; dynamo: {second})")
 
 
-def _write_metadata(path: Path, info: object, **extra: str) -> None:
-    import onnx
-
-    from covidct.inference.onnx_meta import WEIGHTS_HASH_KEY, onnx_metadata, onnx_weights_sha256
-
+def write_metadata(path: str | os.PathLike[str], meta: ModelMeta, **extra: str) -> None:
+    """Write covidct's ``metadata_props`` (and the weights hash) into the ONNX file at ``path``."""
     proto = onnx.load(str(path))
-    props = onnx_metadata(info, **extra)  # type: ignore[arg-type]
+    props = onnx_metadata(meta, **extra)
     props[WEIGHTS_HASH_KEY] = onnx_weights_sha256(proto)
     props["covidct_version"] = props.get("covidct_version") or __version__
     del proto.metadata_props[:]
@@ -147,11 +145,6 @@ def parity_check(model: object, onnx_path: str | os.PathLike[str], *, image_size
                  seed: int = 0) -> tuple[float, float]:
     """Max absolute logit difference between PyTorch and onnxruntime on the same random (normal) inputs, and the
     largest absolute PyTorch logit (the scale the difference is judged against)."""
-    import torch
-
-    from covidct.inference.onnx_meta import open_session
-    from covidct.inference.runtime import ort_session_options
-
     x = np.random.default_rng(seed).standard_normal((batch, 3, image_size, image_size)).astype(np.float32)
     with torch.inference_mode():
         expected = model(torch.from_numpy(x)).float().numpy()  # type: ignore[operator]

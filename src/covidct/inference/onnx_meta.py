@@ -1,7 +1,7 @@
 """ONNX model metadata: what covidct writes into ``metadata_props`` on export and reads back for prediction.
 
 Keys (strings; JSON where structured): ``covidct_meta`` (everything below in one JSON object), ``model_name``,
-``timm_name``, ``classes``, ``input_size``, ``mean``, ``std``, ``window``, ``covidct_version``, ``preprocess``
+``timm_name``, ``exporter``, ``classes``, ``input_size``, ``mean``, ``std``, ``window``, ``covidct_version``, ``preprocess``
 (lung crop / standardisation, see :meth:`covidct.data.preprocess.Preprocess.record`), and
 ``weights_sha256`` (:func:`onnx_weights_sha256` of the graph's initializers), checked by
 :func:`verify_weights` when a predictor opens the file. No torch here.
@@ -16,18 +16,25 @@ from pathlib import Path
 from typing import Any
 
 from covidct.errors import CheckpointError
-from covidct.inference.predictor import ModelInfo
+from covidct.models.metadata import ModelMeta, window_record
 
 META_KEY = "covidct_meta"
 WEIGHTS_HASH_KEY = "weights_sha256"
 
 
-def onnx_metadata(info: ModelInfo, **extra: Any) -> dict[str, str]:
-    """The ``metadata_props`` for a model described by ``info``."""
+def onnx_metadata(meta: ModelMeta, **extra: Any) -> dict[str, str]:
+    """The ``metadata_props`` for a model described by ``meta`` (``extra``: e.g. ``exporter``)."""
     record = {
-        "model_name": info.model_name, "classes": list(info.classes), "input_size": info.image_size,
-        "mean": list(info.mean), "std": list(info.std), "window": info.window,
-        "covidct_version": info.covidct_version, "preprocess": info.preprocess, **extra,
+        "model_name": meta.model_name,
+        "classes": list(meta.classes),
+        "input_size": meta.image_size,
+        "mean": list(meta.mean),
+        "std": list(meta.std),
+        "window": meta.window,
+        "covidct_version": meta.covidct_version,
+        "preprocess": meta.preprocess,
+        "timm_name": meta.timm_name,
+        **extra,
     }
     props = {k: v if isinstance(v, str) else json.dumps(v) for k, v in record.items()}
     props[META_KEY] = json.dumps(record)
@@ -62,15 +69,26 @@ def session_metadata(session: Any, path: str | os.PathLike[str]) -> dict[str, An
         raise CheckpointError(f"{path}: unreadable {META_KEY} metadata") from None
 
 
-def session_info(session: Any, path: str | os.PathLike[str]) -> ModelInfo:
-    """:class:`ModelInfo` from a loaded model's metadata."""
-    return record_info(session_metadata(session, path), path)
+def session_meta(session: Any, path: str | os.PathLike[str]) -> ModelMeta:
+    """:class:`ModelMeta` from a loaded model's metadata."""
+    return record_meta(session_metadata(session, path), path)
 
 
-def record_info(record: dict[str, Any], path: str | os.PathLike[str]) -> ModelInfo:
-    """:class:`ModelInfo` from a covidct metadata record."""
+def record_meta(record: dict[str, Any], path: str | os.PathLike[str]) -> ModelMeta:
+    """:class:`ModelMeta` from a covidct metadata record (no CAM layer or creation time: ONNX has none)."""
     try:
-        return ModelInfo.from_meta({**record, "image_size": record["input_size"]})
+        return ModelMeta(
+            model_name=str(record.get("model_name")),
+            timm_name=str(record.get("timm_name") or ""),
+            classes=tuple(record["classes"]),
+            image_size=int(record["input_size"]),
+            mean=tuple(float(v) for v in record["mean"]),
+            std=tuple(float(v) for v in record["std"]),
+            window=dict(record.get("window") or window_record()),
+            covidct_version=str(record.get("covidct_version") or ""),
+            preprocess=dict(record.get("preprocess") or {}),
+            created="",
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: incomplete covidct metadata ({exc})") from None
 

@@ -1,8 +1,8 @@
 """Predict COVID-19 / healthy / pneumonia probabilities for CT slices, per slice and per patient/series.
 
-``Predictor.from_path(path, backend=None, precision="auto")`` (see :mod:`covidct.inference.backends`): by
-suffix ``.onnx`` -> :class:`OnnxPredictor` (onnxruntime, no torch import), else ``TorchPredictor`` (a
-checkpoint); ``backend="openvino"`` -> ``OpenVinoPredictor``. ``predict(inputs)`` takes files, folders, DICOM series, NIfTI
+:class:`Predictor` is the base of the backends (``TorchPredictor``, ``OnnxPredictor``, ``OpenVinoPredictor``);
+:func:`covidct.inference.load.load_predictor` picks one for a model file. It imports nothing from
+``covidct.inference``. ``predict(inputs)`` takes files, folders, DICOM series, NIfTI
 volumes (expanded by :mod:`covidct.data.inputs`) or 2-D arrays in [0, 1], and returns a
 :class:`PredictionResult`: one row per slice (``path, patient_id, prob_<class>..., predicted, model, backend,
 precision``) and one per group (mean slice probability, predicted class, slice votes per class, the same run
@@ -10,8 +10,7 @@ columns).
 
 Speed: slices are decoded, windowed, resized and normalised by a thread pool ahead of the model
 (:func:`covidct.data.pipeline.ordered_prefetch`, bounded, order kept), so the network does not wait for image
-work unless decoding is slower than it. The torch backend tunes glibc malloc (see
-:mod:`covidct.inference.runtime`) and runs channels-last under ``inference_mode``.
+work unless decoding is slower than it.
 """
 
 from __future__ import annotations
@@ -22,57 +21,22 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from covidct.data.inputs import InputSlice, Skipped
-from covidct.data.pipeline import ordered_prefetch
+from covidct.data.inputs import InputSlice, Skipped, input_jobs
+from covidct.data.pipeline import decode_workers, ordered_prefetch
 from covidct.data.preprocess import Preprocess
 from covidct.errors import ConfigError, DataError
+from covidct.models.metadata import ModelMeta
 from covidct.utils import atomic_path, write_json_atomic
 
-if TYPE_CHECKING:
-    from covidct.inference.torch_backend import TorchPredictor
-
 PathLike = str | os.PathLike[str]
-InputLike = PathLike | np.ndarray
+InputLike = str | os.PathLike[str] | np.ndarray
 ProgressFn = Callable[[int], None]
 SliceImage = np.ndarray | Callable[[], np.ndarray]
-
-ONNX_SUFFIXES = (".onnx",)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What prediction needs to know about a model: from a checkpoint's meta or an ONNX file's metadata."""
-
-    model_name: str
-    classes: tuple[str, ...]
-    image_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    window: dict[str, Any] = field(default_factory=lambda: {"name": "lung", "width": 1500.0, "level": -600.0})
-    covidct_version: str = ""
-    preprocess: dict[str, Any] = field(default_factory=dict)  # lung crop / standardisation (none when empty)
-
-    @classmethod
-    def from_meta(cls, meta: Any) -> ModelInfo:
-        """From a :class:`~covidct.models.checkpoint.CheckpointMeta` (or a mapping with the same keys)."""
-        get = meta.get if isinstance(meta, dict) else lambda k, d=None: getattr(meta, k, d)
-        return cls(
-            model_name=str(get("model_name")), classes=tuple(get("classes")), image_size=int(get("image_size")),
-            mean=tuple(float(v) for v in get("mean")), std=tuple(float(v) for v in get("std")),
-            window=dict(get("window") or {"name": "lung", "width": 1500.0, "level": -600.0}),
-            covidct_version=str(get("covidct_version", "") or ""),
-            preprocess=dict(get("preprocess", None) or {}),
-        )
-
-    @property
-    def window_spec(self) -> str:
-        """The window as ``"W,L"`` for :func:`covidct.data.window.parse_window`."""
-        return f"{float(self.window['width']):g},{float(self.window['level']):g}"
 
 
 @dataclass(frozen=True)
@@ -196,8 +160,6 @@ def input_slice_jobs(inputs: InputLike | Sequence[InputLike], window: str) -> It
 
 
 def _jobs(items: list[InputLike], window: str) -> Iterator[SliceJob]:
-    from covidct.data.inputs import input_jobs
-
     for i, item in enumerate(items):
         if isinstance(item, np.ndarray):
             name = f"array[{i}]"
@@ -246,14 +208,6 @@ def _load_given(item: tuple[str, SliceImage, str]) -> list[InputSlice | Skipped]
         except OSError as exc:
             return [Skipped(source, f"cannot read ({exc})")]
     return [InputSlice(source, image, group)]
-
-
-def decode_workers() -> int:
-    """Decoding threads: ``COVIDCT_DECODE_WORKERS`` or the physical cores (at least 2)."""
-    from covidct.inference.runtime import physical_cores
-
-    env = os.environ.get("COVIDCT_DECODE_WORKERS", "")
-    return max(0, int(env)) if env.isdigit() else max(2, physical_cores())
 
 
 def iter_batches(
@@ -333,33 +287,14 @@ class Predictor:
     precision = "fp32"  # what the network computes in (set by subclasses that can reduce it)
     precision_note = ""  # why `auto` chose this precision, when that needs saying (e.g. bf16 refused)
 
-    def __init__(self, info: ModelInfo, *, batch_size: int = 1, prefetch: bool = True) -> None:
+    def __init__(self, meta: ModelMeta, *, batch_size: int = 1, prefetch: bool = True) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {batch_size}")
-        self.info = info
-        self.classes = info.classes
-        self.preprocess = Preprocess.from_meta(info)
+        self.meta = meta
+        self.classes = meta.classes
+        self.preprocess = Preprocess.from_meta(meta)
         self.batch_size = batch_size
         self.prefetch = prefetch
-
-    # -- construction -------------------------------------------------------------------------------------------
-    @classmethod
-    def from_checkpoint(cls, path: PathLike, **kwargs: Any) -> TorchPredictor:
-        """A torch predictor for a covidct checkpoint (``device``, ``threads``, ``batch_size``, ...)."""
-        from covidct.inference.torch_backend import TorchPredictor
-
-        return TorchPredictor.load(path, **kwargs)
-
-    @classmethod
-    def from_path(cls, path: PathLike, *, backend: str | None = None, **kwargs: Any) -> Predictor:
-        """See :func:`covidct.inference.backends.load_predictor` (backend by suffix unless given)."""
-        from covidct.inference.backends import load_predictor
-
-        return load_predictor(path, backend=backend, **kwargs)
-
-    def model_record(self) -> dict[str, Any]:
-        """The covidct metadata stored with the model (ONNX ``metadata_props``); empty where not known."""
-        return {}
 
     # -- running ------------------------------------------------------------------------------------------------
     def logits(self, pixels: np.ndarray) -> np.ndarray:
@@ -377,7 +312,7 @@ class Predictor:
             more = f" (and {bad.size - 1} more slice(s) of this batch)" if bad.size > 1 else ""
             raise DataError(
                 where,
-                f"model {self.info.model_name!r} gave non-finite probabilities (NaN/Inf){more}; no class is "
+                f"model {self.meta.model_name!r} gave non-finite probabilities (NaN/Inf){more}; no class is "
                 "reported. The model file may be corrupted, or its weights diverged in training",
             )
         return probs
@@ -392,7 +327,7 @@ class Predictor:
         :func:`covidct.data.pipeline.ordered_prefetch`); order and skipped-file reports are as in a sequential
         read. ``window`` overrides the model's CT window for DICOM/NIfTI inputs (``"lung"``, ``"1500,-600"``).
         """
-        jobs = input_slice_jobs(inputs, window or self.info.window_spec)
+        jobs = input_slice_jobs(inputs, window or self.meta.window_spec)
         return self._run(jobs, [], batch_size, progress)
 
     def predict_slices(
@@ -437,53 +372,9 @@ class Predictor:
         table["predicted"] = [self.classes[i] for i in prob.argmax(axis=1)] if len(prob) else []
         if self.preprocess.uses_lungs:  # flag the slices that fell back to the whole slice
             table["lungs_found"] = found
-        run = {"model": self.info.model_name, "backend": self.backend, "precision": self.precision}
+        run = {"model": self.meta.model_name, "backend": self.backend, "precision": self.precision}
         table = table.assign(**run)
         return PredictionResult(
             classes=self.classes, slices=table, groups=aggregate_groups(table, self.classes).assign(**run),
-            skipped=skipped, model=self.info.model_name, backend=self.backend, precision=self.precision,
+            skipped=skipped, model=self.meta.model_name, backend=self.backend, precision=self.precision,
         )
-
-
-class OnnxPredictor(Predictor):
-    """onnxruntime on CPU (or CUDA if its provider is installed); imports no torch."""
-
-    backend = "onnx"
-
-    def __init__(
-        self, path: PathLike, *, threads: int | None = None, device: str = "cpu", batch_size: int = 1,
-        prefetch: bool = True,
-    ) -> None:
-        from covidct.inference.onnx_meta import open_session, session_info, verify_weights
-        from covidct.inference.runtime import ort_session_options
-
-        import onnxruntime as ort
-
-        self.path = Path(path)
-        providers = ["CPUExecutionProvider"]
-        if device.startswith("cuda"):
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise ConfigError("device cuda: this onnxruntime has no CUDAExecutionProvider (pip onnxruntime-gpu)")
-            providers.insert(0, "CUDAExecutionProvider")
-        elif device != "cpu":
-            raise ConfigError(f"unknown device {device!r}: use cpu or cuda")
-        self.session = open_session(self.path, ort_session_options(threads), providers)
-        verify_weights(self.path, self.session)
-        super().__init__(session_info(self.session, self.path), batch_size=batch_size, prefetch=prefetch)
-        self.input_name = self.session.get_inputs()[0].name
-
-    def model_record(self) -> dict[str, Any]:
-        from covidct.inference.onnx_meta import session_metadata
-
-        return session_metadata(self.session, self.path)
-
-    def logits(self, pixels: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(pixels, dtype=np.float32)})[0]
-
-
-def __getattr__(name: str) -> Any:  # TorchPredictor lives in torch_backend (imports torch); re-export lazily
-    if name == "TorchPredictor":
-        from covidct.inference.torch_backend import TorchPredictor
-
-        return TorchPredictor
-    raise AttributeError(name)

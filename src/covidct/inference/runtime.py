@@ -20,6 +20,8 @@ import sys
 from functools import lru_cache
 from typing import Any
 
+from covidct.data.pipeline import physical_cores
+
 log = logging.getLogger(__name__)
 
 # glibc <malloc.h> parameter numbers.
@@ -55,25 +57,6 @@ def tune_malloc() -> bool:
     )
     log.debug("glibc malloc tuning applied: %s", ok)
     return ok
-
-
-@lru_cache(maxsize=1)
-def physical_cores() -> int:
-    """Physical CPU cores available to this process (hyper-threads do not help conv inference)."""
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    cores: set[tuple[str, str]] = set()
-    try:
-        base = "/sys/devices/system/cpu"
-        cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(available)
-        for cpu in cpus:
-            with open(f"{base}/cpu{cpu}/topology/core_id") as fh:
-                core = fh.read().strip()
-            with open(f"{base}/cpu{cpu}/topology/physical_package_id") as fh:
-                pkg = fh.read().strip()
-            cores.add((pkg, core))
-    except OSError:
-        return max(1, available)
-    return max(1, min(len(cores), available))
 
 
 def resolve_threads(threads: int | None) -> int:

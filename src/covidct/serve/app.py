@@ -43,6 +43,8 @@ from starlette.exceptions import HTTPException
 
 from covidct import __version__
 from covidct.errors import CheckpointError, CovidCTError
+from covidct.inference.backends import check_backend
+from covidct.inference.load import load_predictor
 from covidct.serve import schemas
 from covidct.serve.uploads import (
     MULTIPART_SLACK,
@@ -58,7 +60,6 @@ from covidct.utils import sha256_file
 
 if TYPE_CHECKING:
     from covidct.inference.predictor import Predictor
-    from covidct.models.checkpoint import CheckpointMeta
 
 STATIC_DIR = Path(__file__).with_name("static")
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -119,68 +120,51 @@ class _ModelTurns:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A predictor plus what the service reports about it."""
+    """A predictor plus the version the service reports for it."""
 
     predictor: Predictor
-    meta: CheckpointMeta | None  # None for ONNX models (their metadata lives in the session)
     version: str  # short SHA-256 of the model file
 
 
-def load_predictor(
+def load_model(
     path: str | os.PathLike[str], *, threads: int | None = None, backend: str | None = None,
     precision: str = "auto",
 ) -> LoadedModel:
-    """A ``.pt`` checkpoint or an ``.onnx`` model as a :class:`LoadedModel`; the backend by suffix unless
-    given (see :func:`covidct.inference.backends.load_predictor`)."""
-    from covidct.inference.backends import check_backend
-    from covidct.inference.backends import load_predictor as load_backend
-
+    """A ``.pt`` checkpoint or an ``.onnx`` model for the service; the backend by suffix unless given (see
+    :func:`covidct.inference.load.load_predictor`)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: model file not found")
     check_backend(backend, precision)
-    version = sha256_file(path)[:12]
-    if path.suffix.lower() == ".onnx" or backend not in (None, "torch"):
-        predictor = load_backend(path, backend=backend, precision=precision, threads=threads)
-        return LoadedModel(predictor, None, version)
-    from covidct.inference.predictor import ModelInfo
-    from covidct.inference.torch_backend import TorchPredictor
-    from covidct.models.checkpoint import load_checkpoint
-
-    loaded = load_checkpoint(path)  # once: TorchPredictor.load would drop the meta (timm name, CAM layer)
-    amp = False if precision == "fp32" else None
-    predictor = TorchPredictor(loaded.model, ModelInfo.from_meta(loaded.meta), threads=threads, amp=amp)
-    return LoadedModel(predictor, loaded.meta, version)
+    predictor = load_predictor(path, backend=backend, precision=precision, threads=threads)
+    return LoadedModel(predictor, sha256_file(path)[:12])
 
 
 class ServedModel:
     """The shared model: thread-safe prediction and Grad-CAM, plus what ``GET /model`` reports."""
 
-    def __init__(self, predictor: Predictor, *, meta: CheckpointMeta | None = None, version: str | None = None):
+    def __init__(self, predictor: Predictor, *, version: str | None = None) -> None:
         self.predictor = predictor
-        self.info = predictor.info
+        self.meta = predictor.meta
         self.classes = tuple(predictor.classes)
         self.runtime = predictor.backend
         self.torch_model = getattr(predictor, "model", None) if self.runtime == "torch" else None
-        record: dict[str, Any] = meta.to_dict() if meta is not None else {}
-        if not record:
-            record = predictor.model_record()  # ONNX metadata_props (onnx, openvino)
         self.precision = predictor.precision
-        self.backbone = str(record.get("timm_name") or "")
-        self.cam_layer = str(record.get("cam_layer") or "")
+        self.backbone = self.meta.timm_name
+        self.cam_layer = self.meta.cam_layer
         if self.torch_model is not None:  # the default CAM layer at the served input size (issue 14)
             from covidct.explain.layers import choose_cam_layer
 
-            size = int(record.get("image_size") or predictor.info.image_size)
-            self.cam_layer = choose_cam_layer(self.torch_model, size, self.cam_layer or None).layer
-        self.created = str(record.get("created") or "")
+            chosen = choose_cam_layer(self.torch_model, self.meta.image_size, self.cam_layer or None)
+            self.cam_layer = chosen.layer
+        self.created = self.meta.created
         self.version = version or self.created or "unknown"
         # one torch forward/CAM at a time: hooks and module modes are per-model state; ORT sessions are thread-safe
         self._turns = _ModelTurns() if self.runtime == "torch" else None
 
     @property
     def name(self) -> str:
-        return self.info.model_name
+        return self.meta.model_name
 
     @property
     def can_explain(self) -> bool:
@@ -312,7 +296,7 @@ def _read_upload(staged: StagedUpload, served: ServedModel) -> _Loaded:
             images = [load_slice(staged.path)]
             sources = [staged.filename]
         else:  # DICOM (maybe multi-frame), TIFF (maybe a stack) and DICOM series folders
-            series = load_series(staged.path, window=served.info.window_spec)
+            series = load_series(staged.path, window=served.meta.window_spec)
             images = list(series.images)
             sources = [staged.display(s) for s in series.sources]
     except DataError as exc:
@@ -404,7 +388,6 @@ def _process(
 def create_app(
     predictor: Predictor,
     *,
-    meta: CheckpointMeta | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     worker_threads: int = 2,
     max_cams: int = MAX_CAMS,
@@ -416,8 +399,8 @@ def create_app(
 ) -> FastAPI:
     """The service around one loaded :class:`~covidct.inference.predictor.Predictor` (torch or ONNX).
 
-    ``meta`` (the checkpoint's) adds the backbone and CAM layer to ``GET /model``; ``model_version`` defaults to
-    the checkpoint's creation time (:func:`load_predictor` gives the file's short SHA-256).
+    ``GET /model`` reports the predictor's :class:`~covidct.models.metadata.ModelMeta`; ``model_version``
+    defaults to the checkpoint's creation time (:func:`load_model` gives the file's short SHA-256).
     Each request may take ``request_timeout_s``; heavy requests (ZIP series, large images) run
     ``heavy_workers`` at a time. Upload folders left in ``tmp_dir`` by a killed service are removed now.
     """
@@ -429,7 +412,7 @@ def create_app(
     if not request_timeout_s > 0:
         raise UploadError(f"request_timeout_s must be > 0, got {request_timeout_s}")
     limits = limits or UploadLimits(max_upload_bytes=max_upload_bytes)
-    served = ServedModel(predictor, meta=meta, version=model_version)
+    served = ServedModel(predictor, version=model_version)
     limiter = anyio.CapacityLimiter(worker_threads)
     heavy_limiter = anyio.CapacityLimiter(heavy_workers)
     tmp_root = str(tmp_dir) if tmp_dir is not None else None
@@ -533,9 +516,9 @@ def create_app(
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": served.name, "version": served.version}
 
-    @app.get("/model", response_model=schemas.ModelInfo)
+    @app.get("/model", response_model=schemas.ModelResponse)
     async def model_info() -> dict[str, Any]:
-        info = served.info
+        info = served.meta
         return {
             "name": info.model_name, "backbone": served.backbone, "version": served.version,
             "runtime": served.runtime, "precision": served.precision,
@@ -591,13 +574,13 @@ def serve(
         raise ConfigError(f"worker threads must be >= 1, got {worker_threads}")
     if not request_timeout_s > 0:
         raise ConfigError(f"request timeout must be > 0 s, got {request_timeout_s}")
-    loaded = load_predictor(model_path, threads=threads, backend=backend, precision=precision)
+    loaded = load_model(model_path, threads=threads, backend=backend, precision=precision)
     app = create_app(
-        loaded.predictor, meta=loaded.meta, model_version=loaded.version,
+        loaded.predictor, model_version=loaded.version,
         max_upload_bytes=int(max_upload_mb * 1024 * 1024), worker_threads=worker_threads,
         request_timeout_s=request_timeout_s,
     )
-    if loaded.meta is not None:
+    if loaded.predictor.backend == "torch":
         preload_explain()
     import uvicorn
 

@@ -40,7 +40,7 @@ class LimitsInfo(BaseModel):
     max_cams: int
 
 
-class ModelInfo(BaseModel):
+class ModelResponse(BaseModel):
     """What ``GET /model`` says about the loaded model."""
 
     name: str = Field(description="model (backbone) name as trained, e.g. EfficientNetB0")
