@@ -28,7 +28,12 @@ def make_checkpoint(path: Path, name: str = TINY_ARCH, size: int = TINY_SIZE, *,
     spec = get_spec(name)
     mean, std = model_normalization(model)
     meta = CheckpointMeta(
-        model_name=spec.name, timm_name=spec.timm_name, classes=CLASSES, image_size=size, mean=mean, std=std,
+        model_name=spec.name,
+        timm_name=spec.timm_name,
+        classes=CLASSES,
+        image_size=size,
+        mean=mean,
+        std=std,
         cam_layer=spec.cam_layer,
     )
     return save_checkpoint(path, model, meta)

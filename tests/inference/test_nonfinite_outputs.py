@@ -22,7 +22,17 @@ class _Fixed(Predictor):
     backend = "fixed"
 
     def __init__(self, logits: np.ndarray) -> None:
-        super().__init__(ModelMeta(model_name="fixed-model", timm_name="", classes=CLASSES, image_size=16, mean=(0.5,) * 3, std=(0.5,) * 3), batch_size=4)
+        super().__init__(
+            ModelMeta(
+                model_name="fixed-model",
+                timm_name="",
+                classes=CLASSES,
+                image_size=16,
+                mean=(0.5,) * 3,
+                std=(0.5,) * 3,
+            ),
+            batch_size=4,
+        )
         self._logits = logits
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:

@@ -16,8 +16,8 @@ pytest.importorskip("openvino")
 from covidct.errors import ConfigError, CovidCTWarning  # noqa: E402
 from covidct.inference import openvino_backend  # noqa: E402
 from covidct.inference.load import load_predictor  # noqa: E402
-from covidct.inference.openvino_backend import OpenVinoPredictor  # noqa: E402
 from covidct.inference.onnx_backend import OnnxPredictor  # noqa: E402
+from covidct.inference.openvino_backend import OpenVinoPredictor  # noqa: E402
 from covidct.inference.parity import parity_metrics, run_parity  # noqa: E402
 from covidct.inference.parity_record import ParityReport, load_parity_record, parity_record_path  # noqa: E402
 

@@ -22,10 +22,19 @@ CLASSES = ("COVID-19", "Healthy", "Pneumonia")
 PROB_COLS = [f"prob_{c}" for c in CLASSES]
 
 
-def test_predict_arrays_gives_one_row_per_slice_and_group(tiny_checkpoint: Path, arrays: list[np.ndarray]) -> None:
+def test_predict_arrays_gives_one_row_per_slice_and_group(
+    tiny_checkpoint: Path, arrays: list[np.ndarray]
+) -> None:
     result = TorchPredictor.load(tiny_checkpoint).predict(arrays)
     assert list(result.slices.columns) == [
-        "path", "patient_id", *PROB_COLS, "predicted", "model", "backend", "precision"]
+        "path",
+        "patient_id",
+        *PROB_COLS,
+        "predicted",
+        "model",
+        "backend",
+        "precision",
+    ]
     assert set(result.slices["backend"]) == {"torch"} and set(result.slices["precision"]) == {"fp32"}
     assert len(result.slices) == len(arrays) and len(result.groups) == len(arrays)
     probs = result.probabilities
@@ -51,10 +60,15 @@ def test_batch_size_and_prefetch_do_not_change_results(
 
 
 def test_aggregate_groups_mean_probability_and_votes() -> None:
-    slices = pd.DataFrame({
-        "path": ["a", "b", "c", "d"], "patient_id": ["p2", "p1", "p2", "p2"],
-        "prob_A": [0.9, 0.2, 0.4, 0.1], "prob_B": [0.1, 0.8, 0.6, 0.9], "predicted": ["A", "B", "B", "B"],
-    })
+    slices = pd.DataFrame(
+        {
+            "path": ["a", "b", "c", "d"],
+            "patient_id": ["p2", "p1", "p2", "p2"],
+            "prob_A": [0.9, 0.2, 0.4, 0.1],
+            "prob_B": [0.1, 0.8, 0.6, 0.9],
+            "predicted": ["A", "B", "B", "B"],
+        }
+    )
     groups = aggregate_groups(slices, ["A", "B"])
     assert groups["patient_id"].tolist() == ["p2", "p1"]  # first-seen order
     p2 = groups.iloc[0]
@@ -110,7 +124,9 @@ def test_save_csv_and_json(tiny_checkpoint: Path, arrays: list[np.ndarray], tmp_
 def test_predict_patient_folders(tiny_checkpoint: Path, png_patients: Path) -> None:
     result = TorchPredictor.load(tiny_checkpoint).predict([png_patients])
     assert len(result.slices) == 5
-    counts = dict(zip(result.groups["patient_id"].map(lambda g: Path(g).name), result.groups["n_slices"]))
+    counts = dict(
+        zip(result.groups["patient_id"].map(lambda g: Path(g).name), result.groups["n_slices"], strict=True)
+    )
     assert counts == {"P1": 3, "P2": 2}
     votes = result.groups[[f"votes_{c}" for c in CLASSES]].sum(axis=1)
     assert votes.tolist() == result.groups["n_slices"].tolist()
@@ -152,7 +168,9 @@ def test_real_dicom_series_one_row_per_patient(tiny_checkpoint: Path, shared_dat
     root = shared_data / "covid-ct-md"
     inputs = [root / "COVID-19" / "P001", root / "CAP" / "cap001", root / "Normal" / "normal001"]
     result = TorchPredictor.load(tiny_checkpoint, batch_size=16).predict(inputs)
-    counts = {Path(g).name: n for g, n in zip(result.groups["patient_id"], result.groups["n_slices"])}
+    counts = {
+        Path(g).name: n for g, n in zip(result.groups["patient_id"], result.groups["n_slices"], strict=True)
+    }
     assert len(result.groups) == 3
     assert sorted(counts.values()) == [74, 77, 84]
     assert not result.skipped
@@ -211,8 +229,9 @@ def test_predict_slices_decodes_lazy_loaders_in_order(tiny_checkpoint: Path, arr
 
     slices = [(f"s{i}", (lambda a=a: a), "g") for i, a in enumerate(arrays)]
     slices.insert(2, ("s-bad", broken, "g"))
-    result = TorchPredictor.load(tiny_checkpoint).predict_slices(slices, batch_size=2,
-                                                                        skipped=[("x.png", "bad")])
+    result = TorchPredictor.load(tiny_checkpoint).predict_slices(
+        slices, batch_size=2, skipped=[("x.png", "bad")]
+    )
     reference = TorchPredictor.load(tiny_checkpoint, prefetch=False).predict(arrays)
     assert result.slices["path"].tolist() == [f"s{i}" for i in range(len(arrays))]
     np.testing.assert_allclose(result.probabilities, reference.probabilities, atol=1e-5)

@@ -12,11 +12,26 @@ from covidct.models.normalization import model_normalization
 from covidct.models.registry import get_spec, list_models
 
 PAPER_SIZES = {
-    "EfficientNetB0": 224, "EfficientNetB1": 240, "EfficientNetB2": 260, "EfficientNetB3": 300,
-    "EfficientNetB4": 380, "EfficientNetB5": 456, "EfficientNetB6": 528, "EfficientNetB7": 600,
-    "DenseNet121": 224, "DenseNet169": 224, "DenseNet201": 224, "ResNet50": 224, "ResNet50V2": 224,
-    "ResNet101V2": 224, "ResNet152V2": 224, "InceptionV3": 299, "InceptionResNetV2": 299, "VGG16": 224,
-    "VGG19": 224, "Xception": 299,
+    "EfficientNetB0": 224,
+    "EfficientNetB1": 240,
+    "EfficientNetB2": 260,
+    "EfficientNetB3": 300,
+    "EfficientNetB4": 380,
+    "EfficientNetB5": 456,
+    "EfficientNetB6": 528,
+    "EfficientNetB7": 600,
+    "DenseNet121": 224,
+    "DenseNet169": 224,
+    "DenseNet201": 224,
+    "ResNet50": 224,
+    "ResNet50V2": 224,
+    "ResNet101V2": 224,
+    "ResNet152V2": 224,
+    "InceptionV3": 299,
+    "InceptionResNetV2": 299,
+    "VGG16": 224,
+    "VGG19": 224,
+    "Xception": 299,
 }
 
 

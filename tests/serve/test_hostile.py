@@ -75,9 +75,7 @@ def wide_client(loaded_model, upload_dir: Path):
     """Limits wide enough that only the new bounds (pixels per request, member length, budget) can refuse."""
     from fastapi.testclient import TestClient
 
-    app = create_app(
-        loaded_model.predictor, tmp_dir=upload_dir, limits=WIDE, max_cams=2
-    )
+    app = create_app(loaded_model.predictor, tmp_dir=upload_dir, limits=WIDE, max_cams=2)
     with TestClient(app) as test_client:
         yield test_client
     assert list(upload_dir.iterdir()) == [], "temporary upload files were left behind"

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from covidct.cli._common import BACKEND_HELP, PRECISION_HELP
+
 
 def register(app: typer.Typer) -> None:
     """Add ``evaluate`` to the main app."""
@@ -47,13 +49,15 @@ def evaluate(
         str | None,
         typer.Option(help="CT window for DICOM/NIfTI: lung, mediastinal or W,L (default: the model's)."),
     ] = None,
+    backend: Annotated[str | None, typer.Option("--backend", help=BACKEND_HELP)] = None,
+    precision: Annotated[str, typer.Option("--precision", help=PRECISION_HELP)] = "auto",
 ) -> None:
     """Score a model on a labelled dataset it was not trained on: predictions table, metrics, figures.
 
     The output folder holds predictions.csv (with labels), metrics.json/metrics.md (the same code as cv),
     confusion matrices and ROC curves; `covidct report OUT` renders it. Unreadable files are skipped.
     """
-    from covidct.cli._common import console
+    from covidct.cli._common import console, err_console
     from covidct.cli.metrics import render_summary
     from covidct.inference.evaluate import EvaluateConfig, parse_mapping
     from covidct.inference.evaluate import evaluate as evaluate_api
@@ -67,9 +71,13 @@ def evaluate(
         batch_size=batch_size,
         device=device,
         window=window,
+        backend=backend,
+        precision=precision,
     )
     with console.status(f"scoring {model} on {data} ..."):
         result = evaluate_api(cfg)
+    if result.precision_note:
+        err_console.print(f"note: {result.precision_note}", style="yellow", markup=False, highlight=False)
     for renderable in render_summary(result.metrics, level):
         console.print(renderable)
     for note in result.warnings:
@@ -80,7 +88,7 @@ def evaluate(
         console.print(f"... and {len(result.skipped) - 10} more skipped", style="yellow")
     what = f"ensemble of {len(result.models)} models" if len(result.models) > 1 else str(result.models[0])
     console.print(
-        f"{what}: {result.n_slices} slices, {result.n_patients} patients, "
+        f"{what} ({result.backend} {result.precision}): {result.n_slices} slices, {result.n_patients} patients, "
         f"classes {', '.join(result.classes)}. Results in {result.out}",
         markup=False,
         highlight=False,

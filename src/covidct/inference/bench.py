@@ -6,12 +6,12 @@ compiled by OpenVINO; ``openvino:fp32`` / ``openvino:bf16`` / ``openvino`` = aut
 baseline: a plain timm model, default layout and allocator, ``torch.no_grad``). Weights are random
 (``pretrained=False``): speed does not depend on them.
 
-Each (model, backend) runs in a fresh Python process, so allocator settings, thread pools and caches of one case
-cannot help or hurt another (malloc tuning is process-wide). Per batch size ``B`` it records, per image:
+Each (model, backend) runs in a fresh Python process, so allocator settings, thread pools and caches of one
+case cannot help or hurt another (malloc tuning is process-wide). Per batch size ``B`` it records, per image:
 
 - model-only: latency of ``B`` preprocessed images through the network, divided by ``B`` (median, p90);
-- end-to-end: files on disk -> probabilities for ``B`` files, sequentially (decode, resize, normalise, network,
-  softmax), divided by ``B`` (median, p90);
+- end-to-end: files on disk -> probabilities for ``B`` files, sequentially (decode, resize, normalise,
+  network, softmax), divided by ``B`` (median, p90);
 - stream throughput: images/s predicting ``repeats x B`` files with the predictor's prefetching pipeline
   (a thread pool decoding and resizing slices ahead of the network);
 - series throughput (with ``series``): slices/s predicting a whole DICOM series folder end-to-end through
@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -43,9 +43,22 @@ from covidct.utils import atomic_path, environment_record, write_json_atomic, wr
 BACKENDS = ("torch", "onnx", "openvino", "eager")  # a case may name a precision: "openvino:bf16"
 CLASSES = ("COVID-19", "Healthy", "Pneumonia")
 COLUMNS = (
-    "model", "backend", "precision", "batch_size", "image_size", "device", "threads",
-    "model_ms_median", "model_ms_p90", "model_img_s", "e2e_ms_median", "e2e_ms_p90", "e2e_img_s", "stream_img_s",
-    "series_slices", "series_img_s",
+    "model",
+    "backend",
+    "precision",
+    "batch_size",
+    "image_size",
+    "device",
+    "threads",
+    "model_ms_median",
+    "model_ms_p90",
+    "model_img_s",
+    "e2e_ms_median",
+    "e2e_ms_p90",
+    "e2e_img_s",
+    "stream_img_s",
+    "series_slices",
+    "series_img_s",
 )
 
 
@@ -53,7 +66,6 @@ def split_backend(spec: str) -> tuple[str, str]:
     """``"openvino:bf16"`` -> ``("openvino", "bf16")``; no precision -> ``"auto"``."""
     backend, _, precision = spec.partition(":")
     return backend, precision or "auto"
-
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,8 +89,12 @@ class BenchConfig:
         unknown = [b for b in self.backends if split_backend(b)[0] not in BACKENDS]
         if unknown or not self.backends:
             raise ConfigError(f"unknown backend(s) {unknown}: use {', '.join(BACKENDS)} (openvino:fp32|bf16)")
-        bad = [b for b in self.backends if split_backend(b)[1] not in PRECISIONS
-               or (split_backend(b)[1] == "bf16" and split_backend(b)[0] != "openvino")]
+        bad = [
+            b
+            for b in self.backends
+            if split_backend(b)[1] not in PRECISIONS
+            or (split_backend(b)[1] == "bf16" and split_backend(b)[0] != "openvino")
+        ]
         if bad:
             raise ConfigError(f"bad precision in {bad}: bf16 runs with openvino (e.g. openvino:bf16)")
         if not self.batch_sizes or min(self.batch_sizes) < 1:
@@ -137,7 +153,12 @@ def generate_images(folder: Path, n: int, size: int = 512, seed: int = 0) -> lis
 
 
 def _build(
-    model_name: str, backend: str, image_size: int, device: str, threads: int | None, workdir: Path,
+    model_name: str,
+    backend: str,
+    image_size: int,
+    device: str,
+    threads: int | None,
+    workdir: Path,
     precision: str = "auto",
 ) -> Any:
     """A predictor-like object with ``logits``, ``predict_slices``, ``preprocess`` for one case."""
@@ -155,7 +176,12 @@ def _build(
     model = create_model(spec.name, len(CLASSES), pretrained=False).eval()
     mean, std = model_normalization(model)
     meta = ModelMeta(
-        model_name=spec.name, timm_name=spec.timm_name, classes=CLASSES, image_size=image_size, mean=mean, std=std
+        model_name=spec.name,
+        timm_name=spec.timm_name,
+        classes=CLASSES,
+        image_size=image_size,
+        mean=mean,
+        std=std,
     )
     if backend == "torch":
         from covidct.inference.torch_backend import TorchPredictor
@@ -192,12 +218,21 @@ def _build(
 
 
 def measure_case(
-    model_name: str, backend: str, *, batch_sizes: Sequence[int], image_size: int | None, device: str,
-    threads: int | None, repeats: int, warmup: int, images: Sequence[str], series: str | None = None,
+    model_name: str,
+    backend: str,
+    *,
+    batch_sizes: Sequence[int],
+    image_size: int | None,
+    device: str,
+    threads: int | None,
+    repeats: int,
+    warmup: int,
+    images: Sequence[str],
+    series: str | None = None,
 ) -> list[dict[str, Any]]:
     """Time one (model, backend[:precision]) in this process; one row per batch size."""
-    from covidct.data.readers import load_slice
     from covidct.data.pipeline import physical_cores
+    from covidct.data.readers import load_slice
     from covidct.models.registry import get_spec
 
     size = image_size or get_spec(model_name).input_size
@@ -211,7 +246,7 @@ def measure_case(
         rng = np.random.default_rng(0)
         for bs in batch_sizes:
             pixels = rng.standard_normal((bs, 3, size, size)).astype(np.float32)
-            model_t = _time(lambda: predictor.logits(pixels), repeats, warmup)
+            model_t = _time(partial(predictor.logits, pixels), repeats, warmup)
             picks = [files[i % len(files)] for i in range(bs)]
 
             def end_to_end(picks: list[str] = picks) -> np.ndarray:
@@ -219,8 +254,10 @@ def measure_case(
                 return predictor.predict_proba(batch)
 
             e2e_t = _time(end_to_end, repeats, min(warmup, 1))
-            stream = [(files[i % len(files)], partial(load_slice, files[i % len(files)]), "bench")
-                      for i in range(bs * repeats)]
+            stream = [
+                (files[i % len(files)], partial(load_slice, files[i % len(files)]), "bench")
+                for i in range(bs * repeats)
+            ]
             start = time.perf_counter()
             predictor.predict_slices(stream, batch_size=bs)
             stream_s = time.perf_counter() - start
@@ -229,19 +266,26 @@ def measure_case(
                 start = time.perf_counter()
                 series_n = len(predictor.predict(series, batch_size=bs).slices)
                 series_rate = series_n / (time.perf_counter() - start)
-            rows.append({
-                "model": model_name, "backend": backend_name, "precision": predictor.precision,
-                "batch_size": bs, "image_size": size, "device": device,
-                "threads": threads or physical_cores(),
-                "model_ms_median": 1e3 * statistics.median(model_t) / bs,
-                "model_ms_p90": 1e3 * _percentile(model_t, 90) / bs,
-                "model_img_s": bs / statistics.median(model_t),
-                "e2e_ms_median": 1e3 * statistics.median(e2e_t) / bs,
-                "e2e_ms_p90": 1e3 * _percentile(e2e_t, 90) / bs,
-                "e2e_img_s": bs / statistics.median(e2e_t),
-                "stream_img_s": len(stream) / stream_s,
-                "series_slices": series_n, "series_img_s": series_rate,
-            })
+            rows.append(
+                {
+                    "model": model_name,
+                    "backend": backend_name,
+                    "precision": predictor.precision,
+                    "batch_size": bs,
+                    "image_size": size,
+                    "device": device,
+                    "threads": threads or physical_cores(),
+                    "model_ms_median": 1e3 * statistics.median(model_t) / bs,
+                    "model_ms_p90": 1e3 * _percentile(model_t, 90) / bs,
+                    "model_img_s": bs / statistics.median(model_t),
+                    "e2e_ms_median": 1e3 * statistics.median(e2e_t) / bs,
+                    "e2e_ms_p90": 1e3 * _percentile(e2e_t, 90) / bs,
+                    "e2e_img_s": bs / statistics.median(e2e_t),
+                    "stream_img_s": len(stream) / stream_s,
+                    "series_slices": series_n,
+                    "series_img_s": series_rate,
+                }
+            )
     return rows
 
 
@@ -249,7 +293,10 @@ def _run_isolated(case: dict[str, Any]) -> list[dict[str, Any]]:
     """Run :func:`measure_case` in a fresh interpreter (see the module docstring)."""
     proc = subprocess.run(
         [sys.executable, "-m", "covidct.inference.bench", json.dumps(case)],
-        capture_output=True, text=True, check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{") or ln.startswith("[")]
     if proc.returncode != 0 or not lines:
@@ -261,7 +308,10 @@ def _run_isolated(case: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run_bench(
-    cfg: BenchConfig, out: str | os.PathLike[str] | None = None, *, isolate: bool = True,
+    cfg: BenchConfig,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    isolate: bool = True,
     on_case: Callable[[str, str], None] | None = None,
 ) -> BenchResult:
     """Benchmark every (model, backend); write ``bench.csv``, ``bench.md`` and ``env.json`` into ``out``."""
@@ -274,10 +324,17 @@ def run_bench(
         for backend in cfg.backends:
             if on_case is not None:
                 on_case(name, backend)
-            case = dict(
-                model_name=name, backend=backend, batch_sizes=list(cfg.batch_sizes), image_size=cfg.image_size,
-                device=cfg.device, threads=cfg.threads, repeats=cfg.repeats, warmup=cfg.warmup,
-                images=list(cfg.images), series=cfg.series,
+            case: dict[str, Any] = dict(
+                model_name=name,
+                backend=backend,
+                batch_sizes=list(cfg.batch_sizes),
+                image_size=cfg.image_size,
+                device=cfg.device,
+                threads=cfg.threads,
+                repeats=cfg.repeats,
+                warmup=cfg.warmup,
+                images=list(cfg.images),
+                series=cfg.series,
             )
             rows.extend(_run_isolated(case) if isolate else measure_case(**case))
     table = pd.DataFrame(rows, columns=list(COLUMNS))
@@ -295,10 +352,22 @@ def run_bench(
 
 def to_markdown(table: pd.DataFrame) -> str:
     """A Markdown table (ms per image, images per second)."""
-    head = ("model", "backend", "precision", "batch", "size", "model ms/img (median / p90)", "model img/s",
-            "end-to-end ms/img (median / p90)", "end-to-end img/s", "stream img/s", "series slices/s")
+    head = (
+        "model",
+        "backend",
+        "precision",
+        "batch",
+        "size",
+        "model ms/img (median / p90)",
+        "model img/s",
+        "end-to-end ms/img (median / p90)",
+        "end-to-end img/s",
+        "stream img/s",
+        "series slices/s",
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in table.itertuples(index=False):
+    records: Iterable[Any] = table.itertuples(index=False)  # pandas-stubs type the fields loosely
+    for r in records:
         lines.append(
             f"| {r.model} | {r.backend} | {r.precision} | {r.batch_size} | {r.image_size} | "
             f"{r.model_ms_median:.1f} / "

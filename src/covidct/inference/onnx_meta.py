@@ -1,8 +1,8 @@
 """ONNX model metadata: what covidct writes into ``metadata_props`` on export and reads back for prediction.
 
 Keys (strings; JSON where structured): ``covidct_meta`` (everything below in one JSON object), ``model_name``,
-``timm_name``, ``exporter``, ``classes``, ``input_size``, ``mean``, ``std``, ``window``, ``covidct_version``, ``preprocess``
-(lung crop / standardisation, see :meth:`covidct.data.preprocess.Preprocess.record`), and
+``timm_name``, ``exporter``, ``classes``, ``input_size``, ``mean``, ``std``, ``window``, ``covidct_version``,
+``preprocess`` (lung crop / standardisation, see :meth:`covidct.data.preprocess.Preprocess.record`), and
 ``weights_sha256`` (:func:`onnx_weights_sha256` of the graph's initializers), checked by
 :func:`verify_weights` when a predictor opens the file. No torch here.
 """
@@ -41,7 +41,9 @@ def onnx_metadata(meta: ModelMeta, **extra: Any) -> dict[str, str]:
     return props
 
 
-def open_session(path: str | os.PathLike[str], options: Any = None, providers: list[str] | None = None) -> Any:
+def open_session(
+    path: str | os.PathLike[str], options: Any = None, providers: list[str] | None = None
+) -> Any:
     """An onnxruntime session; missing or corrupt files raise :class:`CheckpointError`."""
     import onnxruntime as ort
 

@@ -13,7 +13,6 @@ message) for a model whose top-1 agreement is under ``MIN_AGREEMENT``. No torch 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -109,12 +108,12 @@ def run_parity(
     ``save`` writes ``<model>.parity.json`` (what ``auto`` reads)."""
     if precision in ("fp32", "auto"):
         raise ConfigError(f"parity compares a reduced precision with fp32; got --precision {precision}")
-    common = dict(backend=backend, threads=threads, batch_size=batch_size)
-    fp32 = load_predictor(model, precision="fp32", **common)
+    common: dict[str, Any] = {"threads": threads, "batch_size": batch_size}
+    fp32 = load_predictor(model, backend=backend, precision="fp32", **common)
     inputs, labels = parity_inputs(data, fp32.classes)
     reference = fp32.predict(inputs)
     del fp32
-    candidate = load_predictor(model, precision=precision, **common).predict(inputs)
+    candidate = load_predictor(model, backend=backend, precision=precision, **common).predict(inputs)
     if reference.slices["path"].tolist() != candidate.slices["path"].tolist():
         raise DataError(data, "the two runs read different slices (files changed while running?)")
     label_idx = None

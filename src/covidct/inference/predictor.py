@@ -72,13 +72,18 @@ class PredictionResult:
         out = Path(out)
         suffix = out.suffix.lower()
         if suffix == ".json":
-            write_json_atomic(out, {
-                "model": self.model, "backend": self.backend, "precision": self.precision,
-                "classes": list(self.classes),
-                "slices": json.loads(self.slices.to_json(orient="records")),
-                "patients": json.loads(self.groups.to_json(orient="records")),
-                "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
-            })
+            write_json_atomic(
+                out,
+                {
+                    "model": self.model,
+                    "backend": self.backend,
+                    "precision": self.precision,
+                    "classes": list(self.classes),
+                    "slices": json.loads(self.slices.to_json(orient="records")),
+                    "patients": json.loads(self.groups.to_json(orient="records")),
+                    "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+                },
+            )
             return [out]
         if suffix == ".csv":
             groups_out = out.with_name(f"{out.stem}.patients.csv")
@@ -150,7 +155,7 @@ class _PathEnd:
     path: str
 
 
-SliceJob = Callable[[], "list[InputSlice | Skipped | _PathEnd]"]
+SliceJob = Callable[[], Sequence["InputSlice | Skipped | _PathEnd"]]
 
 
 def input_slice_jobs(inputs: InputLike | Sequence[InputLike], window: str) -> Iterator[SliceJob]:
@@ -165,19 +170,23 @@ def _jobs(items: list[InputLike], window: str) -> Iterator[SliceJob]:
             name = f"array[{i}]"
             if item.ndim == 3 and item.shape[-1] not in (3, 4):
                 for k, s in enumerate(item):
-                    yield lambda s=s, k=k, name=name: [
-                        InputSlice(f"{name}#{k}", _as_unit_image(s, name), name)
-                    ]
+                    yield partial(_array_job, s, f"{name}#{k}", name)
             else:
-                yield lambda item=item, name=name: [InputSlice(name, _as_unit_image(item, name), name)]
+                yield partial(_array_job, item, name, name)
             continue
         yield from input_jobs([Path(item)], window=window)
-        yield lambda path=str(item): [_PathEnd(path)]
+        yield partial(_path_end, str(item))
 
 
-def _collect(
-    results: Iterable[list[Any]], skipped: list[tuple[str, str]]
-) -> Iterator[Any]:
+def _array_job(array: np.ndarray, source: str, name: str) -> list[InputSlice]:
+    return [InputSlice(source, _as_unit_image(array, name), name)]
+
+
+def _path_end(path: str) -> list[_PathEnd]:
+    return [_PathEnd(path)]
+
+
+def _collect(results: Iterable[Sequence[Any]], skipped: list[tuple[str, str]]) -> Iterator[Any]:
     """Flatten job results into slices, appending skips to ``skipped`` in order; a path under which nothing
     was readable (and nothing reported) is reported as skipped, as :func:`~covidct.data.inputs.iter_inputs`
     does."""
@@ -211,7 +220,11 @@ def _load_given(item: tuple[str, SliceImage, str]) -> list[InputSlice | Skipped]
 
 
 def iter_batches(
-    slices: Iterable[tuple[str, SliceImage, str]], preprocess: Preprocess, batch_size: int, *, prefetch: bool = True
+    slices: Iterable[tuple[str, SliceImage, str]],
+    preprocess: Preprocess,
+    batch_size: int,
+    *,
+    prefetch: bool = True,
 ) -> Iterator[Batch]:
     """Decode (if lazy) and preprocess ``slices`` in batches; with ``prefetch``, a thread pool decodes and
     resizes slices ahead of the caller (order kept), so the network never waits for image work.
@@ -222,7 +235,11 @@ def iter_batches(
 
 
 def _batches(
-    jobs: Iterable[SliceJob], preprocess: Preprocess, batch_size: int, skipped: list[tuple[str, str]], *,
+    jobs: Iterable[SliceJob],
+    preprocess: Preprocess,
+    batch_size: int,
+    skipped: list[tuple[str, str]],
+    *,
     prefetch: bool,
 ) -> Iterator[Batch]:
     """Run ``jobs`` (decode + resize + normalise per slice) ahead of the consumer; yield batches in order."""
@@ -234,6 +251,7 @@ def _batches(
     def prepared(job: SliceJob) -> Callable[[], list[Any]]:
         def run() -> list[Any]:
             return [ready(o) if isinstance(o, InputSlice) else o for o in job()]
+
         return run
 
     workers = decode_workers() if prefetch else 0
@@ -264,7 +282,8 @@ def _stack(chunk: list[_Prepared]) -> Batch:
 
 
 def aggregate_groups(slices: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
-    """One row per ``patient_id``: slice count, mean probability per class, predicted class, votes per class."""
+    """One row per ``patient_id``: slice count, mean probability per class, predicted class, votes per
+    class."""
     prob_cols = [f"prob_{c}" for c in classes]
     grouped = slices.groupby("patient_id", sort=False)
     means = grouped[prob_cols].mean()
@@ -296,7 +315,7 @@ class Predictor:
         self.batch_size = batch_size
         self.prefetch = prefetch
 
-    # -- running ------------------------------------------------------------------------------------------------
+    # -- running --------------------------------------------------------------------------------------------
     def logits(self, pixels: np.ndarray) -> np.ndarray:
         """``(N, 3, S, S)`` float32 -> ``(N, n_classes)`` logits."""
         raise NotImplementedError
@@ -318,8 +337,12 @@ class Predictor:
         return probs
 
     def predict(
-        self, inputs: InputLike | Sequence[InputLike], *, batch_size: int | None = None,
-        progress: ProgressFn | None = None, window: str | None = None,
+        self,
+        inputs: InputLike | Sequence[InputLike],
+        *,
+        batch_size: int | None = None,
+        progress: ProgressFn | None = None,
+        window: str | None = None,
     ) -> PredictionResult:
         """Probabilities per slice and per group for paths or arrays (see :func:`expand_inputs`).
 
@@ -331,8 +354,12 @@ class Predictor:
         return self._run(jobs, [], batch_size, progress)
 
     def predict_slices(
-        self, slices: Iterable[tuple[str, SliceImage, str]], *, skipped: Sequence[tuple[str, str]] = (),
-        batch_size: int | None = None, progress: ProgressFn | None = None,
+        self,
+        slices: Iterable[tuple[str, SliceImage, str]],
+        *,
+        skipped: Sequence[tuple[str, str]] = (),
+        batch_size: int | None = None,
+        progress: ProgressFn | None = None,
     ) -> PredictionResult:
         """Predict ``(source, image or loader, group)`` slices (see :func:`iter_batches`). Loaders (e.g.
         ``partial(load_slice, path)``) run in the decoding pool; one raising DataError/OSError is reported as
@@ -341,7 +368,10 @@ class Predictor:
         return self._run((partial(_load_given, s) for s in slices), skipped, batch_size, progress)
 
     def _run(
-        self, jobs: Iterable[SliceJob], skipped: Sequence[tuple[str, str]], batch_size: int | None,
+        self,
+        jobs: Iterable[SliceJob],
+        skipped: Sequence[tuple[str, str]],
+        batch_size: int | None,
         progress: ProgressFn | None,
     ) -> PredictionResult:
         size = batch_size or self.batch_size
@@ -375,6 +405,11 @@ class Predictor:
         run = {"model": self.meta.model_name, "backend": self.backend, "precision": self.precision}
         table = table.assign(**run)
         return PredictionResult(
-            classes=self.classes, slices=table, groups=aggregate_groups(table, self.classes).assign(**run),
-            skipped=skipped, model=self.meta.model_name, backend=self.backend, precision=self.precision,
+            classes=self.classes,
+            slices=table,
+            groups=aggregate_groups(table, self.classes).assign(**run),
+            skipped=skipped,
+            model=self.meta.model_name,
+            backend=self.backend,
+            precision=self.precision,
         )

@@ -38,7 +38,8 @@ def resolve_device(device: str) -> torch.device:
 
 def load_checkpoint_checked(path: str | os.PathLike[str]) -> LoadedCheckpoint:
     """:func:`~covidct.models.checkpoint.load_checkpoint`, also mapping the low-level errors torch's
-    weights-only unpickler raises on some truncated/garbage files (``struct.error``, ...) to CheckpointError."""
+    weights-only unpickler raises on some truncated/garbage files (``struct.error``, ...) to
+    CheckpointError."""
     try:
         return load_checkpoint(Path(path))
     except (struct.error, UnicodeDecodeError, IndexError, EOFError) as exc:
@@ -51,8 +52,16 @@ class TorchPredictor(Predictor):
     backend = "torch"
 
     def __init__(
-        self, model: torch.nn.Module, meta: ModelMeta, *, device: str = "cpu", threads: int | None = None,
-        batch_size: int = 1, channels_last: bool = True, amp: bool | None = None, malloc_tuning: bool = True,
+        self,
+        model: torch.nn.Module,
+        meta: ModelMeta,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        batch_size: int = 1,
+        channels_last: bool = True,
+        amp: bool | None = None,
+        malloc_tuning: bool = True,
         prefetch: bool = True,
     ) -> None:
         super().__init__(meta, batch_size=batch_size, prefetch=prefetch)
@@ -80,6 +89,9 @@ class TorchPredictor(Predictor):
         x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).to(self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.amp and self.device.type == "cuda"):
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, enabled=self.amp and self.device.type == "cuda"),
+        ):
             out = self.model(x)
         return out.float().cpu().numpy()

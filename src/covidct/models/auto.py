@@ -20,7 +20,9 @@ def auto_spec(name: str, known: Sequence[str] = ()) -> ModelSpec:
     if not timm.is_model(arch):
         choices = [*known, *timm.list_models()]
         close = difflib.get_close_matches(name, choices, n=5, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; `covidct models` lists the paper's models"
+        hint = (
+            f"; did you mean {', '.join(close)}?" if close else "; `covidct models` lists the paper's models"
+        )
         raise UnknownModelError(f"unknown model {name!r}{hint}")
     cfg = timm.get_pretrained_cfg(name) if "." in name else timm.get_pretrained_cfg(arch)
     input_size = int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else 224

@@ -57,13 +57,11 @@ def weights_sha256(state_dict: dict[str, Any]) -> str:
             continue
         tensor = value.detach().cpu().contiguous()
         digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
     return digest.hexdigest()
 
 
-def save_checkpoint(
-    path: str | os.PathLike[str], model: nn.Module, meta: ModelMeta, **extra: Any
-) -> Path:
+def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, meta: ModelMeta, **extra: Any) -> Path:
     """Write atomically (temp file + ``os.replace``): a crash never leaves a half-written checkpoint."""
     import torch
 
@@ -93,7 +91,13 @@ def read_checkpoint(path: str | os.PathLike[str], *, map_location: str = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except (
-        RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError, struct.error
+        RuntimeError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        EOFError,
+        ValueError,
+        OSError,
+        struct.error,
     ) as exc:
         text = str(exc)
         if "Weights only load failed" in text and "global" in text.lower():
@@ -106,7 +110,9 @@ def read_checkpoint(path: str | os.PathLike[str], *, map_location: str = "cpu") 
             reason = "not a torch checkpoint file, or truncated"
         raise CheckpointError(f"{path}: corrupt or not a covidct checkpoint ({reason})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a covidct checkpoint (a plain state dict? use --weights for those)")
+        raise CheckpointError(
+            f"{path}: not a covidct checkpoint (a plain state dict? use --weights for those)"
+        )
     version = payload.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import timm
 import torch
@@ -39,9 +39,10 @@ def _paper_head(model: nn.Module, spec: ModelSpec, dropout: float = 0.0) -> nn.M
         return model
     if not isinstance(getattr(model, "pre_logits", None), nn.Module):
         raise ValueError(f"{spec.name}: pre_logits=False, but {spec.arch} has no pre_logits module")
+    features, classes = cast(int, model.num_features), cast(int, model.num_classes)
     model.pre_logits = nn.Identity()
-    model.head = ClassifierHead(model.num_features, model.num_classes, pool_type="avg", drop_rate=dropout)
-    model.head_hidden_size = model.num_features
+    model.head = ClassifierHead(features, classes, pool_type="avg", drop_rate=dropout)
+    model.head_hidden_size = features  # type: ignore[assignment]  # timm's plain int attribute
     return model
 
 
@@ -113,7 +114,8 @@ def create_model_with_report(
             key_map=package.key_map,
             licence=package.licence,
         )
-        model.pretrained_cfg = {**model.pretrained_cfg, "mean": package.mean, "std": package.std}
+        cfg = cast(dict[str, Any], model.pretrained_cfg)
+        model.pretrained_cfg = {**cfg, "mean": package.mean, "std": package.std}  # type: ignore[assignment]
         return _paper_head(model, spec, dropout), report
     cached = _hub.hub_status(spec.timm_name) == "cached"
     try:

@@ -124,7 +124,7 @@ def map_efficientnet_pytorch(state: Mapping[str, Any], model: nn.Module) -> Stat
     The flat block index N follows timm's stages in order; blocks without ``_expand_conv`` are timm's
     ``DepthwiseSeparableConv``. A key that fits no rule is kept as is (and then reported as unexpected).
     """
-    stages = model.blocks  # type: ignore[union-attr]
+    stages = [list(stage.children()) for stage in model.get_submodule("blocks").children()]
     flat = [f"blocks.{s}.{i}" for s, stage in enumerate(stages) for i in range(len(stage))]
     expanded = {int(m[1]) for k in state if (m := _EFFNET_BLOCK.fullmatch(k)) and m[2] == "_expand_conv"}
     out: StateDict = {}

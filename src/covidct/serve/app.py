@@ -1,12 +1,13 @@
 """The web service: ``create_app(predictor) -> FastAPI`` (issue #7).
 
-Routes: ``POST /predict`` and ``POST /explain`` (multipart field ``file``: one PNG/JPEG/TIFF/DICOM image or a ZIP
-of one DICOM series), ``GET /health``, ``GET /model``, ``GET /`` (the single page, from ``static/``), and FastAPI's
-``/docs`` + ``/openapi.json``.
+Routes: ``POST /predict`` and ``POST /explain`` (multipart field ``file``: one PNG/JPEG/TIFF/DICOM image or a
+ZIP of one DICOM series), ``GET /health``, ``GET /model``, ``GET /`` (the single page, from ``static/``), and
+FastAPI's ``/docs`` + ``/openapi.json``.
 
-The model is loaded once and shared by all requests. Decoding, inference and Grad-CAM run in worker threads (never
-on the event loop), at most ``worker_threads`` at a time; a torch model is additionally used by one thread at a
-time (a lock: Grad-CAM hooks and module modes are per-model state), an onnxruntime session is thread-safe.
+The model is loaded once and shared by all requests. Decoding, inference and Grad-CAM run in worker threads
+(never on the event loop), at most ``worker_threads`` at a time; a torch model is additionally used by one
+thread at a time (a lock: Grad-CAM hooks and module modes are per-model state), an onnxruntime session is
+thread-safe.
 
 Bounded work (issue 11): every request has a time budget (408 when it runs out) and is abandoned at the next
 step when its client disconnects. *Heavy* requests (a ZIP series, or more than :data:`LIGHT_PIXELS` decoded
@@ -30,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import numpy as np
@@ -72,6 +73,7 @@ DISPLAY_MAX = 1024  # /explain images, heatmaps and overlays: longer side at mos
 LIGHT_PIXELS = 4 * 1024 * 1024  # decoded pixels up to which a single image is a light request
 DEFAULT_REQUEST_TIMEOUT_S = 120.0
 DISCONNECT_POLL_S = 0.25
+UPLOAD_HELP = "PNG/JPEG/TIFF/DICOM image, or a ZIP of one DICOM series"
 
 
 class Budget:
@@ -88,7 +90,8 @@ class Budget:
         if time.monotonic() > self.deadline:
             raise UploadError(
                 f"request took longer than its time budget of {self.timeout_s:g} s and was stopped; send a "
-                "smaller file or fewer slices", 408,
+                "smaller file or fewer slices",
+                408,
             )
 
 
@@ -127,7 +130,10 @@ class LoadedModel:
 
 
 def load_model(
-    path: str | os.PathLike[str], *, threads: int | None = None, backend: str | None = None,
+    path: str | os.PathLike[str],
+    *,
+    threads: int | None = None,
+    backend: str | None = None,
     precision: str = "auto",
 ) -> LoadedModel:
     """A ``.pt`` checkpoint or an ``.onnx`` model for the service; the backend by suffix unless given (see
@@ -159,7 +165,8 @@ class ServedModel:
             self.cam_layer = chosen.layer
         self.created = self.meta.created
         self.version = version or self.created or "unknown"
-        # one torch forward/CAM at a time: hooks and module modes are per-model state; ORT sessions are thread-safe
+        # one torch forward/CAM at a time: hooks and module modes are per-model state; ORT sessions are
+        # thread-safe
         self._turns = _ModelTurns() if self.runtime == "torch" else None
 
     @property
@@ -174,7 +181,11 @@ class ServedModel:
         return self._turns.hold(urgent) if self._turns is not None else contextlib.nullcontext()
 
     def predict(
-        self, images: Sequence[np.ndarray], sources: Sequence[str], *, urgent: bool = True,
+        self,
+        images: Sequence[np.ndarray],
+        sources: Sequence[str],
+        *,
+        urgent: bool = True,
         check: Callable[[], None] = lambda: None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per-slice ``(N, C)`` probabilities and the series' aggregated ``(C,)`` (the predictor's group
@@ -188,8 +199,12 @@ class ServedModel:
         tables = []
         for start in range(0, len(images), step):
             check()
-            slices = [(src, image, "upload") for src, image in
-                      zip(sources[start:start + step], images[start:start + step])]
+            slices = [
+                (src, image, "upload")
+                for src, image in zip(
+                    sources[start : start + step], images[start : start + step], strict=True
+                )
+            ]
             with self._turn(urgent):
                 result = self.predictor.predict_slices(slices, batch_size=step)
             tables.append(result.slices)
@@ -199,20 +214,32 @@ class ServedModel:
         return probs, np.asarray([group[f"prob_{c}"] for c in self.classes], dtype=np.float64)
 
     def cams(
-        self, images: Sequence[np.ndarray], target: str, *, urgent: bool = True,
+        self,
+        images: Sequence[np.ndarray],
+        target: str,
+        *,
+        urgent: bool = True,
         check: Callable[[], None] = lambda: None,
     ) -> list[np.ndarray]:
         """One ``(H, W)`` map in [0, 1] per slice, for class ``target`` (one slice per model turn)."""
         preload_explain()  # the first import takes seconds: never while holding the model
         from covidct.explain.cam import compute_cams
 
+        model = self.torch_model
+        if model is None:  # routes check can_explain first
+            raise UploadError("this model cannot explain: Grad-CAM needs a torch checkpoint", 409)
         maps = []
         for image in images:
             check()
             with self._turn(urgent):
                 batch = compute_cams(
-                    self.torch_model, self.cam_layer or None, [image], target, classes=self.classes,
-                    preprocess=self.predictor.preprocess, batch_size=1,
+                    model,
+                    self.cam_layer or None,
+                    [image],
+                    target,
+                    classes=self.classes,
+                    preprocess=self.predictor.preprocess,
+                    batch_size=1,
                 )
             maps.append(batch.maps[0][0])
         return maps
@@ -243,7 +270,7 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 def thumbnail(image: np.ndarray, size: int = THUMBNAIL_SIZE) -> np.ndarray:
     pil = Image.fromarray(to_uint8(image))
-    pil.thumbnail((size, size), Image.BILINEAR)
+    pil.thumbnail((size, size), Image.Resampling.BILINEAR)
     return np.asarray(pil)
 
 
@@ -256,7 +283,7 @@ def display_image(image: np.ndarray, max_side: int = DISPLAY_MAX) -> np.ndarray:
     scale = max_side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
-    return np.asarray(pil.resize(size, Image.BILINEAR, reducing_gap=2.0), dtype=np.float32)
+    return np.asarray(pil.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32)
 
 
 @functools.cache
@@ -307,50 +334,79 @@ def _read_upload(staged: StagedUpload, served: ServedModel) -> _Loaded:
 
 
 def _probs(classes: Sequence[str], row: np.ndarray) -> dict[str, float]:
-    return {c: round(float(p), 6) for c, p in zip(classes, row)}
+    return {c: round(float(p), 6) for c, p in zip(classes, row, strict=True)}
 
 
 def _suspicion_order(probs: np.ndarray, classes: Sequence[str]) -> list[int]:
-    """Slices most likely abnormal first: by 1 - p(Healthy) when a healthy class exists, else by confidence."""
+    """Slices most likely abnormal first: by 1 - p(Healthy) when a healthy class exists, else by
+    confidence."""
     healthy = [i for i, c in enumerate(classes) if c.lower() in ("healthy", "normal", "non-covid")]
     score = 1.0 - probs[:, healthy[0]] if healthy else probs.max(axis=1)
     return [int(i) for i in np.argsort(-score, kind="stable")]
 
 
 def _build_prediction(
-    loaded: _Loaded, probs: np.ndarray, overall: np.ndarray, served: ServedModel, timing: dict[str, float],
+    loaded: _Loaded,
+    probs: np.ndarray,
+    overall: np.ndarray,
+    served: ServedModel,
+    timing: dict[str, float],
     thumbnails: bool,
 ) -> dict[str, Any]:
     classes = served.classes
     slices = []
-    for i, (image, source, row) in enumerate(zip(loaded.images, loaded.sources, probs)):
+    for i, (image, source, row) in enumerate(zip(loaded.images, loaded.sources, probs, strict=True)):
         k = int(row.argmax())
-        slices.append(schemas.SliceResult(
-            index=i, source=source, probabilities=_probs(classes, row), predicted=classes[k],
-            confidence=round(float(row[k]), 6), height=int(image.shape[0]), width=int(image.shape[1]),
-            thumbnail_png=png_base64(thumbnail(image)) if thumbnails else None,
-        ))
+        slices.append(
+            schemas.SliceResult(
+                index=i,
+                source=source,
+                probabilities=_probs(classes, row),
+                predicted=classes[k],
+                confidence=round(float(row[k]), 6),
+                height=int(image.shape[0]),
+                width=int(image.shape[1]),
+                thumbnail_png=png_base64(thumbnail(image)) if thumbnails else None,
+            )
+        )
     series = None
     if len(loaded.images) > 1:
         k = int(overall.argmax())
         series = schemas.SeriesResult(
-            n_slices=len(loaded.images), aggregation="mean", probabilities=_probs(classes, overall),
-            predicted=classes[k], confidence=round(float(overall[k]), 6),
+            n_slices=len(loaded.images),
+            aggregation="mean",
+            probabilities=_probs(classes, overall),
+            predicted=classes[k],
+            confidence=round(float(overall[k]), 6),
         )
     k = int(overall.argmax())
     return {
         "filename": loaded.staged.filename,
         "kind": "series" if len(loaded.images) > 1 else "image",
         "model": schemas.ModelRef(name=served.name, backbone=served.backbone, version=served.version),
-        "classes": list(classes), "probabilities": _probs(classes, overall), "predicted": classes[k],
-        "confidence": round(float(overall[k]), 6), "slices": slices, "series": series,
-        "skipped": loaded.staged.skipped, "timing": schemas.Timing(**timing),
+        "classes": list(classes),
+        "probabilities": _probs(classes, overall),
+        "predicted": classes[k],
+        "confidence": round(float(overall[k]), 6),
+        "slices": slices,
+        "series": series,
+        "skipped": loaded.staged.skipped,
+        "timing": schemas.Timing(**timing),
     }
 
 
 def _process(
-    served: ServedModel, limits: UploadLimits, staged: StagedUpload, budget: Budget, *, heavy: bool,
-    explain: bool, thumbnails: bool, max_cams: int, target: str | None, t0: float,
+    served: ServedModel,
+    limits: UploadLimits,
+    staged: StagedUpload,
+    budget: Budget,
+    *,
+    heavy: bool,
+    explain: bool,
+    thumbnails: bool,
+    max_cams: int,
+    target: str | None,
+    t0: float,
 ) -> dict[str, Any]:
     """Extract (a ZIP), decode, predict, (explain) a staged upload, checking the budget between steps."""
     check = budget.check
@@ -370,13 +426,19 @@ def _process(
     shown = [display_image(loaded.images[i]) for i in order]  # CAMs computed and drawn at display size
     maps = served.cams(shown, cls, urgent=not heavy, check=check)
     cams = []
-    for i, image, cam in zip(order, shown, maps):
+    for i, image, cam in zip(order, shown, maps, strict=True):
         check()
         heat = colorize(cam)
-        cams.append(schemas.CamResult(
-            index=i, source=loaded.sources[i], target=cls, image_png=png_base64(to_uint8(image)),
-            heatmap_png=png_base64(heat), overlay_png=png_base64(overlay(image, heat)),
-        ))
+        cams.append(
+            schemas.CamResult(
+                index=i,
+                source=loaded.sources[i],
+                target=cls,
+                image_png=png_base64(to_uint8(image)),
+                heatmap_png=png_base64(heat),
+                overlay_png=png_base64(overlay(image, heat)),
+            )
+        )
     t3 = time.perf_counter()
     timing.update(explain_ms=(t3 - t2) * 1e3, total_ms=(t3 - t0) * 1e3)
     result = _build_prediction(loaded, probs, overall, served, timing, thumbnails)
@@ -418,11 +480,18 @@ def create_app(
     tmp_root = str(tmp_dir) if tmp_dir is not None else None
     cleanup_stale_uploads(tmp_root)
     app = FastAPI(
-        title="covidct", version=__version__,
-        description="COVID-19 / pneumonia / healthy classification of chest CT slices and series, with Grad-CAM.",
-        responses={400: {"model": schemas.ErrorResponse}, 408: {"model": schemas.ErrorResponse},
-                   413: {"model": schemas.ErrorResponse},
-                   415: {"model": schemas.ErrorResponse}, 422: {"model": schemas.ErrorResponse}},
+        title="covidct",
+        version=__version__,
+        description=(
+            "COVID-19 / pneumonia / healthy classification of chest CT slices and series, with Grad-CAM."
+        ),
+        responses={
+            400: {"model": schemas.ErrorResponse},
+            408: {"model": schemas.ErrorResponse},
+            413: {"model": schemas.ErrorResponse},
+            415: {"model": schemas.ErrorResponse},
+            422: {"model": schemas.ErrorResponse},
+        },
     )
     app.state.served = served
     app.state.limits = limits
@@ -486,20 +555,24 @@ def create_app(
         finally:
             await anyio.to_thread.run_sync(staged.cleanup)
 
-    @app.post("/predict", response_model=schemas.PredictResponse, summary="Classify one image or a DICOM series")
+    @app.post(
+        "/predict", response_model=schemas.PredictResponse, summary="Classify one image or a DICOM series"
+    )
     async def predict(
         request: Request,
-        file: UploadFile = File(..., description="PNG/JPEG/TIFF/DICOM image, or a ZIP of one DICOM series"),
+        file: Annotated[UploadFile, File(description=UPLOAD_HELP)],
         thumbnails: bool = Query(False, description="include a small PNG of every slice"),
     ) -> dict[str, Any]:
         return await _handle(
             request, file, explain=False, thumbnails=thumbnails, max_cams=max_cams, target=None
         )
 
-    @app.post("/explain", response_model=schemas.ExplainResponse, summary="Classify and explain with Grad-CAM")
+    @app.post(
+        "/explain", response_model=schemas.ExplainResponse, summary="Classify and explain with Grad-CAM"
+    )
     async def explain(
         request: Request,
-        file: UploadFile = File(..., description="PNG/JPEG/TIFF/DICOM image, or a ZIP of one DICOM series"),
+        file: Annotated[UploadFile, File(description=UPLOAD_HELP)],
         thumbnails: bool = Query(False, description="include a small PNG of every slice"),
         max_slices: int = Query(max_cams, ge=1, le=max_cams, description="CAMs for at most this many slices"),
         target: str | None = Query(None, description="class to explain (default: the predicted class)"),
@@ -520,19 +593,34 @@ def create_app(
     async def model_info() -> dict[str, Any]:
         info = served.meta
         return {
-            "name": info.model_name, "backbone": served.backbone, "version": served.version,
-            "runtime": served.runtime, "precision": served.precision,
-            "classes": list(served.classes), "input_size": int(info.image_size),
-            "window": {"name": info.window.get("name"), "width": float(info.window["width"]),
-                       "level": float(info.window["level"])},
-            "mean": list(info.mean), "std": list(info.std), "cam_layer": served.cam_layer,
-            "explain": served.can_explain, "trained_with": info.covidct_version, "created": served.created,
+            "name": info.model_name,
+            "backbone": served.backbone,
+            "version": served.version,
+            "runtime": served.runtime,
+            "precision": served.precision,
+            "classes": list(served.classes),
+            "input_size": int(info.image_size),
+            "window": {
+                "name": info.window.get("name"),
+                "width": float(info.window["width"]),
+                "level": float(info.window["level"]),
+            },
+            "mean": list(info.mean),
+            "std": list(info.std),
+            "cam_layer": served.cam_layer,
+            "explain": served.can_explain,
+            "trained_with": info.covidct_version,
+            "created": served.created,
             "server_version": __version__,
-            "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_zip_members": limits.max_zip_members,
-                       "max_zip_total_bytes": limits.max_zip_total_bytes, "max_pixels": limits.max_pixels,
-                       "max_request_pixels": limits.max_request_pixels,
-                       "request_timeout_s": request_timeout_s,
-                       "max_cams": max_cams},
+            "limits": {
+                "max_upload_bytes": limits.max_upload_bytes,
+                "max_zip_members": limits.max_zip_members,
+                "max_zip_total_bytes": limits.max_zip_total_bytes,
+                "max_pixels": limits.max_pixels,
+                "max_request_pixels": limits.max_request_pixels,
+                "request_timeout_s": request_timeout_s,
+                "max_cams": max_cams,
+            },
         }
 
     @app.get("/", include_in_schema=False)
@@ -576,8 +664,10 @@ def serve(
         raise ConfigError(f"request timeout must be > 0 s, got {request_timeout_s}")
     loaded = load_model(model_path, threads=threads, backend=backend, precision=precision)
     app = create_app(
-        loaded.predictor, model_version=loaded.version,
-        max_upload_bytes=int(max_upload_mb * 1024 * 1024), worker_threads=worker_threads,
+        loaded.predictor,
+        model_version=loaded.version,
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        worker_threads=worker_threads,
         request_timeout_s=request_timeout_s,
     )
     if loaded.predictor.backend == "torch":
