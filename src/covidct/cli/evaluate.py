@@ -88,8 +88,8 @@ def evaluate(
         console.print(f"... and {len(result.skipped) - 10} more skipped", style="yellow")
     what = f"ensemble of {len(result.models)} models" if len(result.models) > 1 else str(result.models[0])
     console.print(
-        f"{what} ({result.backend} {result.precision}): {result.n_slices} slices, {result.n_patients} patients, "
-        f"classes {', '.join(result.classes)}. Results in {result.out}",
+        f"{what} ({result.backend} {result.precision}): {result.n_slices} slices, "
+        f"{result.n_patients} patients, classes {', '.join(result.classes)}. Results in {result.out}",
         markup=False,
         highlight=False,
     )
