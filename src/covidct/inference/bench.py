@@ -35,9 +35,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
+from covidct.data.pipeline import physical_cores
+from covidct.data.preprocess import check_image_size
+from covidct.data.readers import load_slice
 from covidct.errors import ConfigError, CovidCTError
 from covidct.inference.backends import PRECISIONS
+from covidct.inference.predictor import Predictor
+from covidct.models.metadata import ModelMeta
+from covidct.models.normalization import model_normalization
+from covidct.models.registry import get_spec
 from covidct.utils import atomic_path, environment_record, write_json_atomic, write_text_atomic
 
 BACKENDS = ("torch", "onnx", "openvino", "eager")  # a case may name a precision: "openvino:bf16"
@@ -102,8 +110,6 @@ class BenchConfig:
         if self.repeats < 1 or self.warmup < 0:
             raise ConfigError(f"repeats must be >= 1 and warmup >= 0, got {self.repeats}, {self.warmup}")
         if self.image_size is not None:
-            from covidct.data.preprocess import check_image_size
-
             check_image_size(self.image_size, "image size")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"unknown device {self.device!r}: use cpu or cuda")
@@ -138,8 +144,6 @@ def _time(fn: Callable[[], Any], repeats: int, warmup: int) -> list[float]:
 
 def generate_images(folder: Path, n: int, size: int = 512, seed: int = 0) -> list[str]:
     """``n`` 512 x 512 8-bit PNG 'slices' (smooth body + noise) for end-to-end timing."""
-    from PIL import Image
-
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size] / size - 0.5
     body = (xx**2 / 0.16 + yy**2 / 0.1 < 1).astype(np.float32) * 0.6
@@ -162,13 +166,9 @@ def _build(
     precision: str = "auto",
 ) -> Any:
     """A predictor-like object with ``logits``, ``predict_slices``, ``preprocess`` for one case."""
-    import torch
+    import torch  # each case runs in its own process: only the torch cases pay for importing it
 
-    from covidct.inference.predictor import Predictor
     from covidct.models.factory import create_model
-    from covidct.models.metadata import ModelMeta
-    from covidct.models.normalization import model_normalization
-    from covidct.models.registry import get_spec
 
     if threads:
         torch.set_num_threads(threads)
@@ -231,10 +231,6 @@ def measure_case(
     series: str | None = None,
 ) -> list[dict[str, Any]]:
     """Time one (model, backend[:precision]) in this process; one row per batch size."""
-    from covidct.data.pipeline import physical_cores
-    from covidct.data.readers import load_slice
-    from covidct.models.registry import get_spec
-
     size = image_size or get_spec(model_name).input_size
     rows = []
     with tempfile.TemporaryDirectory(prefix="covidct-bench-") as tmp:
@@ -315,8 +311,6 @@ def run_bench(
     on_case: Callable[[str, str], None] | None = None,
 ) -> BenchResult:
     """Benchmark every (model, backend); write ``bench.csv``, ``bench.md`` and ``env.json`` into ``out``."""
-    from covidct.models.registry import get_spec
-
     for name in cfg.models:
         get_spec(name)  # unknown names fail before any timing
     rows: list[dict[str, Any]] = []

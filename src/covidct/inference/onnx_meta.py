@@ -15,6 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+import onnx
+from onnx import numpy_helper
+
 from covidct.errors import CheckpointError
 from covidct.models.metadata import ModelMeta, window_record
 
@@ -102,8 +105,6 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def onnx_weights_sha256(proto: Any) -> str:
     """SHA-256 over an ONNX graph's initializers (sorted names, element type, dims and values)."""
-    from onnx import numpy_helper
-
     digest = hashlib.sha256()
     for init in sorted(proto.graph.initializer, key=lambda t: t.name):
         digest.update(f"{init.name}|{init.data_type}|{tuple(init.dims)}\n".encode())
@@ -117,11 +118,9 @@ def verify_weights(path: str | os.PathLike[str], session: Any) -> None:
     stored = session.get_modelmeta().custom_metadata_map.get(WEIGHTS_HASH_KEY)
     if not stored:
         return
-    import onnx
-
     try:
         proto = onnx.load(str(path))
-    except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and friends on damaged files
+    except Exception as exc:  # onnx raises DecodeError and friends on damaged files
         raise CheckpointError(f"{path}: corrupt ONNX model ({type(exc).__name__})") from None
     _check_hash(path, stored, proto)
 
@@ -140,8 +139,6 @@ def _check_hash(path: str | os.PathLike[str], stored: str | None, proto: Any) ->
 def read_metadata_props(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The covidct record of an ONNX file read with the ``onnx`` package (no onnxruntime session: for the
     OpenVINO backend, which reads the graph itself)."""
-    import onnx
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: ONNX model not found")

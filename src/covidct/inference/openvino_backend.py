@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import openvino as ov
 
 from covidct.errors import CheckpointError, ConfigError, CovidCTWarning
 from covidct.inference.onnx_meta import read_metadata_props, record_meta
@@ -31,8 +32,6 @@ _HINTS = {"fp32": "f32", "bf16": "bf16"}
 
 @lru_cache(maxsize=1)
 def _core() -> Any:
-    import openvino as ov
-
     return ov.Core()
 
 

@@ -19,7 +19,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
+from covidct.data.manifest import scan_dataset
 from covidct.errors import ConfigError, DataError
 from covidct.inference.load import load_predictor
 from covidct.inference.parity_record import ParityReport, parity_record_path
@@ -31,8 +33,6 @@ PathLike = str | os.PathLike[str]
 def roc_auc(probs: np.ndarray, labels: np.ndarray) -> float | None:
     """First class vs rest for 2 classes, macro one-vs-rest over the classes present otherwise; None if only
     one class is present."""
-    from sklearn.metrics import roc_auc_score
-
     present = np.unique(labels)
     if len(present) < 2:
         return None
@@ -83,8 +83,6 @@ def parity_inputs(data: PathLike, classes: tuple[str, ...] = ()) -> tuple[list[s
         labels = dict(zip(paths, table["label"], strict=False)) if "label" in table.columns else None
         return paths, labels
     if data.is_dir():
-        from covidct.data.manifest import scan_dataset
-
         try:
             scan = scan_dataset(data)
         except DataError:

@@ -129,25 +129,6 @@ def _check_items(inputs: InputLike | Sequence[InputLike]) -> list[InputLike]:
     return items
 
 
-def expand_inputs(
-    inputs: InputLike | Sequence[InputLike], window: str, skipped: list[tuple[str, str]]
-) -> Iterator[tuple[str, np.ndarray, str]]:
-    """Inputs -> a lazy, sequential stream of ``(source, image (H, W) in [0, 1], group)``; unreadable files go
-    to ``skipped`` (the same slices, order and skips as :meth:`Predictor.predict`, which decodes in parallel).
-
-    Paths (files, folders, series, volumes) are expanded by :mod:`covidct.data.inputs`; arrays are used as
-    they are (``array[i]`` for the i-th, each its own group; a 3-D ``(N, H, W)`` stack is one group). A path
-    that does not exist is an error straight away (a typo), not a skipped file.
-    """
-    jobs = input_slice_jobs(inputs, window)
-
-    def stream() -> Iterator[tuple[str, np.ndarray, str]]:
-        for s in _collect(ordered_prefetch(jobs, workers=0), skipped):
-            yield s.source, s.image, s.group
-
-    return stream()
-
-
 @dataclass(frozen=True)
 class _PathEnd:
     """Marker after the last job of one input path (to report a path under which nothing was readable)."""
@@ -159,7 +140,12 @@ SliceJob = Callable[[], Sequence["InputSlice | Skipped | _PathEnd"]]
 
 
 def input_slice_jobs(inputs: InputLike | Sequence[InputLike], window: str) -> Iterator[SliceJob]:
-    """Inputs -> decoding jobs in output order (:func:`covidct.data.inputs.input_jobs`); validated eagerly."""
+    """Inputs -> decoding jobs in output order; validated eagerly (a path that does not exist is an error
+    straight away, not a skipped file).
+
+    Paths (files, folders, series, volumes) are expanded by :func:`covidct.data.inputs.input_jobs`; arrays
+    are used as they are (``array[i]`` for the i-th, each its own group; a 3-D ``(N, H, W)`` stack is one
+    group)."""
     items = _check_items(inputs)
     return _jobs(items, window)
 
@@ -217,21 +203,6 @@ def _load_given(item: tuple[str, SliceImage, str]) -> list[InputSlice | Skipped]
         except OSError as exc:
             return [Skipped(source, f"cannot read ({exc})")]
     return [InputSlice(source, image, group)]
-
-
-def iter_batches(
-    slices: Iterable[tuple[str, SliceImage, str]],
-    preprocess: Preprocess,
-    batch_size: int,
-    *,
-    prefetch: bool = True,
-) -> Iterator[Batch]:
-    """Decode (if lazy) and preprocess ``slices`` in batches; with ``prefetch``, a thread pool decodes and
-    resizes slices ahead of the caller (order kept), so the network never waits for image work.
-
-    An image may also be a callable returning the array (e.g. ``partial(load_slice, path)``)."""
-    jobs = (partial(_load_given, s) for s in slices)
-    yield from _batches(jobs, preprocess, batch_size, [], prefetch=prefetch)
 
 
 def _batches(
@@ -344,7 +315,7 @@ class Predictor:
         progress: ProgressFn | None = None,
         window: str | None = None,
     ) -> PredictionResult:
-        """Probabilities per slice and per group for paths or arrays (see :func:`expand_inputs`).
+        """Probabilities per slice and per group for paths or arrays (see :func:`input_slice_jobs`).
 
         Slices are decoded, windowed and resized by a thread pool ahead of the network (see
         :func:`covidct.data.pipeline.ordered_prefetch`); order and skipped-file reports are as in a sequential
@@ -361,7 +332,7 @@ class Predictor:
         batch_size: int | None = None,
         progress: ProgressFn | None = None,
     ) -> PredictionResult:
-        """Predict ``(source, image or loader, group)`` slices (see :func:`iter_batches`). Loaders (e.g.
+        """Predict ``(source, image or loader, group)`` slices. Loaders (e.g.
         ``partial(load_slice, path)``) run in the decoding pool; one raising DataError/OSError is reported as
         skipped. ``skipped`` (read at the end, so it may be filled while ``slices`` streams) is reported
         too."""

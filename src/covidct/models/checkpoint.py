@@ -20,15 +20,16 @@ import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
+from torch import nn
 
 from covidct import __version__
 from covidct.errors import CheckpointError
+from covidct.models.factory import create_model
 from covidct.models.metadata import FORMAT_VERSION, ModelMeta
 from covidct.utils import atomic_path
-
-if TYPE_CHECKING:
-    from torch import nn
 
 FORMAT = "covidct-checkpoint"
 WEIGHTS_HASH_KEY = "weights_sha256"
@@ -47,8 +48,6 @@ class LoadedCheckpoint:
 
 def weights_sha256(state_dict: dict[str, Any]) -> str:
     """SHA-256 over the tensors of a state dict (sorted names, dtype, shape and raw bytes of each)."""
-    import torch
-
     digest = hashlib.sha256()
     for key in sorted(state_dict):
         value = state_dict[key]
@@ -63,8 +62,6 @@ def weights_sha256(state_dict: dict[str, Any]) -> str:
 
 def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, meta: ModelMeta, **extra: Any) -> Path:
     """Write atomically (temp file + ``os.replace``): a crash never leaves a half-written checkpoint."""
-    import torch
-
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {
         "format": FORMAT,
@@ -81,8 +78,6 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, meta: ModelM
 
 def read_checkpoint(path: str | os.PathLike[str], *, map_location: str = "cpu") -> dict[str, Any]:
     """The raw payload, validated; clear :class:`CheckpointError` for missing, corrupt or foreign files."""
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
@@ -133,8 +128,6 @@ def read_checkpoint(path: str | os.PathLike[str], *, map_location: str = "cpu") 
 
 def load_checkpoint(path: str | os.PathLike[str], *, map_location: str = "cpu") -> LoadedCheckpoint:
     """Rebuild the model (no pretrained download) and load its weights."""
-    from covidct.models.factory import create_model
-
     payload = read_checkpoint(path, map_location=map_location)
     try:
         meta = ModelMeta.from_dict(payload["meta"])

@@ -31,10 +31,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import anyio
 import numpy as np
+import pandas as pd
+import uvicorn
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -43,9 +45,11 @@ from PIL import Image
 from starlette.exceptions import HTTPException
 
 from covidct import __version__
-from covidct.errors import CheckpointError, CovidCTError
+from covidct.data.readers import load_series, load_slice
+from covidct.errors import CheckpointError, ConfigError, CovidCTError, DataError
 from covidct.inference.backends import check_backend
 from covidct.inference.load import load_predictor
+from covidct.inference.predictor import Predictor, aggregate_groups
 from covidct.serve import schemas
 from covidct.serve.uploads import (
     MULTIPART_SLACK,
@@ -58,9 +62,6 @@ from covidct.serve.uploads import (
     stage_upload,
 )
 from covidct.utils import sha256_file
-
-if TYPE_CHECKING:
-    from covidct.inference.predictor import Predictor
 
 STATIC_DIR = Path(__file__).with_name("static")
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -191,10 +192,6 @@ class ServedModel:
         """Per-slice ``(N, C)`` probabilities and the series' aggregated ``(C,)`` (the predictor's group
         mean). The model is taken a few slices at a time (``HEAVY_BATCH`` unless ``urgent``), ``check`` in
         between."""
-        import pandas as pd
-
-        from covidct.inference.predictor import aggregate_groups
-
         step = SERIES_BATCH if urgent else HEAVY_BATCH
         tables = []
         for start in range(0, len(images), step):
@@ -315,9 +312,6 @@ class _Loaded:
 
 
 def _read_upload(staged: StagedUpload, served: ServedModel) -> _Loaded:
-    from covidct.data.readers import load_series, load_slice
-    from covidct.errors import DataError
-
     try:
         if staged.kind in ("png", "jpeg"):
             images = [load_slice(staged.path)]
@@ -652,8 +646,6 @@ def serve(
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
 ) -> None:
     """Load the model once and run the service with uvicorn until interrupted (``covidct serve``)."""
-    from covidct.errors import ConfigError
-
     if not 0 <= port <= 65535:
         raise ConfigError(f"port must be in 0..65535, got {port}")
     if not max_upload_mb > 0:
@@ -672,6 +664,4 @@ def serve(
     )
     if loaded.predictor.backend == "torch":
         preload_explain()
-    import uvicorn
-
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -29,10 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, BinaryIO
 
+import pydicom
+import tifffile
+from PIL import Image
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from covidct.data.dicom_limits import DicomTooLarge, inflated_size, pixel_size, read_header, slack
 from covidct.errors import CovidCTError
 
 KINDS = ("png", "jpeg", "tiff", "dicom", "zip")
@@ -132,12 +136,10 @@ def _looks_like_dicom(path: Path) -> bool:
 
 
 def _prefix_is_dicom(head: bytes) -> bool:
-    import pydicom
-
     try:
         ds = pydicom.dcmread(io.BytesIO(head), force=True, stop_before_pixels=True)
         return "Rows" in ds and "Columns" in ds
-    except Exception:  # noqa: BLE001 - any parse failure means "not DICOM"
+    except Exception:  # any parse failure means "not DICOM"
         return False
 
 
@@ -252,17 +254,13 @@ def check_pixels(path: Path, kind: str, max_pixels: int, *, name: str) -> int:
     pixels = total = 0
     try:
         if kind in ("png", "jpeg"):
-            from PIL import Image
-
             with Image.open(path) as image:
                 pixels = total = image.width * image.height
         elif kind == "tiff":
-            import tifffile
-
             with tifffile.TiffFile(path) as tif:
                 sizes = [int(p.shape[0]) * int(p.shape[1]) for p in tif.pages if len(p.shape) >= 2]
                 pixels, total = max(sizes, default=0), sum(sizes)
-    except Exception:  # noqa: BLE001 - unreadable headers are reported by the reader with its own message
+    except Exception:  # unreadable headers are reported by the reader with its own message
         return 0
     if pixels > max_pixels:
         raise UploadError(f"{name}: image too large ({pixels} pixels; the limit is {max_pixels})", 413)
@@ -272,8 +270,6 @@ def check_pixels(path: Path, kind: str, max_pixels: int, *, name: str) -> int:
 def _dicom_pixels(path: Path, max_pixels: int, *, name: str, force: bool = True) -> int:
     """Decoded pixels a DICOM header announces (frames x rows x columns x samples), from the header only; a
     deflated file's inflated length is bounded by what its header announces."""
-    from covidct.data.dicom_limits import DicomTooLarge, inflated_size, pixel_size, read_header, slack
-
     try:
         header = read_header(path, force=force)
         size = pixel_size(header.dataset, name)
@@ -288,7 +284,7 @@ def _dicom_pixels(path: Path, max_pixels: int, *, name: str, force: bool = True)
         raise UploadError(f"{name}: {exc.reason}", 413) from None
     except UploadError:
         raise
-    except Exception:  # noqa: BLE001 - unreadable headers are reported by the reader with its own message
+    except Exception:  # unreadable headers are reported by the reader with its own message
         return 0
     return size.pixels
 
@@ -415,8 +411,6 @@ def _copy_member(
     """Stream the rest of a DICOM member to ``out`` (its first bytes are there already); every inflated byte
     counts against the request's limit as it arrives, and once the member's header is complete, the member may
     not grow beyond what the header announces. Returns the bytes added."""
-    from covidct.data.dicom_limits import DicomTooLarge, pixel_size, read_header, slack
-
     written = start = out.tell()
     cap: int | None = None
     probe_at = min(info.file_size, 1 << 20) if probe else info.file_size + 1
@@ -438,7 +432,7 @@ def _copy_member(
                 size = pixel_size(header.dataset, member)
             except DicomTooLarge as exc:
                 raise UploadError(f"{member}: {exc.reason}", 413) from None
-            except Exception:  # noqa: BLE001 - an incomplete header: read on
+            except Exception:  # an incomplete header: read on
                 header = None
             if header is not None and header.pixel_offset is not None:
                 if size.frame_pixels > limits.max_pixels:
