@@ -5,13 +5,15 @@ folder (``RUN/folds/*/best.pt``: the fold models' probabilities are averaged, an
 layout :func:`covidct.data.manifest.scan_dataset` reads (class folders, class/patient folders, a CSV, DICOM
 series). Label sets that differ are mapped by explicit ``FROM=TO`` pairs, applied to the data's labels and to
 the model's classes alike (model classes mapped onto one name have their probabilities summed), or refused.
+``backend``/``precision`` pick the runtime as for ``predict`` (:func:`covidct.inference.load.load_predictor`);
+slices are decoded by the predictor's ordered pool (:func:`covidct.data.pipeline.ordered_prefetch`).
 
 Writes into ``OUT``: ``predictions.csv`` (the standard predictions schema of
 :mod:`covidct.evaluation.predictions`, one test set: fold 0, repeat 0, plus the data's own label in
-``source_label``), ``manifest.csv``, ``config.json``, ``env.json``, ``warnings.json`` and, by the same code
-path as ``covidct cv`` (:func:`covidct.evaluation.summary.compute_run_metrics`), ``metrics.json``,
-``metrics.md``, confusion matrices and ROC curves. ``covidct report OUT`` renders the folder. Unreadable files
-are reported and skipped.
+``source_label``, and the ``backend`` and ``precision`` that ran), ``manifest.csv``, ``config.json``,
+``env.json``, ``warnings.json`` and, by the same code path as ``covidct cv``
+(:func:`covidct.evaluation.summary.compute_run_metrics`), ``metrics.json``, ``metrics.md``, confusion matrices
+and ROC curves. ``covidct report OUT`` renders the folder. Unreadable files are reported and skipped.
 """
 
 from __future__ import annotations
