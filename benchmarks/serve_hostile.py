@@ -217,7 +217,8 @@ def child(model: str, port_file: str, threads: int) -> None:
     """Run in the child process: the service on 127.0.0.1, port written to ``port_file``."""
     import uvicorn
 
-    from covidct.serve.app import create_app, load_model, preload_explain
+    from covidct.serve.app import create_app
+    from covidct.serve.model import load_model, preload_explain
 
     loaded = load_model(model, threads=threads)
     app = create_app(loaded.predictor, model_version=loaded.version)

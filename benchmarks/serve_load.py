@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from PIL import Image
 
-    from covidct.serve.app import create_app, load_model
+    from covidct.serve.app import create_app
+    from covidct.serve.model import load_model
 
     with tempfile.TemporaryDirectory(prefix="covidct-serve-load-") as tmp:
         path = Path(args.model_path) if args.model_path else None

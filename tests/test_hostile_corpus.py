@@ -204,7 +204,8 @@ def _zip_folder(folder: Path) -> bytes:
 def _client(model: Path, upload_dir: Path):  # type: ignore[no-untyped-def]
     from fastapi.testclient import TestClient
 
-    from covidct.serve.app import create_app, load_model
+    from covidct.serve.app import create_app
+    from covidct.serve.model import load_model
 
     loaded = load_model(model, threads=1)
     app = create_app(loaded.predictor, model_version=loaded.version, tmp_dir=upload_dir)

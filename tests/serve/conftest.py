@@ -99,7 +99,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def loaded_model(checkpoint: Path):
-    from covidct.serve.app import load_model
+    from covidct.serve.model import load_model
 
     return load_model(checkpoint, threads=1)
 

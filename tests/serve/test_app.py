@@ -168,7 +168,8 @@ def onnx_client(checkpoint, tmp_path_factory):
     from fastapi.testclient import TestClient
 
     from covidct.inference.export import export_onnx
-    from covidct.serve.app import create_app, load_model
+    from covidct.serve.app import create_app
+    from covidct.serve.model import load_model
 
     path = export_onnx(checkpoint, tmp_path_factory.mktemp("onnx") / "tiny.onnx").path
     loaded = load_model(path, threads=1)

@@ -16,7 +16,8 @@ def openvino_client(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
     from fastapi.testclient import TestClient
 
     from covidct.inference.export import export_onnx
-    from covidct.serve.app import create_app, load_model
+    from covidct.serve.app import create_app
+    from covidct.serve.model import load_model
 
     onnx = export_onnx(checkpoint, tmp_path_factory.mktemp("ov") / "tiny.onnx").path
     loaded = load_model(onnx, threads=1, backend="openvino", precision="fp32")
@@ -36,7 +37,7 @@ def test_model_endpoint_reports_backend_and_precision(openvino_client, loaded_mo
 
 def test_bad_backend_is_a_config_error(checkpoint: Path) -> None:
     from covidct.errors import ConfigError
-    from covidct.serve.app import load_model
+    from covidct.serve.model import load_model
 
     with pytest.raises(ConfigError, match="bf16 runs with --backend openvino"):
         load_model(checkpoint, precision="bf16")

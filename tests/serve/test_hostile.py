@@ -20,7 +20,8 @@ import pytest
 from PIL import Image
 
 from covidct.serve import uploads
-from covidct.serve.app import DISPLAY_MAX, Budget, _watch_disconnect, colorize, create_app, overlay
+from covidct.serve.app import Budget, _watch_disconnect, create_app
+from covidct.serve.images import DISPLAY_MAX, colorize, overlay
 from covidct.serve.uploads import UploadError, UploadLimits, cleanup_stale_uploads, extract_dicom_zip
 from tests.serve.conftest import dicom_bytes, png_bytes, zip_bytes
 

@@ -13,7 +13,7 @@ Bounded work (issue 11): every request has a time budget (408 when it runs out) 
 step when its client disconnects. *Heavy* requests (a ZIP series, or more than :data:`LIGHT_PIXELS` decoded
 pixels) run one at a time in their own worker, use the model a few slices at a time, and give way to light
 requests waiting for the model, so a bomb among normal requests costs them little. ``/explain`` renders at
-display size (longer side <= :data:`DISPLAY_MAX`), never at the size of a huge upload.
+display size (longer side <= :data:`covidct.serve.images.DISPLAY_MAX`), never at the size of a huge upload.
 
 Every user error is a 4xx JSON ``{"error": "..."}``; uploads are staged by :mod:`covidct.serve.uploads` in a
 temporary folder removed at the end of the request.
@@ -21,36 +21,29 @@ temporary folder removed at the end of the request.
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import functools
-import io
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
 import numpy as np
-import pandas as pd
 import uvicorn
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from PIL import Image
 from starlette.exceptions import HTTPException
 
 from covidct import __version__
 from covidct.data.readers import load_series, load_slice
-from covidct.errors import CheckpointError, ConfigError, CovidCTError, DataError
-from covidct.inference.backends import check_backend
-from covidct.inference.load import load_predictor
-from covidct.inference.predictor import Predictor, aggregate_groups
+from covidct.errors import ConfigError, CovidCTError, DataError
+from covidct.inference.predictor import Predictor
 from covidct.serve import schemas
+from covidct.serve.images import colorize, display_image, overlay, png_base64, thumbnail, to_uint8
+from covidct.serve.model import ServedModel, load_model, preload_explain
 from covidct.serve.uploads import (
     MULTIPART_SLACK,
     BodyLimit,
@@ -61,16 +54,10 @@ from covidct.serve.uploads import (
     extract_series,
     stage_upload,
 )
-from covidct.utils import sha256_file
 
 STATIC_DIR = Path(__file__).with_name("static")
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_CAMS = 8
-SERIES_BATCH = 8  # slices per forward pass for a light request
-HEAVY_BATCH = 2  # slices per model turn for a heavy request (light requests get the model in between)
-THUMBNAIL_SIZE = 128
-OVERLAY_ALPHA = 0.4
-DISPLAY_MAX = 1024  # /explain images, heatmaps and overlays: longer side at most this (pixels)
 LIGHT_PIXELS = 4 * 1024 * 1024  # decoded pixels up to which a single image is a light request
 DEFAULT_REQUEST_TIMEOUT_S = 120.0
 DISCONNECT_POLL_S = 0.25
@@ -94,213 +81,6 @@ class Budget:
                 "smaller file or fewer slices",
                 408,
             )
-
-
-class _ModelTurns:
-    """A lock on the model that light (urgent) requests get before heavy ones waiting at the same time."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._busy = False
-        self._urgent = 0
-
-    @contextlib.contextmanager
-    def hold(self, urgent: bool) -> Any:
-        with self._cond:
-            self._urgent += urgent
-            try:
-                while self._busy or (not urgent and self._urgent):
-                    self._cond.wait()
-            finally:
-                self._urgent -= urgent
-            self._busy = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._busy = False
-                self._cond.notify_all()
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A predictor plus the version the service reports for it."""
-
-    predictor: Predictor
-    version: str  # short SHA-256 of the model file
-
-
-def load_model(
-    path: str | os.PathLike[str],
-    *,
-    threads: int | None = None,
-    backend: str | None = None,
-    precision: str = "auto",
-) -> LoadedModel:
-    """A ``.pt`` checkpoint or an ``.onnx`` model for the service; the backend by suffix unless given (see
-    :func:`covidct.inference.load.load_predictor`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: model file not found")
-    check_backend(backend, precision)
-    predictor = load_predictor(path, backend=backend, precision=precision, threads=threads)
-    return LoadedModel(predictor, sha256_file(path)[:12])
-
-
-class ServedModel:
-    """The shared model: thread-safe prediction and Grad-CAM, plus what ``GET /model`` reports."""
-
-    def __init__(self, predictor: Predictor, *, version: str | None = None) -> None:
-        self.predictor = predictor
-        self.meta = predictor.meta
-        self.classes = tuple(predictor.classes)
-        self.runtime = predictor.backend
-        self.torch_model = getattr(predictor, "model", None) if self.runtime == "torch" else None
-        self.precision = predictor.precision
-        self.backbone = self.meta.timm_name
-        self.cam_layer = self.meta.cam_layer
-        if self.torch_model is not None:  # the default CAM layer at the served input size (issue 14)
-            from covidct.explain.layers import choose_cam_layer
-
-            chosen = choose_cam_layer(self.torch_model, self.meta.image_size, self.cam_layer or None)
-            self.cam_layer = chosen.layer
-        self.created = self.meta.created
-        self.version = version or self.created or "unknown"
-        # one torch forward/CAM at a time: hooks and module modes are per-model state; ORT sessions are
-        # thread-safe
-        self._turns = _ModelTurns() if self.runtime == "torch" else None
-
-    @property
-    def name(self) -> str:
-        return self.meta.model_name
-
-    @property
-    def can_explain(self) -> bool:
-        return self.torch_model is not None
-
-    def _turn(self, urgent: bool) -> contextlib.AbstractContextManager[Any]:
-        return self._turns.hold(urgent) if self._turns is not None else contextlib.nullcontext()
-
-    def predict(
-        self,
-        images: Sequence[np.ndarray],
-        sources: Sequence[str],
-        *,
-        urgent: bool = True,
-        check: Callable[[], None] = lambda: None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Per-slice ``(N, C)`` probabilities and the series' aggregated ``(C,)`` (the predictor's group
-        mean). The model is taken a few slices at a time (``HEAVY_BATCH`` unless ``urgent``), ``check`` in
-        between."""
-        step = SERIES_BATCH if urgent else HEAVY_BATCH
-        tables = []
-        for start in range(0, len(images), step):
-            check()
-            slices = [
-                (src, image, "upload")
-                for src, image in zip(
-                    sources[start : start + step], images[start : start + step], strict=True
-                )
-            ]
-            with self._turn(urgent):
-                result = self.predictor.predict_slices(slices, batch_size=step)
-            tables.append(result.slices)
-        table = pd.concat(tables, ignore_index=True)
-        probs = table[[f"prob_{c}" for c in self.classes]].to_numpy(dtype=np.float64)
-        group = aggregate_groups(table, self.classes).iloc[0]
-        return probs, np.asarray([group[f"prob_{c}"] for c in self.classes], dtype=np.float64)
-
-    def cams(
-        self,
-        images: Sequence[np.ndarray],
-        target: str,
-        *,
-        urgent: bool = True,
-        check: Callable[[], None] = lambda: None,
-    ) -> list[np.ndarray]:
-        """One ``(H, W)`` map in [0, 1] per slice, for class ``target`` (one slice per model turn)."""
-        preload_explain()  # the first import takes seconds: never while holding the model
-        from covidct.explain.cam import compute_cams
-
-        model = self.torch_model
-        if model is None:  # routes check can_explain first
-            raise UploadError("this model cannot explain: Grad-CAM needs a torch checkpoint", 409)
-        maps = []
-        for image in images:
-            check()
-            with self._turn(urgent):
-                batch = compute_cams(
-                    model,
-                    self.cam_layer or None,
-                    [image],
-                    target,
-                    classes=self.classes,
-                    preprocess=self.predictor.preprocess,
-                    batch_size=1,
-                )
-            maps.append(batch.maps[0][0])
-        return maps
-
-
-def preload_explain() -> None:
-    """Import Grad-CAM (pytorch-grad-cam pulls in scikit-learn and scipy: seconds) and build the colour table;
-    ``serve`` calls it at start so the first /explain does not pay for it."""
-    import pytorch_grad_cam  # noqa: F401
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: F401
-
-    import covidct.explain.cam  # noqa: F401
-
-    _jet_lut()
-
-
-# --------------------------------------------------------------------------------------------- encoding
-def png_base64(array: np.ndarray) -> str:
-    """A uint8 (H, W), (H, W, 3) or (H, W, 4) array as a base64 PNG string."""
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", optimize=False)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def thumbnail(image: np.ndarray, size: int = THUMBNAIL_SIZE) -> np.ndarray:
-    pil = Image.fromarray(to_uint8(image))
-    pil.thumbnail((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(pil)
-
-
-def display_image(image: np.ndarray, max_side: int = DISPLAY_MAX) -> np.ndarray:
-    """``image`` (float, [0, 1]) shrunk so its longer side is at most ``max_side`` (float32; as is if
-    smaller)."""
-    h, w = image.shape
-    if max(h, w) <= max_side:
-        return image.astype(np.float32, copy=False)
-    scale = max_side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
-    return np.asarray(pil.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32)
-
-
-@functools.cache
-def _jet_lut() -> np.ndarray:
-    from matplotlib import colormaps
-
-    return (colormaps["jet"](np.linspace(0.0, 1.0, 256)) * 255.0 + 0.5).astype(np.uint8)
-
-
-def colorize(cam: np.ndarray) -> np.ndarray:
-    """A CAM in [0, 1] -> RGBA uint8 with the jet colormap (as the paper's figures and ``explain/render``),
-    via a 256-entry table (no float64 RGBA copy of the map)."""
-    return _jet_lut()[to_uint8(cam)]
-
-
-def overlay(image: np.ndarray, heat_rgba: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
-    """The heatmap blended over the slice, computed in float32."""
-    gray = np.clip(image, 0.0, 1.0).astype(np.float32, copy=False)[..., None]
-    mixed = np.float32(1.0 - alpha) * gray + np.float32(alpha / 255.0) * heat_rgba[..., :3].astype(np.float32)
-    return to_uint8(mixed)
 
 
 # --------------------------------------------------------------------------------------------- requests
