@@ -92,6 +92,7 @@ def run_cv_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
         repeats=1,
         seed=0,
         train=train,
+        group_near_duplicates=args.group_near_duplicates,
     )
     began = time.perf_counter()
     result = cross_validate(cfg)
@@ -107,6 +108,7 @@ def run_cv_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
         "roc_auc": aucs,
         "seconds": seconds,
         "trained_folds": result.trained,
+        "group_near_duplicates": args.group_near_duplicates,
     }
 
 
@@ -136,6 +138,7 @@ def run_reference(args: argparse.Namespace) -> dict[str, Any]:
             repeats=1,
             seed=0,
             train=TrainConfig(image_size=size),
+            group_near_duplicates=args.group_near_duplicates,
         )
     )
     model, report = create_model_with_report("EfficientNetLite0", len(plan.classes))
@@ -174,6 +177,7 @@ def run_reference(args: argparse.Namespace) -> dict[str, Any]:
         "weights": report.describe(),
         "features_computed": stats.computed,
         "image_size": size,
+        "group_near_duplicates": args.group_near_duplicates,
     }
 
 
@@ -192,6 +196,7 @@ def summary(out: Path) -> str:
             + (", pretrained" if t.get("pretrained") and not t.get("freeze_backbone") else "")
             + (", frozen + cached features" if t.get("freeze_backbone") else "")
             + ("" if not t or t.get("pretrained") else ", from scratch")
+            + (", near-duplicates grouped" if r.get("group_near_duplicates") else ", slice-level groups only")
         )
         acc, auc = np.asarray(r["accuracy"]), np.asarray(r["roc_auc"])
         rows.append(
@@ -224,6 +229,12 @@ def main() -> None:
     parser.add_argument("--linear-epochs", type=int, default=30)
     parser.add_argument("--baseline-epochs", type=int, default=5)
     parser.add_argument("--ref-c", type=float, default=1.0, help="reference: LogisticRegression C")
+    parser.add_argument(
+        "--group-near-duplicates",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="merge near-duplicate slices into one split group (the leak-free default here)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tag", default="", help="suffix of the arm's folder (variants of one arm)")
     args = parser.parse_args()
