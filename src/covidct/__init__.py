@@ -37,7 +37,7 @@ _API: dict[str, str] = {
     "EvaluateConfig": "covidct.inference.evaluate:EvaluateConfig",
     "evaluate": "covidct.inference.evaluate:evaluate",
     "export_onnx": "covidct.inference.export:export_onnx",
-    "load_predictor": "covidct.inference.backends:load_predictor",
+    "load_predictor": "covidct.inference.load:load_predictor",
     # explanations
     "ExplainConfig": "covidct.explain.api:ExplainConfig",
     "explain_model": "covidct.explain.api:explain",

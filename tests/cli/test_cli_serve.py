@@ -44,7 +44,7 @@ def test_serve_runs_uvicorn_on_the_loaded_app(tmp_path: Path, monkeypatch: pytes
     from fastapi.testclient import TestClient
 
     from covidct.models.checkpoint import CheckpointMeta, save_checkpoint
-    from covidct.models.registry import create_model
+    from covidct.models.factory import create_model
 
     torch.manual_seed(0)
     meta = CheckpointMeta(

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from covidct.cli._common import BACKEND_HELP, PRECISION_HELP
 from covidct.cli._output import FormatOption, OutputFormat, info_console
 from covidct.cli.metrics import Level, print_summaries
 
@@ -49,6 +50,8 @@ def evaluate(
         typer.Option(help="CT window for DICOM/NIfTI: lung, mediastinal or W,L (default: the model's)."),
     ] = None,
     fmt: FormatOption = OutputFormat.table,
+    backend: Annotated[str | None, typer.Option("--backend", help=BACKEND_HELP)] = None,
+    precision: Annotated[str, typer.Option("--precision", help=PRECISION_HELP)] = "auto",
 ) -> None:
     """Score a model on a labelled dataset it was not trained on: predictions table, metrics, figures.
 
@@ -67,10 +70,14 @@ def evaluate(
         batch_size=batch_size,
         device=device,
         window=window,
+        backend=backend,
+        precision=precision,
     )
     info = info_console(fmt)
     with info.status(f"scoring {model} on {data} ..."):
         result = evaluate_api(cfg)
+    if result.precision_note:
+        info.print(f"note: {result.precision_note}", style="yellow", markup=False, highlight=False)
     print_summaries([result.metrics], level, fmt)
     for note in result.warnings:
         info.print(f"warning: {note}", style="yellow", markup=False, highlight=False)
@@ -80,8 +87,8 @@ def evaluate(
         info.print(f"... and {len(result.skipped) - 10} more skipped", style="yellow")
     what = f"ensemble of {len(result.models)} models" if len(result.models) > 1 else str(result.models[0])
     info.print(
-        f"{what}: {result.n_slices} slices, {result.n_patients} patients, "
-        f"classes {', '.join(result.classes)}. Results in {result.out}",
+        f"{what} ({result.backend} {result.precision}): {result.n_slices} slices, "
+        f"{result.n_patients} patients, classes {', '.join(result.classes)}. Results in {result.out}",
         markup=False,
         highlight=False,
     )

@@ -26,7 +26,8 @@ def register(app: typer.Typer) -> None:
 
 def model_records(*, num_classes: int, params: bool) -> list[dict[str, Any]]:
     """One record per registered model (``params_m`` is None without ``params``)."""
-    from covidct.models.registry import count_parameters, list_models
+    from covidct.models.factory import count_parameters
+    from covidct.models.registry import list_models
     from covidct.models.weights import availability
 
     return [

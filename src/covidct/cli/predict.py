@@ -66,7 +66,7 @@ def predict(
     ] = 20,
 ) -> None:
     """Per-slice probabilities and a per-patient/series prediction (mean slice probability, slice votes)."""
-    from covidct.inference.predictor import Predictor
+    from covidct.inference.load import load_predictor
 
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
         raise ConfigError(f"{out}: --out must end in .csv or .json")
@@ -75,7 +75,7 @@ def predict(
     check_out(out, folder=False)
     if explain:
         check_out(explain_dir, folder=True, option="--explain-dir")
-    predictor = Predictor.from_path(
+    predictor = load_predictor(
         model, backend=backend, precision=precision, device=device, threads=threads, batch_size=batch_size
     )
     report_precision(predictor)
@@ -115,7 +115,7 @@ def predict(
             model,
             inputs,
             target,
-            config=ExplainConfig(batch_size=batch_size, window=window or predictor.info.window_spec),
+            config=ExplainConfig(batch_size=batch_size, window=window or predictor.meta.window_spec),
         )
         console.print(
             f"Grad-CAM overlays ({cams.method} @ {cams.layer}): {cams.n_slices} slice(s) -> {cams.out}"
@@ -280,7 +280,8 @@ def bench(
 
 
 def _parity(model: Path, data: Path, backend: str, precision: str, threads: int | None) -> None:
-    from covidct.inference.parity import parity_record_path, run_parity
+    from covidct.inference.parity import run_parity
+    from covidct.inference.parity_record import parity_record_path
 
     with console.status(f"parity: {backend} {precision} vs fp32 on {data} ..."):
         report = run_parity(model, data, backend=backend, precision=precision, threads=threads)
