@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from covidct.data.preprocess import Preprocess
     from covidct.explain.cam import cam_session, compute_cams, resolve_layer
-    from covidct.models.registry import create_model, get_spec, model_normalization
+    from covidct.models.factory import create_model
+    from covidct.models.normalization import model_normalization
+    from covidct.models.registry import get_spec
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -28,7 +28,7 @@ def train(images_dir: Path, patients: list[str], size: int, epochs: int, lr: flo
 
     from covidct.data.preprocess import Preprocess
     from covidct.data.readers import load_slice
-    from covidct.models.registry import create_model
+    from covidct.models.factory import create_model
 
     images, labels = [], []
     for label, cls in enumerate(CLASSES):
@@ -90,7 +90,7 @@ def main() -> None:
     from covidct.data.synth import synthesize_dataset
     from covidct.explain.api import explain
     from covidct.models.checkpoint import CheckpointMeta, save_checkpoint
-    from covidct.models.registry import model_normalization
+    from covidct.models.normalization import model_normalization
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

@@ -217,10 +217,11 @@ def child(model: str, port_file: str, threads: int) -> None:
     """Run in the child process: the service on 127.0.0.1, port written to ``port_file``."""
     import uvicorn
 
-    from covidct.serve.app import create_app, load_predictor, preload_explain
+    from covidct.serve.app import create_app
+    from covidct.serve.model import load_model, preload_explain
 
-    loaded = load_predictor(model, threads=threads)
-    app = create_app(loaded.predictor, meta=loaded.meta, model_version=loaded.version)
+    loaded = load_model(model, threads=threads)
+    app = create_app(loaded.predictor, model_version=loaded.version)
     preload_explain()  # as ``covidct serve`` does
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))

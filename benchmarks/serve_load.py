@@ -124,7 +124,8 @@ def phantom_png(size: int = 512, seed: int = 0) -> bytes:
 
 def random_checkpoint(model: str, image_size: int, out: Path) -> Path:
     from covidct.models.checkpoint import CheckpointMeta, save_checkpoint
-    from covidct.models.registry import create_model, get_spec
+    from covidct.models.factory import create_model
+    from covidct.models.registry import get_spec
 
     spec = get_spec(model)
     net = create_model(model, 3, pretrained=False)
@@ -148,14 +149,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from PIL import Image
 
-    from covidct.serve.app import create_app, load_predictor
+    from covidct.serve.app import create_app
+    from covidct.serve.model import load_model
 
     with tempfile.TemporaryDirectory(prefix="covidct-serve-load-") as tmp:
         path = Path(args.model_path) if args.model_path else None
         path = path or random_checkpoint(args.model, args.image_size, Path(tmp))
-        loaded = load_predictor(path)
+        loaded = load_model(path)
         payload = phantom_png(args.slice_size)
-        app = create_app(loaded.predictor, meta=loaded.meta, model_version=loaded.version,
+        app = create_app(loaded.predictor, model_version=loaded.version,
                          worker_threads=args.workers_threads)
 
         # baseline: the same predictor in-process, one slice at a time, after a warm-up (oneDNN primitives);
@@ -176,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         with running_server(app) as url:
             fire(url, payload, route=args.route, requests=8, concurrency=2)  # warm-up
             result = fire(url, payload, route=args.route, requests=args.requests, concurrency=args.concurrency)
-    model = loaded.predictor.info
+    model = loaded.predictor.meta
     print(f"model: {model.model_name} @ {model.image_size}px ({loaded.predictor.backend}); "
           f"upload: {args.slice_size}x{args.slice_size} PNG ({len(payload)} bytes); route {args.route}")
     print(f"server over 127.0.0.1: {result.summary()}")

@@ -68,7 +68,9 @@ def _ours(
 ) -> float:
     from covidct.data.dataset import SliceCache, SliceDataset
     from covidct.data.preprocess import Preprocess
-    from covidct.models.registry import create_model, get_spec, model_normalization
+    from covidct.models.factory import create_model
+    from covidct.models.normalization import model_normalization
+    from covidct.models.registry import get_spec
     from covidct.training.augment import build_augment
     from covidct.training.config import TrainConfig
     from covidct.training.fit import make_loader

@@ -121,7 +121,8 @@ def run_reference(args: argparse.Namespace) -> dict[str, Any]:
     from sklearn.preprocessing import StandardScaler
 
     from covidct.data.preprocess import Preprocess
-    from covidct.models.registry import create_model_with_report, model_normalization
+    from covidct.models.factory import create_model_with_report
+    from covidct.models.normalization import model_normalization
     from covidct.training.config import CVConfig, TrainConfig
     from covidct.training.cv import plan_cv
     from covidct.training.features import FeatureStats, extract_features

@@ -142,7 +142,7 @@ def nan_checkpoint(
     import torch
 
     from covidct.models.checkpoint import CheckpointMeta, save_checkpoint
-    from covidct.models.registry import create_model
+    from covidct.models.factory import create_model
 
     torch.manual_seed(0)
     model = create_model("resnet10t", len(classes), pretrained=False).eval()

@@ -82,7 +82,7 @@ def _checkpoint(path: Path) -> Path:
     import torch
 
     from covidct.models.checkpoint import CheckpointMeta, save_checkpoint
-    from covidct.models.registry import create_model
+    from covidct.models.factory import create_model
 
     torch.manual_seed(0)
     model = create_model("resnet10t", len(CLASSES), pretrained=False).eval()
@@ -204,10 +204,11 @@ def _zip_folder(folder: Path) -> bytes:
 def _client(model: Path, upload_dir: Path):  # type: ignore[no-untyped-def]
     from fastapi.testclient import TestClient
 
-    from covidct.serve.app import create_app, load_predictor
+    from covidct.serve.app import create_app
+    from covidct.serve.model import load_model
 
-    loaded = load_predictor(model, threads=1)
-    app = create_app(loaded.predictor, meta=loaded.meta, model_version=loaded.version, tmp_dir=upload_dir)
+    loaded = load_model(model, threads=1)
+    app = create_app(loaded.predictor, model_version=loaded.version, tmp_dir=upload_dir)
     return TestClient(app, raise_server_exceptions=True)
 
 

@@ -1,8 +1,8 @@
 """Configuration plumbing shared by every stage.
 
-Each stage owns a frozen dataclass (``TrainConfig``, ``CVConfig``, ...). :func:`load_config` alone applies the
-precedence *flag > config file > default*: a flag left at ``None`` means "not given" and never overwrites the file.
-Nested dataclasses are built from nested dicts, and unknown keys raise :class:`ConfigError`.
+Each stage owns a frozen dataclass (``TrainConfig``, ``CVConfig``, ...). :func:`load_config` alone applies
+the precedence *flag > config file > default*: a flag left at ``None`` means "not given" and never overwrites
+the file. Nested dataclasses are built from nested dicts, and unknown keys raise :class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
 def _dataclass_type(annotation: Any) -> type | None:
     """The dataclass inside ``annotation`` (``X``, ``X | None``), if any."""
-    if dataclasses.is_dataclass(annotation):
-        return annotation  # type: ignore[return-value]
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        return annotation
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         for arg in typing.get_args(annotation):
-            if dataclasses.is_dataclass(arg):
+            if isinstance(arg, type) and dataclasses.is_dataclass(arg):
                 return arg
     return None
 
@@ -56,7 +56,9 @@ def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{cls.__name__}: unknown option(s) {', '.join(unknown)}; known: {', '.join(fields)}")
+        raise ConfigError(
+            f"{cls.__name__}: unknown option(s) {', '.join(unknown)}; known: {', '.join(fields)}"
+        )
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         nested = _dataclass_type(hints.get(name))

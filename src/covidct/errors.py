@@ -16,7 +16,7 @@ class UnknownModelError(ConfigError):
 
 
 class DataError(CovidCTError):
-    """A file or dataset that cannot be used. The message starts with the path: ``"s01.dcm: no pixel data"``."""
+    """A file or dataset that cannot be used; the message starts with the path: ``"s01.dcm: no pixels"``."""
 
     def __init__(self, path: object, reason: str) -> None:
         self.path = str(path)

@@ -17,8 +17,17 @@ from pathlib import Path
 from typing import Any
 
 TRACKED_PACKAGES = (
-    "covidct", "torch", "torchvision", "timm", "numpy", "scikit-learn", "pydicom", "nibabel",
-    "grad-cam", "onnxruntime", "pillow",
+    "covidct",
+    "torch",
+    "torchvision",
+    "timm",
+    "numpy",
+    "scikit-learn",
+    "pydicom",
+    "nibabel",
+    "grad-cam",
+    "onnxruntime",
+    "pillow",
 )
 
 
@@ -114,8 +123,12 @@ def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str
 def git_sha(cwd: str | os.PathLike[str] | None = None) -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).parent, capture_output=True, text=True,
-            timeout=5, check=False,
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd or Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None

@@ -22,8 +22,23 @@ def _command_paths(command, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...
 
 
 ALL_COMMANDS = _command_paths(typer.main.get_command(app))
-EXPECTED_COMMANDS = {"data", "models", "train", "cv", "metrics", "evaluate", "explain", "activations", "predict", "export",
-                     "bench", "compare", "report", "demo", "serve"}
+EXPECTED_COMMANDS = {
+    "data",
+    "models",
+    "train",
+    "cv",
+    "metrics",
+    "evaluate",
+    "explain",
+    "activations",
+    "predict",
+    "export",
+    "bench",
+    "compare",
+    "report",
+    "demo",
+    "serve",
+}
 
 
 def test_every_documented_command_is_registered() -> None:

@@ -17,7 +17,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     from covidct.models.checkpoint import CheckpointMeta, save_checkpoint
-    from covidct.models.registry import create_model, model_normalization
+    from covidct.models.factory import create_model
+    from covidct.models.normalization import model_normalization
 
     torch.manual_seed(0)
     model = create_model("resnet10t", 3, pretrained=False)

@@ -20,13 +20,15 @@ def _checkpoint(path: Path) -> Path:
     import torch
 
     from covidct.models.checkpoint import CheckpointMeta, save_checkpoint
-    from covidct.models.registry import create_model, model_normalization
+    from covidct.models.factory import create_model
+    from covidct.models.normalization import model_normalization
 
     torch.manual_seed(0)
     model = create_model("resnet10t", len(CLASSES), pretrained=False).eval()
     mean, std = model_normalization(model)
-    meta = CheckpointMeta(model_name="resnet10t", timm_name="resnet10t", classes=CLASSES, image_size=32,
-                          mean=mean, std=std)
+    meta = CheckpointMeta(
+        model_name="resnet10t", timm_name="resnet10t", classes=CLASSES, image_size=32, mean=mean, std=std
+    )
     return save_checkpoint(path, model, meta)
 
 
@@ -43,7 +45,9 @@ def images(tmp_path: Path) -> Path:
     for patient, n in (("P1", 3), ("P2", 2)):
         (tmp_path / "in" / patient).mkdir(parents=True)
         for k in range(n):
-            Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8)).save(tmp_path / "in" / patient / f"{k}.png")
+            Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8)).save(
+                tmp_path / "in" / patient / f"{k}.png"
+            )
     return tmp_path / "in"
 
 
@@ -87,7 +91,9 @@ def test_predict_user_errors(ckpt: Path, images: Path, tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x00junk")
     assert "corrupt.pt" in _user_error(runner.invoke(app, ["predict", str(corrupt), str(images)]))
-    assert "missing.png" in _user_error(runner.invoke(app, ["predict", str(ckpt), str(tmp_path / "missing.png")]))
+    assert "missing.png" in _user_error(
+        runner.invoke(app, ["predict", str(ckpt), str(tmp_path / "missing.png")])
+    )
     empty = tmp_path / "empty"
     empty.mkdir()
     _user_error(runner.invoke(app, ["predict", str(ckpt), str(empty)]))
@@ -103,10 +109,26 @@ def test_predict_user_errors(ckpt: Path, images: Path, tmp_path: Path) -> None:
 
 def test_bench_writes_csv_and_markdown(tmp_path: Path) -> None:
     out = tmp_path / "bench"
-    result = runner.invoke(app, [
-        "bench", "--models", "resnet10t", "--backends", "onnx", "--batch-sizes", "1,2", "--repeats", "1",
-        "--warmup", "0", "--image-size", "32", "--out", str(out),
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "--models",
+            "resnet10t",
+            "--backends",
+            "onnx",
+            "--batch-sizes",
+            "1,2",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--image-size",
+            "32",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "bench.csv")
     assert table["batch_size"].tolist() == [1, 2] and (table["model_ms_median"] > 0).all()
@@ -126,4 +148,6 @@ def test_predict_explain_writes_cams(ckpt: Path, images: Path, tmp_path: Path) -
     assert (cams / "index.json").is_file() and "Grad-CAM" in result.output
     onnx_path = tmp_path / "m.onnx"
     assert runner.invoke(app, ["export", str(ckpt), "--out", str(onnx_path), "--no-check"]).exit_code == 0
-    assert "torch checkpoint" in _user_error(runner.invoke(app, ["predict", str(onnx_path), str(images), "--explain"]))
+    assert "torch checkpoint" in _user_error(
+        runner.invoke(app, ["predict", str(onnx_path), str(images), "--explain"])
+    )

@@ -44,11 +44,17 @@ def test_serve_runs_uvicorn_on_the_loaded_app(tmp_path: Path, monkeypatch: pytes
     from fastapi.testclient import TestClient
 
     from covidct.models.checkpoint import CheckpointMeta, save_checkpoint
-    from covidct.models.registry import create_model
+    from covidct.models.factory import create_model
 
     torch.manual_seed(0)
-    meta = CheckpointMeta(model_name="resnet10t", timm_name="resnet10t", classes=("COVID-19", "Healthy"),
-                          image_size=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    meta = CheckpointMeta(
+        model_name="resnet10t",
+        timm_name="resnet10t",
+        classes=("COVID-19", "Healthy"),
+        image_size=32,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+    )
     ckpt = save_checkpoint(tmp_path / "m.pt", create_model("resnet10t", 2, pretrained=False), meta)
     calls: dict = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.update(app=app, **kw))
@@ -57,6 +63,8 @@ def test_serve_runs_uvicorn_on_the_loaded_app(tmp_path: Path, monkeypatch: pytes
     assert calls["host"] == "127.0.0.1" and calls["port"] == 8123
     with TestClient(calls["app"]) as client:
         info = client.get("/model").json()
-        assert info["classes"] == ["COVID-19", "Healthy"] and info["limits"]["max_upload_bytes"] == 1024 * 1024
+        assert (
+            info["classes"] == ["COVID-19", "Healthy"] and info["limits"]["max_upload_bytes"] == 1024 * 1024
+        )
         too_big = client.post("/predict", files={"file": ("a.png", b"\x89PNG\r\n\x1a\n" + b"\0" * (2 << 20))})
         assert too_big.status_code == 413

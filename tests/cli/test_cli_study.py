@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,13 @@ def test_compare_then_report(tmp_path: Path, phantoms) -> None:
         app, ["compare", str(phantoms.images_dir), "--out", str(study), "--config", str(study / "study.json")]
     )
     assert result.exit_code == 0 and "0 run, 2 already done" in result.output, result.output
+    as_json = runner.invoke(
+        app, ["compare", str(phantoms.images_dir), "--out", str(study), *TINY, "--format", "json"]
+    )
+    assert as_json.exit_code == 0, as_json.output
+    rows = json.loads(as_json.stdout)  # stdout holds the records only; progress and notes go to stderr
+    assert [r["model"] for r in rows] == ["resnet10t"] and 0.0 <= rows[0]["accuracy_mean"] <= 1.0
+    assert "2 already done" in as_json.stderr
     html = tmp_path / "r.html"
     result = runner.invoke(app, ["report", str(study), "--out", str(html), "--reference", "paper"])
     assert result.exit_code == 0, result.output

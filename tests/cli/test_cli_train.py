@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -111,6 +113,12 @@ def test_cv_cli_runs_and_reports(disc_data: Path, tmp_path: Path) -> None:
         ],
     )
     assert rerun.exit_code == 0 and "0 fold(s) trained, 2 already done" in rerun.output
+    args = ["cv", str(disc_data), "--model", "resnet10t", "--out", str(out), "--folds", "2", "--repeats", "1"]
+    as_csv = runner.invoke(app, [*args, *TINY, "--format", "csv"])
+    assert as_csv.exit_code == 0, as_csv.output
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))  # stdout holds the records only
+    assert {r["model"] for r in rows} == {"resnet10t"} and {r["level"] for r in rows} == {"slice", "patient"}
+    assert "2 already done" in as_csv.stderr
 
 
 def test_user_errors_exit_2_without_traceback(tmp_path: Path) -> None:
@@ -142,8 +150,22 @@ def test_weights_that_do_not_fit_are_one_line_errors(disc_data: Path, tmp_path: 
 
     (tmp_path / "empty.pt").write_bytes(b"")
     torch.save(timm.create_model("resnet14t", pretrained=False).state_dict(), tmp_path / "other.pt")
-    base = ["train", str(disc_data), "--model", "resnet10t", "--out", str(tmp_path / "o"), "--epochs", "1",
-            "--batch-size", "4", "--image-size", "32", "--device", "cpu"]
+    base = [
+        "train",
+        str(disc_data),
+        "--model",
+        "resnet10t",
+        "--out",
+        str(tmp_path / "o"),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--image-size",
+        "32",
+        "--device",
+        "cpu",
+    ]
     for name, reason in (("empty.pt", "weights file is empty"), ("other.pt", "weights do not fit")):
         result = runner.invoke(app, [*base, "--weights", str(tmp_path / name)])
         assert result.exit_code == 2, result.output
@@ -153,8 +175,21 @@ def test_weights_that_do_not_fit_are_one_line_errors(disc_data: Path, tmp_path: 
 
 def test_train_reports_weights_source_and_feature_cache(disc_data: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("COVIDCT_FEATURE_CACHE", str(tmp_path / "features"))
-    args = ["train", str(disc_data), "--model", "resnet10t", "--out", str(tmp_path / "o"), *TINY,
-            "--freeze-backbone", "--backbone-lr-scale", "0.5", "--head-warmup", "1", "--no-precise-bn"]
+    args = [
+        "train",
+        str(disc_data),
+        "--model",
+        "resnet10t",
+        "--out",
+        str(tmp_path / "o"),
+        *TINY,
+        "--freeze-backbone",
+        "--backbone-lr-scale",
+        "0.5",
+        "--head-warmup",
+        "1",
+        "--no-precise-bn",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "weights: none (trained from scratch" in result.output
@@ -165,6 +200,7 @@ def test_train_reports_weights_source_and_feature_cache(disc_data: Path, tmp_pat
     assert saved["train"]["recalibrate_bn"] is False and env["weights_source"]["source"] == "none"
     again = runner.invoke(app, [*args[:5], str(tmp_path / "o2"), *args[6:]])
     assert "features: 24 from the cache, 0 computed" in again.output
+
 
 @pytest.mark.parametrize(
     ("command", "target"),
@@ -200,6 +236,10 @@ def test_train_records_the_resolved_paper_augmentation(disc_data: Path, tmp_path
     assert result.exit_code == 0, result.output
     train = json.loads((out / "config.json").read_text())["train"]
     assert train["augment"] == "paper" and train["augmentation"] == {
-        "rotation": 360.0, "horizontal_flip": True, "vertical_flip": False, "zoom": 0.15, "shift": 0.15,
+        "rotation": 360.0,
+        "horizontal_flip": True,
+        "vertical_flip": False,
+        "zoom": 0.15,
+        "shift": 0.15,
         "shear": 0.15,
     }

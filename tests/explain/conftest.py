@@ -14,7 +14,8 @@ def save_tiny_checkpoint(path: Path, model=None, *, image_size: int = 64) -> Pat
     import torch
 
     from covidct.models.checkpoint import CheckpointMeta, save_checkpoint
-    from covidct.models.registry import create_model, model_normalization
+    from covidct.models.factory import create_model
+    from covidct.models.normalization import model_normalization
 
     if model is None:
         torch.manual_seed(0)

@@ -9,7 +9,7 @@ import torch
 from covidct.data.preprocess import Preprocess
 from covidct.errors import ConfigError
 from covidct.explain.activations import compute_activations
-from covidct.models.registry import create_model
+from covidct.models.factory import create_model
 
 
 @pytest.fixture(scope="module")

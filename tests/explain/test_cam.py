@@ -14,7 +14,8 @@ from covidct.data.preprocess import Preprocess
 from covidct.errors import ConfigError
 from covidct.explain.cam import cam_session, compute_cams, resolve_layer
 from covidct.explain.methods import CAM_METHODS, METHOD_NAMES
-from covidct.models.registry import create_model, get_spec, list_models
+from covidct.models.factory import create_model
+from covidct.models.registry import get_spec, list_models
 
 CLASSES = ("COVID-19", "Healthy", "Pneumonia")
 PRE = Preprocess(image_size=64)  # layer4 is 2 x 2 here (1 x 1 at 32 px: a flat map)

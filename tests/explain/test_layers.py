@@ -82,7 +82,7 @@ def test_zoo_choice_at_two_input_sizes(zoo_stages) -> None:  # type: ignore[no-u
 def test_shape_probe_on_a_real_model(size: int, layer: str, side: int) -> None:
     """The probe runs the model: real sizes, modes restored (a training model stays in training mode)."""
     from covidct.explain.layers import choose_cam_layer
-    from covidct.models.registry import create_model
+    from covidct.models.factory import create_model
 
     model = create_model("resnet10t", 3, pretrained=False).train()
     choice = choose_cam_layer(model, size, "layer4")

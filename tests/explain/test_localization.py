@@ -50,7 +50,7 @@ def trained_checkpoint(dataset, checkpoint_saver, tmp_path_factory: pytest.TempP
 
     from covidct.data.preprocess import Preprocess
     from covidct.data.readers import load_slice
-    from covidct.models.registry import create_model
+    from covidct.models.factory import create_model
 
     images, labels = [], []
     for label, cls in enumerate(CLASSES):

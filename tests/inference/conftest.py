@@ -17,7 +17,9 @@ def make_checkpoint(path: Path, name: str = TINY_ARCH, size: int = TINY_SIZE, *,
     import torch
 
     from covidct.models.checkpoint import CheckpointMeta, save_checkpoint
-    from covidct.models.registry import create_model, get_spec, model_normalization
+    from covidct.models.factory import create_model
+    from covidct.models.normalization import model_normalization
+    from covidct.models.registry import get_spec
 
     torch.manual_seed(seed)
     model = create_model(name, len(CLASSES), pretrained=False).eval()
@@ -26,7 +28,12 @@ def make_checkpoint(path: Path, name: str = TINY_ARCH, size: int = TINY_SIZE, *,
     spec = get_spec(name)
     mean, std = model_normalization(model)
     meta = CheckpointMeta(
-        model_name=spec.name, timm_name=spec.timm_name, classes=CLASSES, image_size=size, mean=mean, std=std,
+        model_name=spec.name,
+        timm_name=spec.timm_name,
+        classes=CLASSES,
+        image_size=size,
+        mean=mean,
+        std=std,
         cam_layer=spec.cam_layer,
     )
     return save_checkpoint(path, model, meta)

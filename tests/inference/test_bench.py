@@ -13,15 +13,30 @@ from covidct.inference.bench import COLUMNS, BenchConfig, generate_images, run_b
 
 def test_bench_in_process_all_backends(tmp_path: Path) -> None:
     images = generate_images(tmp_path, 2, size=48)
-    cfg = BenchConfig(models=("resnet10t",), backends=("torch", "onnx", "openvino:fp32", "eager"),
-                      batch_sizes=(1, 2), repeats=2, warmup=0, image_size=32, threads=1, images=tuple(images),
-                      series=str(tmp_path))
+    cfg = BenchConfig(
+        models=("resnet10t",),
+        backends=("torch", "onnx", "openvino:fp32", "eager"),
+        batch_sizes=(1, 2),
+        repeats=2,
+        warmup=0,
+        image_size=32,
+        threads=1,
+        images=tuple(images),
+        series=str(tmp_path),
+    )
     result = run_bench(cfg, tmp_path / "out", isolate=False)
     table = result.table
     assert list(table.columns) == list(COLUMNS) and len(table) == 8
     assert table[["backend", "precision", "batch_size"]].apply(tuple, axis=1).tolist() == [
-        ("torch", "fp32", 1), ("torch", "fp32", 2), ("onnx", "fp32", 1), ("onnx", "fp32", 2),
-        ("openvino", "fp32", 1), ("openvino", "fp32", 2), ("eager", "fp32", 1), ("eager", "fp32", 2)]
+        ("torch", "fp32", 1),
+        ("torch", "fp32", 2),
+        ("onnx", "fp32", 1),
+        ("onnx", "fp32", 2),
+        ("openvino", "fp32", 1),
+        ("openvino", "fp32", 2),
+        ("eager", "fp32", 1),
+        ("eager", "fp32", 2),
+    ]
     timing = [c for c in COLUMNS if c.endswith(("_median", "_p90", "_img_s"))]
     assert (table[timing] > 0).all().all()
     assert (table["series_slices"] == 2).all()  # the whole folder, end-to-end
@@ -31,11 +46,19 @@ def test_bench_in_process_all_backends(tmp_path: Path) -> None:
     assert to_markdown(table).count("\n") == 9  # header + rule + 8 rows
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"backends": ("tensorrt",)}, {"backends": ("onnx:bf16",)}, {"backends": ("openvino:int3",)},
-    {"batch_sizes": (0,)}, {"repeats": 0}, {"models": ()}, {"device": "tpu"},
-    {"image_size": 4},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"backends": ("tensorrt",)},
+        {"backends": ("onnx:bf16",)},
+        {"backends": ("openvino:int3",)},
+        {"batch_sizes": (0,)},
+        {"repeats": 0},
+        {"models": ()},
+        {"device": "tpu"},
+        {"image_size": 4},
+    ],
+)
 def test_bench_config_validation(kwargs: dict) -> None:
     with pytest.raises(ConfigError):
         BenchConfig(**kwargs)

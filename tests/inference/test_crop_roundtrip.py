@@ -31,12 +31,12 @@ def _images(phantoms, n: int = 6) -> list[Path]:  # type: ignore[no-untyped-def]
 def test_checkpoint_records_and_predictor_repeats_the_crop(cropped_run: Path, phantoms) -> None:  # type: ignore[no-untyped-def]
     from covidct.data.preprocess import Preprocess
     from covidct.data.readers import load_slice
-    from covidct.inference.predictor import Predictor
+    from covidct.inference.torch_backend import TorchPredictor
     from covidct.models.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(cropped_run / "best.pt")
     assert loaded.meta.preprocess == {"crop": "lungs", "standardize": "lungs", "crop_margin": 0.05}
-    predictor = Predictor.from_checkpoint(cropped_run / "best.pt", device="cpu")
+    predictor = TorchPredictor.load(cropped_run / "best.pt", device="cpu")
     assert predictor.preprocess == Preprocess.from_meta(loaded.meta)
     paths = _images(phantoms)
     result = predictor.predict(paths)
@@ -53,13 +53,14 @@ def test_checkpoint_records_and_predictor_repeats_the_crop(cropped_run: Path, ph
 @pytest.mark.slow  # trains a tiny model once (module fixture), ~15-70 s on 2 shared cores
 def test_onnx_export_carries_the_crop(cropped_run: Path, phantoms, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from covidct.inference.export import export_onnx
+    from covidct.inference.load import load_predictor
     from covidct.inference.onnx_meta import read_onnx_metadata
-    from covidct.inference.predictor import Predictor
+    from covidct.inference.torch_backend import TorchPredictor
 
     onnx = export_onnx(cropped_run / "best.pt", tmp_path / "m.onnx").path
     assert read_onnx_metadata(onnx)["preprocess"]["crop"] == "lungs"
-    torch_pred = Predictor.from_checkpoint(cropped_run / "best.pt", device="cpu")
-    onnx_pred = Predictor.from_path(onnx)
+    torch_pred = TorchPredictor.load(cropped_run / "best.pt", device="cpu")
+    onnx_pred = load_predictor(onnx)
     assert onnx_pred.preprocess == torch_pred.preprocess
     paths = _images(phantoms, 3)
     np.testing.assert_allclose(

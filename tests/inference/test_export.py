@@ -1,4 +1,5 @@
-"""ONNX export: metadata, dynamic batch, parity with PyTorch, failures; representative backbones (all 20: slow)."""
+"""ONNX export: metadata, dynamic batch, parity with PyTorch, failures; representative backbones (all 20:
+slow)."""
 
 from __future__ import annotations
 
@@ -66,8 +67,14 @@ def test_export_input_errors(tiny_checkpoint: Path, tmp_path: Path) -> None:
 
 
 # name -> smallest convenient input size (InceptionV3 needs >= 75 px)
-REPRESENTATIVE = {"EfficientNetB0": 64, "DenseNet121": 64, "ResNet50V2": 64, "InceptionV3": 75, "Xception": 64,
-                  "VGG16": 64}
+REPRESENTATIVE = {
+    "EfficientNetB0": 64,
+    "DenseNet121": 64,
+    "ResNet50V2": 64,
+    "InceptionV3": 75,
+    "Xception": 64,
+    "VGG16": 64,
+}
 
 
 def _export_roundtrip(name: str, size: int, tmp_path: Path, factory) -> None:  # type: ignore[no-untyped-def]

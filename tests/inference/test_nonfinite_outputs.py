@@ -9,7 +9,9 @@ import pytest
 from hostile_files import flip_onnx_weights, nan_checkpoint
 
 from covidct.errors import CheckpointError, DataError
-from covidct.inference.predictor import ModelInfo, Predictor
+from covidct.inference.load import load_predictor
+from covidct.inference.predictor import Predictor
+from covidct.models.metadata import ModelMeta
 
 CLASSES = ("COVID-19", "Healthy", "Pneumonia")
 
@@ -20,7 +22,17 @@ class _Fixed(Predictor):
     backend = "fixed"
 
     def __init__(self, logits: np.ndarray) -> None:
-        super().__init__(ModelInfo("fixed-model", CLASSES, 16, (0.5,) * 3, (0.5,) * 3), batch_size=4)
+        super().__init__(
+            ModelMeta(
+                model_name="fixed-model",
+                timm_name="",
+                classes=CLASSES,
+                image_size=16,
+                mean=(0.5,) * 3,
+                std=(0.5,) * 3,
+            ),
+            batch_size=4,
+        )
         self._logits = logits
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
@@ -43,7 +55,7 @@ def test_nan_weight_checkpoint_names_file_and_model(tmp_path: Path) -> None:
 
     image = tmp_path / "slice.png"
     Image.fromarray(np.full((32, 32), 90, dtype=np.uint8)).save(image)
-    predictor = Predictor.from_path(nan_checkpoint(tmp_path / "nan.pt"))
+    predictor = load_predictor(nan_checkpoint(tmp_path / "nan.pt"))
     with pytest.raises(DataError, match=r"slice\.png: model 'resnet10t' gave non-finite probabilities"):
         predictor.predict(image)
 
@@ -55,7 +67,7 @@ def test_onnx_export_records_and_verifies_the_weights_hash(tiny_onnx: Path, tmp_
 
     props = ort.InferenceSession(str(tiny_onnx)).get_modelmeta().custom_metadata_map
     assert len(props[WEIGHTS_HASH_KEY]) == 64 and read_onnx_metadata(tiny_onnx)["classes"] == list(CLASSES)
-    Predictor.from_path(tiny_onnx)  # intact: loads
+    load_predictor(tiny_onnx)  # intact: loads
     bad = flip_onnx_weights(tiny_onnx, tmp_path / "flipped.onnx")
     with pytest.raises(CheckpointError, match=r"flipped\.onnx: model corrupted: weights hash mismatch"):
-        Predictor.from_path(bad)
+        load_predictor(bad)

@@ -15,16 +15,11 @@ pytest.importorskip("openvino")
 
 from covidct.errors import ConfigError, CovidCTWarning  # noqa: E402
 from covidct.inference import openvino_backend  # noqa: E402
-from covidct.inference.backends import load_predictor  # noqa: E402
+from covidct.inference.load import load_predictor  # noqa: E402
+from covidct.inference.onnx_backend import OnnxPredictor  # noqa: E402
 from covidct.inference.openvino_backend import OpenVinoPredictor  # noqa: E402
-from covidct.inference.parity import (  # noqa: E402
-    ParityReport,
-    load_parity_record,
-    parity_metrics,
-    parity_record_path,
-    run_parity,
-)
-from covidct.inference.predictor import OnnxPredictor, Predictor  # noqa: E402
+from covidct.inference.parity import parity_metrics, run_parity  # noqa: E402
+from covidct.inference.parity_record import ParityReport, load_parity_record, parity_record_path  # noqa: E402
 
 CLASSES = ("COVID-19", "Healthy", "Pneumonia")
 
@@ -65,8 +60,8 @@ def test_openvino_matches_onnxruntime_and_records_backend(
 
 
 def test_openvino_from_a_checkpoint_and_backend_errors(tiny_checkpoint: Path, tiny_onnx: Path) -> None:
-    predictor = Predictor.from_path(tiny_checkpoint, backend="openvino", precision="fp32")
-    assert predictor.backend == "openvino" and predictor.info.classes == CLASSES
+    predictor = load_predictor(tiny_checkpoint, backend="openvino", precision="fp32")
+    assert predictor.backend == "openvino" and predictor.meta.classes == CLASSES
     with pytest.raises(ConfigError, match="bf16 runs with --backend openvino"):
         load_predictor(tiny_onnx, precision="bf16")
     with pytest.raises(ConfigError, match="unknown precision"):

@@ -12,17 +12,29 @@ import pandas as pd
 import pytest
 
 from covidct.errors import CheckpointError, ConfigError, DataError
-from covidct.inference.predictor import OnnxPredictor, Predictor, aggregate_groups
+from covidct.inference.load import load_predictor
+from covidct.inference.onnx_backend import OnnxPredictor
+from covidct.inference.predictor import aggregate_groups
+from covidct.inference.torch_backend import TorchPredictor
 
 CLASSES = ("COVID-19", "Healthy", "Pneumonia")
 
 PROB_COLS = [f"prob_{c}" for c in CLASSES]
 
 
-def test_predict_arrays_gives_one_row_per_slice_and_group(tiny_checkpoint: Path, arrays: list[np.ndarray]) -> None:
-    result = Predictor.from_checkpoint(tiny_checkpoint).predict(arrays)
+def test_predict_arrays_gives_one_row_per_slice_and_group(
+    tiny_checkpoint: Path, arrays: list[np.ndarray]
+) -> None:
+    result = TorchPredictor.load(tiny_checkpoint).predict(arrays)
     assert list(result.slices.columns) == [
-        "path", "patient_id", *PROB_COLS, "predicted", "model", "backend", "precision"]
+        "path",
+        "patient_id",
+        *PROB_COLS,
+        "predicted",
+        "model",
+        "backend",
+        "precision",
+    ]
     assert set(result.slices["backend"]) == {"torch"} and set(result.slices["precision"]) == {"fp32"}
     assert len(result.slices) == len(arrays) and len(result.groups) == len(arrays)
     probs = result.probabilities
@@ -32,7 +44,7 @@ def test_predict_arrays_gives_one_row_per_slice_and_group(tiny_checkpoint: Path,
 
 
 def test_stack_is_one_group(tiny_checkpoint: Path, arrays: list[np.ndarray]) -> None:
-    result = Predictor.from_checkpoint(tiny_checkpoint).predict(np.stack(arrays))
+    result = TorchPredictor.load(tiny_checkpoint).predict(np.stack(arrays))
     assert result.groups["n_slices"].tolist() == [len(arrays)]
     assert result.slices["path"].tolist() == [f"array[0]#{k}" for k in range(len(arrays))]
 
@@ -41,17 +53,22 @@ def test_stack_is_one_group(tiny_checkpoint: Path, arrays: list[np.ndarray]) -> 
 def test_batch_size_and_prefetch_do_not_change_results(
     tiny_checkpoint: Path, arrays: list[np.ndarray], batch_size: int
 ) -> None:
-    reference = Predictor.from_checkpoint(tiny_checkpoint, prefetch=False).predict(arrays, batch_size=1)
-    result = Predictor.from_checkpoint(tiny_checkpoint, batch_size=batch_size).predict(arrays)
+    reference = TorchPredictor.load(tiny_checkpoint, prefetch=False).predict(arrays, batch_size=1)
+    result = TorchPredictor.load(tiny_checkpoint, batch_size=batch_size).predict(arrays)
     np.testing.assert_allclose(result.probabilities, reference.probabilities, atol=1e-5)
     assert result.slices["path"].tolist() == reference.slices["path"].tolist()
 
 
 def test_aggregate_groups_mean_probability_and_votes() -> None:
-    slices = pd.DataFrame({
-        "path": ["a", "b", "c", "d"], "patient_id": ["p2", "p1", "p2", "p2"],
-        "prob_A": [0.9, 0.2, 0.4, 0.1], "prob_B": [0.1, 0.8, 0.6, 0.9], "predicted": ["A", "B", "B", "B"],
-    })
+    slices = pd.DataFrame(
+        {
+            "path": ["a", "b", "c", "d"],
+            "patient_id": ["p2", "p1", "p2", "p2"],
+            "prob_A": [0.9, 0.2, 0.4, 0.1],
+            "prob_B": [0.1, 0.8, 0.6, 0.9],
+            "predicted": ["A", "B", "B", "B"],
+        }
+    )
     groups = aggregate_groups(slices, ["A", "B"])
     assert groups["patient_id"].tolist() == ["p2", "p1"]  # first-seen order
     p2 = groups.iloc[0]
@@ -61,19 +78,19 @@ def test_aggregate_groups_mean_probability_and_votes() -> None:
 
 
 def test_onnx_matches_torch(tiny_checkpoint: Path, tiny_onnx: Path, arrays: list[np.ndarray]) -> None:
-    torch_result = Predictor.from_path(tiny_checkpoint).predict(arrays)
-    onnx_predictor = Predictor.from_path(tiny_onnx, batch_size=2)
+    torch_result = load_predictor(tiny_checkpoint).predict(arrays)
+    onnx_predictor = load_predictor(tiny_onnx, batch_size=2)
     assert isinstance(onnx_predictor, OnnxPredictor)
     onnx_result = onnx_predictor.predict(arrays)
     np.testing.assert_allclose(onnx_result.probabilities, torch_result.probabilities, atol=1e-4)
-    assert onnx_result.classes == CLASSES and onnx_predictor.info.image_size == 32
+    assert onnx_result.classes == CLASSES and onnx_predictor.meta.image_size == 32
 
 
 def test_onnx_path_never_imports_torch(tiny_onnx: Path) -> None:
     code = (
         "import sys, numpy as np\n"
-        "from covidct.inference.predictor import Predictor\n"
-        f"r = Predictor.from_path({str(tiny_onnx)!r}).predict([np.random.rand(40, 40)])\n"
+        "from covidct.inference import load_predictor\n"
+        f"r = load_predictor({str(tiny_onnx)!r}).predict([np.random.rand(40, 40)])\n"
         "assert len(r.slices) == 1, r.slices\n"
         "print('torch' in sys.modules)\n"
     )
@@ -83,14 +100,14 @@ def test_onnx_path_never_imports_torch(tiny_onnx: Path) -> None:
 
 def test_backend_choice(tiny_checkpoint: Path, tiny_onnx: Path) -> None:
     with pytest.raises(ConfigError, match="backend onnx"):
-        Predictor.from_path(tiny_onnx, backend="torch")
+        load_predictor(tiny_onnx, backend="torch")
     with pytest.raises(ConfigError, match="unknown backend"):
-        Predictor.from_path(tiny_checkpoint, backend="tensorrt")
-    assert isinstance(Predictor.from_path(tiny_checkpoint, backend="onnx"), OnnxPredictor)
+        load_predictor(tiny_checkpoint, backend="tensorrt")
+    assert isinstance(load_predictor(tiny_checkpoint, backend="onnx"), OnnxPredictor)
 
 
 def test_save_csv_and_json(tiny_checkpoint: Path, arrays: list[np.ndarray], tmp_path: Path) -> None:
-    result = Predictor.from_checkpoint(tiny_checkpoint).predict(arrays[:2])
+    result = TorchPredictor.load(tiny_checkpoint).predict(arrays[:2])
     written = result.save(tmp_path / "preds.csv")
     assert [p.name for p in written] == ["preds.csv", "preds.patients.csv"]
     slices = pd.read_csv(written[0])
@@ -105,16 +122,18 @@ def test_save_csv_and_json(tiny_checkpoint: Path, arrays: list[np.ndarray], tmp_
 
 
 def test_predict_patient_folders(tiny_checkpoint: Path, png_patients: Path) -> None:
-    result = Predictor.from_checkpoint(tiny_checkpoint).predict([png_patients])
+    result = TorchPredictor.load(tiny_checkpoint).predict([png_patients])
     assert len(result.slices) == 5
-    counts = dict(zip(result.groups["patient_id"].map(lambda g: Path(g).name), result.groups["n_slices"]))
+    counts = dict(
+        zip(result.groups["patient_id"].map(lambda g: Path(g).name), result.groups["n_slices"], strict=True)
+    )
     assert counts == {"P1": 3, "P2": 2}
     votes = result.groups[[f"votes_{c}" for c in CLASSES]].sum(axis=1)
     assert votes.tolist() == result.groups["n_slices"].tolist()
 
 
 def test_bad_inputs_raise_clear_errors(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    predictor = Predictor.from_checkpoint(tiny_checkpoint)
+    predictor = TorchPredictor.load(tiny_checkpoint)
     with pytest.raises(DataError, match="no such file"):
         predictor.predict([tmp_path / "missing.png"])
     empty = tmp_path / "empty"
@@ -135,21 +154,23 @@ def test_corrupt_models_raise_checkpoint_error(tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x00garbage" * 10)
     with pytest.raises(CheckpointError, match="corrupt.pt"):
-        Predictor.from_path(corrupt)
+        load_predictor(corrupt)
     bad_onnx = tmp_path / "bad.onnx"
     bad_onnx.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="bad.onnx"):
-        Predictor.from_path(bad_onnx)
+        load_predictor(bad_onnx)
     with pytest.raises(CheckpointError, match="not found"):
-        Predictor.from_path(tmp_path / "nope.onnx")
+        load_predictor(tmp_path / "nope.onnx")
 
 
 @pytest.mark.real_data
 def test_real_dicom_series_one_row_per_patient(tiny_checkpoint: Path, shared_data: Path) -> None:
     root = shared_data / "covid-ct-md"
     inputs = [root / "COVID-19" / "P001", root / "CAP" / "cap001", root / "Normal" / "normal001"]
-    result = Predictor.from_checkpoint(tiny_checkpoint, batch_size=16).predict(inputs)
-    counts = {Path(g).name: n for g, n in zip(result.groups["patient_id"], result.groups["n_slices"])}
+    result = TorchPredictor.load(tiny_checkpoint, batch_size=16).predict(inputs)
+    counts = {
+        Path(g).name: n for g, n in zip(result.groups["patient_id"], result.groups["n_slices"], strict=True)
+    }
     assert len(result.groups) == 3
     assert sorted(counts.values()) == [74, 77, 84]
     assert not result.skipped
@@ -162,8 +183,8 @@ def test_cuda_predictor_matches_cpu(tiny_checkpoint: Path, arrays: list[np.ndarr
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU")
-    cpu = Predictor.from_checkpoint(tiny_checkpoint).predict(arrays)
-    gpu = Predictor.from_checkpoint(tiny_checkpoint, device="cuda").predict(arrays)
+    cpu = TorchPredictor.load(tiny_checkpoint).predict(arrays)
+    gpu = TorchPredictor.load(tiny_checkpoint, device="cuda").predict(arrays)
     np.testing.assert_allclose(gpu.probabilities, cpu.probabilities, atol=1e-2)  # fp16 autocast
 
 
@@ -191,8 +212,8 @@ def test_parallel_decoding_keeps_order_and_skip_reports(
     sequential_skipped: list[tuple[str, str]] = []
     expected = [s.source for s in iter_inputs(root, skipped=sequential_skipped)]
     monkeypatch.setenv("COVIDCT_DECODE_WORKERS", workers)
-    reference = Predictor.from_checkpoint(tiny_checkpoint, prefetch=False).predict(root, batch_size=1)
-    result = Predictor.from_checkpoint(tiny_checkpoint).predict([root, root / "empty"], batch_size=4)
+    reference = TorchPredictor.load(tiny_checkpoint, prefetch=False).predict(root, batch_size=1)
+    result = TorchPredictor.load(tiny_checkpoint).predict([root, root / "empty"], batch_size=4)
     assert result.slices["path"].tolist() == expected  # the sequential read's order
     assert result.skipped == [*sequential_skipped, (str(root / "empty"), "no readable images (0 skipped)")]
     assert {Path(p).name for p, _ in result.skipped[:2]} == {"3.png", "notes.txt"}
@@ -208,9 +229,10 @@ def test_predict_slices_decodes_lazy_loaders_in_order(tiny_checkpoint: Path, arr
 
     slices = [(f"s{i}", (lambda a=a: a), "g") for i, a in enumerate(arrays)]
     slices.insert(2, ("s-bad", broken, "g"))
-    result = Predictor.from_checkpoint(tiny_checkpoint).predict_slices(slices, batch_size=2,
-                                                                        skipped=[("x.png", "bad")])
-    reference = Predictor.from_checkpoint(tiny_checkpoint, prefetch=False).predict(arrays)
+    result = TorchPredictor.load(tiny_checkpoint).predict_slices(
+        slices, batch_size=2, skipped=[("x.png", "bad")]
+    )
+    reference = TorchPredictor.load(tiny_checkpoint, prefetch=False).predict(arrays)
     assert result.slices["path"].tolist() == [f"s{i}" for i in range(len(arrays))]
     np.testing.assert_allclose(result.probabilities, reference.probabilities, atol=1e-5)
     assert result.skipped == [("x.png", "bad"), ("s-bad", "truncated file")]

@@ -7,12 +7,19 @@ import torch
 
 from covidct.errors import CheckpointError
 from covidct.models.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
-from covidct.models.registry import create_model
+from covidct.models.factory import create_model
 
 
 def _meta(**overrides) -> CheckpointMeta:
-    values = dict(model_name="resnet10t", timm_name="resnet10t", classes=("COVID-19", "Healthy"), image_size=32,
-                  mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), cam_layer="layer4")
+    values = dict(
+        model_name="resnet10t",
+        timm_name="resnet10t",
+        classes=("COVID-19", "Healthy"),
+        image_size=32,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        cam_layer="layer4",
+    )
     values.update(overrides)
     return CheckpointMeta(**values)
 

@@ -17,7 +17,7 @@ from covidct.models.checkpoint import (
     save_checkpoint,
     weights_sha256,
 )
-from covidct.models.registry import create_model
+from covidct.models.factory import create_model
 
 
 @pytest.fixture(scope="module")

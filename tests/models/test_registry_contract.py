@@ -7,14 +7,31 @@ import timm
 import torch
 
 from covidct.errors import CheckpointError, ConfigError, UnknownModelError
-from covidct.models.registry import create_model, get_spec, list_models, model_normalization
+from covidct.models.factory import create_model
+from covidct.models.normalization import model_normalization
+from covidct.models.registry import get_spec, list_models
 
 PAPER_SIZES = {
-    "EfficientNetB0": 224, "EfficientNetB1": 240, "EfficientNetB2": 260, "EfficientNetB3": 300,
-    "EfficientNetB4": 380, "EfficientNetB5": 456, "EfficientNetB6": 528, "EfficientNetB7": 600,
-    "DenseNet121": 224, "DenseNet169": 224, "DenseNet201": 224, "ResNet50": 224, "ResNet50V2": 224,
-    "ResNet101V2": 224, "ResNet152V2": 224, "InceptionV3": 299, "InceptionResNetV2": 299, "VGG16": 224,
-    "VGG19": 224, "Xception": 299,
+    "EfficientNetB0": 224,
+    "EfficientNetB1": 240,
+    "EfficientNetB2": 260,
+    "EfficientNetB3": 300,
+    "EfficientNetB4": 380,
+    "EfficientNetB5": 456,
+    "EfficientNetB6": 528,
+    "EfficientNetB7": 600,
+    "DenseNet121": 224,
+    "DenseNet169": 224,
+    "DenseNet201": 224,
+    "ResNet50": 224,
+    "ResNet50V2": 224,
+    "ResNet101V2": 224,
+    "ResNet152V2": 224,
+    "InceptionV3": 299,
+    "InceptionResNetV2": 299,
+    "VGG16": 224,
+    "VGG19": 224,
+    "Xception": 299,
 }
 
 
@@ -95,7 +112,7 @@ def test_unreachable_hub_fails_at_once_with_a_clear_message(monkeypatch) -> None
 @pytest.mark.parametrize(("name", "params"), [("VGG16", 14_716_227), ("VGG19", 20_025_923)])
 def test_vgg_is_the_keras_base_plus_gap_and_dense(name: str, params: int) -> None:
     """issue 10: Keras include_top=False + GlobalAveragePooling + Dense, not timm's fc6/fc7 (134M/139M)."""
-    from covidct.models.registry import count_parameters
+    from covidct.models.factory import count_parameters
 
     assert count_parameters(name, 3) == params  # Keras conv base 14,714,688 / 20,024,384 + 512 * 3 + 3
     model = create_model(name, 3, pretrained=False, dropout=0.2).eval()

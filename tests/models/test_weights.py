@@ -12,7 +12,8 @@ import torch
 
 from covidct.errors import CheckpointError
 from covidct.models import weights as ws
-from covidct.models.registry import create_model_with_report, get_spec
+from covidct.models.factory import create_model_with_report
+from covidct.models.registry import get_spec
 
 LITE = [pytest.param(p, id=p.arch) for p in ws.WEIGHT_PACKAGES]
 

@@ -1,4 +1,5 @@
-"""Fixtures for the web service: a tiny random-weight checkpoint, its app, phantom uploads (PNG, DICOM, ZIP)."""
+"""Fixtures for the web service: a tiny random-weight checkpoint, its app, phantom uploads (PNG, DICOM,
+ZIP)."""
 
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ def zip_bytes(members: dict[str, bytes], *, symlinks: tuple[str, ...] = ()) -> b
             info = zipfile.ZipInfo(name)
             info.compress_type = zipfile.ZIP_DEFLATED
             if name in symlinks:
-                info.external_attr = (0o120777 << 16)
+                info.external_attr = 0o120777 << 16
             zf.writestr(info, data)
     return buffer.getvalue()
 
@@ -77,25 +78,30 @@ def zip_bytes(members: dict[str, bytes], *, symlinks: tuple[str, ...] = ()) -> b
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """resnet10t, random weights, 32 px input, 3 classes."""
-    from covidct.models.checkpoint import CheckpointMeta, save_checkpoint
-    from covidct.models.registry import create_model
-
     import torch
+
+    from covidct.models.checkpoint import CheckpointMeta, save_checkpoint
+    from covidct.models.factory import create_model
 
     torch.manual_seed(0)
     model = create_model("resnet10t", len(CLASSES), pretrained=False)
     meta = CheckpointMeta(
-        model_name="resnet10t", timm_name="resnet10t", classes=CLASSES, image_size=32,
-        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), cam_layer="layer4",
+        model_name="resnet10t",
+        timm_name="resnet10t",
+        classes=CLASSES,
+        image_size=32,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        cam_layer="layer4",
     )
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model, meta)
 
 
 @pytest.fixture(scope="session")
 def loaded_model(checkpoint: Path):
-    from covidct.serve.app import load_predictor
+    from covidct.serve.model import load_model
 
-    return load_predictor(checkpoint, threads=1)
+    return load_model(checkpoint, threads=1)
 
 
 @pytest.fixture()
@@ -113,17 +119,27 @@ def client(loaded_model, upload_dir: Path):
     from covidct.serve.app import create_app
     from covidct.serve.uploads import UploadLimits
 
-    limits = UploadLimits(max_upload_bytes=2 * 1024 * 1024, max_zip_members=20, max_zip_total_bytes=1024 * 1024,
-                          max_pixels=1024 * 1024)
-    app = create_app(loaded_model.predictor, meta=loaded_model.meta, model_version=loaded_model.version,
-                     tmp_dir=upload_dir, limits=limits, max_cams=4)
+    limits = UploadLimits(
+        max_upload_bytes=2 * 1024 * 1024,
+        max_zip_members=20,
+        max_zip_total_bytes=1024 * 1024,
+        max_pixels=1024 * 1024,
+    )
+    app = create_app(
+        loaded_model.predictor,
+        model_version=loaded_model.version,
+        tmp_dir=upload_dir,
+        limits=limits,
+        max_cams=4,
+    )
     with TestClient(app, raise_server_exceptions=True) as test_client:
         yield test_client
     assert list(upload_dir.iterdir()) == [], "temporary upload files were left behind"
 
 
 def load_benchmark():
-    """``benchmarks/serve_load.py`` as a module: its server and load helpers are exercised by the tests too."""
+    """``benchmarks/serve_load.py`` as a module: its server and load helpers are exercised by the tests
+    too."""
     import importlib.util
     import sys
 
@@ -144,8 +160,13 @@ def live_server(loaded_model, upload_dir: Path):
     Startup is a bounded poll of /health (see ``running_server``)."""
     from covidct.serve.app import create_app
 
-    app = create_app(loaded_model.predictor, meta=loaded_model.meta, model_version=loaded_model.version,
-                     tmp_dir=upload_dir, worker_threads=4, max_cams=4)
+    app = create_app(
+        loaded_model.predictor,
+        model_version=loaded_model.version,
+        tmp_dir=upload_dir,
+        worker_threads=4,
+        max_cams=4,
+    )
     with load_benchmark().running_server(app) as url:
         yield url
     assert list(upload_dir.iterdir()) == [], "temporary upload files were left behind"

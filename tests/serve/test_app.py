@@ -57,7 +57,11 @@ def test_predict_png(client) -> None:
     assert set(body["probabilities"]) == set(CLASSES)
     assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
     assert body["predicted"] == max(body["probabilities"], key=body["probabilities"].get)
-    assert body["model"] == {"name": "resnet10t", "backbone": "resnet10t", "version": body["model"]["version"]}
+    assert body["model"] == {
+        "name": "resnet10t",
+        "backbone": "resnet10t",
+        "version": body["model"]["version"],
+    }
     assert len(body["slices"]) == 1 and body["slices"][0]["source"] == "slice.png"
     assert body["slices"][0]["thumbnail_png"] is None
     assert body["timing"]["total_ms"] >= body["timing"]["inference_ms"] >= 0
@@ -100,7 +104,8 @@ def test_predict_dicom_series_zip(client) -> None:
     assert body["skipped"] == ["series/readme.txt"]
     slice_probs = np.array([[s["probabilities"][c] for c in CLASSES] for s in body["slices"]])
     np.testing.assert_allclose(
-        [body["series"]["probabilities"][c] for c in CLASSES], slice_probs.mean(axis=0), atol=1e-5)
+        [body["series"]["probabilities"][c] for c in CLASSES], slice_probs.mean(axis=0), atol=1e-5
+    )
     assert body["probabilities"] == body["series"]["probabilities"]
     assert all(_png_of(s["thumbnail_png"]).size == (32, 32) for s in body["slices"])
 
@@ -163,11 +168,14 @@ def onnx_client(checkpoint, tmp_path_factory):
     from fastapi.testclient import TestClient
 
     from covidct.inference.export import export_onnx
-    from covidct.serve.app import create_app, load_predictor
+    from covidct.serve.app import create_app
+    from covidct.serve.model import load_model
 
     path = export_onnx(checkpoint, tmp_path_factory.mktemp("onnx") / "tiny.onnx").path
-    loaded = load_predictor(path, threads=1)
-    assert loaded.meta is None
+    loaded = load_model(path, threads=1)
+    assert (
+        loaded.predictor.meta.cam_layer == "" and loaded.predictor.meta.timm_name == "resnet10t"
+    )  # from the ONNX file
     with TestClient(create_app(loaded.predictor, model_version=loaded.version)) as test_client:
         yield test_client
 

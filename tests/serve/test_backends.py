@@ -16,11 +16,12 @@ def openvino_client(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
     from fastapi.testclient import TestClient
 
     from covidct.inference.export import export_onnx
-    from covidct.serve.app import create_app, load_predictor
+    from covidct.serve.app import create_app
+    from covidct.serve.model import load_model
 
     onnx = export_onnx(checkpoint, tmp_path_factory.mktemp("ov") / "tiny.onnx").path
-    loaded = load_predictor(onnx, threads=1, backend="openvino", precision="fp32")
-    with TestClient(create_app(loaded.predictor, meta=loaded.meta, model_version=loaded.version)) as client:
+    loaded = load_model(onnx, threads=1, backend="openvino", precision="fp32")
+    with TestClient(create_app(loaded.predictor, model_version=loaded.version)) as client:
         yield client
 
 
@@ -36,7 +37,7 @@ def test_model_endpoint_reports_backend_and_precision(openvino_client, loaded_mo
 
 def test_bad_backend_is_a_config_error(checkpoint: Path) -> None:
     from covidct.errors import ConfigError
-    from covidct.serve.app import load_predictor
+    from covidct.serve.model import load_model
 
     with pytest.raises(ConfigError, match="bf16 runs with --backend openvino"):
-        load_predictor(checkpoint, precision="bf16")
+        load_model(checkpoint, precision="bf16")

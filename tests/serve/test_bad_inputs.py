@@ -47,8 +47,12 @@ def test_name_alone_does_not_make_an_image(client) -> None:
 
 @pytest.mark.parametrize("kind", ["png", "jpeg", "tiff", "dicom"])
 def test_corrupt_image(client, kind: str) -> None:
-    good = {"png": png_bytes(), "jpeg": png_bytes(fmt="JPEG"), "tiff": png_bytes(fmt="TIFF"),
-            "dicom": dicom_bytes()}[kind]
+    good = {
+        "png": png_bytes(),
+        "jpeg": png_bytes(fmt="JPEG"),
+        "tiff": png_bytes(fmt="TIFF"),
+        "dicom": dicom_bytes(),
+    }[kind]
     truncated = good[: max(140, len(good) // 3)]
     message = _error(_post(client, truncated, f"bad.{kind}"), 422)
     assert message.startswith(f"bad.{kind}")  # DataError messages start with the (client's) file name
@@ -71,8 +75,10 @@ def test_too_large_by_content_length(client) -> None:
 def test_too_large_streamed_without_content_length(client) -> None:
     """A chunked body (no Content-Length) is cut off while it streams in."""
     boundary = "covidctboundary"
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.png\"\r\n"
-            "Content-Type: image/png\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
 
     def body():
         yield head + b"\x89PNG\r\n\x1a\n"
@@ -124,7 +130,7 @@ def test_zip_bomb_lying_header(client) -> None:
     small = (1000).to_bytes(4, "little")
     raw[22:26] = small
     central = raw.rfind(b"PK\x01\x02")
-    raw[central + 24:central + 28] = small
+    raw[central + 24 : central + 28] = small
     # zipfile reads no more than the declared size, then the CRC check fails
     assert "corrupt ZIP" in _error(_post(client, bytes(raw), "liar.zip"), 400)
 
@@ -155,8 +161,9 @@ def test_zip_encrypted_member(client) -> None:
 
 
 def test_zip_of_two_series(client) -> None:
-    data = zip_bytes({"a.dcm": dicom_bytes(0, series_uid="1.2.3.1"),
-                      "b.dcm": dicom_bytes(1, series_uid="1.2.3.2")})
+    data = zip_bytes(
+        {"a.dcm": dicom_bytes(0, series_uid="1.2.3.1"), "b.dcm": dicom_bytes(1, series_uid="1.2.3.2")}
+    )
     assert "series" in _error(_post(client, data, "two.zip"), 422)
 
 

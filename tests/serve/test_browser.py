@@ -10,8 +10,14 @@ import pytest
 from tests.serve.conftest import dicom_bytes, png_bytes, zip_bytes
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 pytestmark = pytest.mark.browser
 
@@ -54,7 +60,8 @@ def test_upload_slice_shows_prediction_and_overlay(page, live_server: str, tmp_p
     assert overlay.is_visible()
     assert overlay.get_attribute("src").startswith("data:image/png;base64,")
     loaded = page.evaluate(
-        "(() => { const o = document.getElementById('overlay'); return o.complete && o.naturalWidth; })()")
+        "(() => { const o = document.getElementById('overlay'); return o.complete && o.naturalWidth; })()"
+    )
     assert loaded == 48  # the heatmap decoded at the slice's own size
     page.fill("#opacity", "80")
     page.dispatch_event("#opacity", "input")

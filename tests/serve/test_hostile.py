@@ -20,7 +20,8 @@ import pytest
 from PIL import Image
 
 from covidct.serve import uploads
-from covidct.serve.app import DISPLAY_MAX, Budget, _watch_disconnect, colorize, create_app, overlay
+from covidct.serve.app import Budget, _watch_disconnect, create_app
+from covidct.serve.images import DISPLAY_MAX, colorize, overlay
 from covidct.serve.uploads import UploadError, UploadLimits, cleanup_stale_uploads, extract_dicom_zip
 from tests.serve.conftest import dicom_bytes, png_bytes, zip_bytes
 
@@ -75,9 +76,7 @@ def wide_client(loaded_model, upload_dir: Path):
     """Limits wide enough that only the new bounds (pixels per request, member length, budget) can refuse."""
     from fastapi.testclient import TestClient
 
-    app = create_app(
-        loaded_model.predictor, meta=loaded_model.meta, tmp_dir=upload_dir, limits=WIDE, max_cams=2
-    )
+    app = create_app(loaded_model.predictor, tmp_dir=upload_dir, limits=WIDE, max_cams=2)
     with TestClient(app) as test_client:
         yield test_client
     assert list(upload_dir.iterdir()) == [], "temporary upload files were left behind"
@@ -230,7 +229,7 @@ def test_explain_of_a_large_16bit_png_renders_at_display_size(loaded_model, uplo
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     limits = UploadLimits(max_upload_bytes=16 << 20, max_pixels=8 << 20)
-    app = create_app(loaded_model.predictor, meta=loaded_model.meta, tmp_dir=upload_dir, limits=limits)
+    app = create_app(loaded_model.predictor, tmp_dir=upload_dir, limits=limits)
     with TestClient(app) as client:
         res = _post(client, buffer.getvalue(), "big.png", "/explain")
     assert res.status_code == 200, res.text

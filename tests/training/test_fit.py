@@ -11,7 +11,8 @@ import torch
 
 from covidct.data.manifest import Sample
 from covidct.models.checkpoint import load_checkpoint
-from covidct.models.registry import create_model, get_spec
+from covidct.models.factory import create_model
+from covidct.models.registry import get_spec
 from covidct.training.config import TrainConfig
 from covidct.training.fit import LOG_COLUMNS, fit
 

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from covidct.data.manifest import Sample
-from covidct.models.registry import create_model
+from covidct.models.factory import create_model
 from covidct.training.config import TrainConfig
 from covidct.training.fit import fit
 

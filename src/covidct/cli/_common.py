@@ -1,9 +1,14 @@
-"""Helpers shared by the CLI modules: consoles and option parsing."""
+"""Helpers shared by the CLI modules: the consoles (results on stdout, messages on stderr), option parsing."""
 
 from __future__ import annotations
 
+import errno
+import os
+import secrets
 from pathlib import Path
+from typing import Annotated
 
+import typer
 from rich.console import Console
 
 from covidct.errors import ConfigError
@@ -29,10 +34,6 @@ def check_out(path: Path | str | None, *, folder: bool, option: str = "--out") -
 
     ``folder``: the option names a folder (a run folder, an explain output) rather than a file.
     """
-    import errno
-    import os
-    import secrets
-
     if path is None:
         return
     target = Path(path)
@@ -58,26 +59,15 @@ def check_out(path: Path | str | None, *, folder: bool, option: str = "--out") -
             reason = "files cannot be created there (a virtual file system such as /proc?)"
         raise ConfigError(f"{option} {target}: cannot write there ({reason})") from None
 
+
 # Backend/precision options shared by predict, serve, bench and evaluate (see covidct.inference.backends).
 BACKEND_HELP = "torch, onnx or openvino (default: by the model's suffix: .onnx -> onnx, else torch)."
 PRECISION_HELP = (
     "auto (openvino: bf16 where the CPU has BF16 and the model's parity record allows it; else fp32), fp32, "
     "bf16 (openvino)."
 )
-
-
-def backend_option(default: str | None = None):  # type: ignore[no-untyped-def]
-    """The ``--backend`` option (typer)."""
-    import typer
-
-    return typer.Option(default, "--backend", help=BACKEND_HELP)
-
-
-def precision_option(default: str = "auto"):  # type: ignore[no-untyped-def]
-    """The ``--precision`` option (typer)."""
-    import typer
-
-    return typer.Option(default, "--precision", help=PRECISION_HELP)
+Backend = Annotated[str | None, typer.Option("--backend", help=BACKEND_HELP)]
+Precision = Annotated[str, typer.Option("--precision", help=PRECISION_HELP)]
 
 
 def report_precision(predictor: object) -> None:

@@ -7,6 +7,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
+
+from covidct.cli._common import check_out, console, err_console, split_csv
+from covidct.cli._output import print_renderable
+from covidct.errors import ConfigError
 
 data_app = typer.Typer(
     name="data",
@@ -21,12 +26,12 @@ CLASSES_HELP = (
     "Fixed class order, comma-separated (default: COVID-19, non-COVID, Healthy, Pneumonia, then the others "
     "sorted)."
 )
+Alias = Annotated[list[str] | None, typer.Option("--alias", help=ALIAS_HELP)]
+Classes = Annotated[str | None, typer.Option("--classes", help=CLASSES_HELP)]
 
 
 def parse_aliases(items: list[str] | None) -> dict[str, str] | None:
     """``["Other=Pneumonia"]`` -> ``{"Other": "Pneumonia"}``; ConfigError for anything else."""
-    from covidct.errors import ConfigError
-
     if not items:
         return None
     out = {}
@@ -39,15 +44,12 @@ def parse_aliases(items: list[str] | None) -> dict[str, str] | None:
 
 
 def _scan(data: Path, alias: list[str] | None, classes: str | None) -> Any:
-    from covidct.cli._common import split_csv
     from covidct.data.manifest import scan_dataset
 
     return scan_dataset(data, aliases=parse_aliases(alias), classes=split_csv(classes))
 
 
 def _print_warnings(scan: Any) -> None:
-    from covidct.cli._common import err_console
-
     for note in scan.warnings:
         loud = note == scan.warning
         err_console.print(
@@ -61,10 +63,8 @@ def _print_warnings(scan: Any) -> None:
 
 def render_scan(scan: Any, *, limit: int = 10) -> list[Any]:
     """Rich renderables: per-class table, sizes, duplicates, unreadable files."""
-    from rich.table import Table
-
     table = Table(title=f"{scan.root} ({scan.layout})", title_justify="left")
-    table.add_column("Class", style="bold")
+    table.add_column("Class", style="bold", no_wrap=True)
     table.add_column("Images", justify="right")
     table.add_column("Patients", justify="right")
     for label, (n_images, n_patients) in scan.class_counts().items():
@@ -93,15 +93,14 @@ def register(app: typer.Typer) -> None:
 
 @data_app.command()
 def scan(
-    data: Path = typer.Argument(
-        ..., help="Dataset folder (class/[patient/]images) or a CSV path,label[,patient_id]."
-    ),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Write the manifest CSV here."),
-    alias: list[str] | None = typer.Option(None, "--alias", help=ALIAS_HELP),
-    classes: str | None = typer.Option(None, "--classes", help=CLASSES_HELP),
+    data: Annotated[
+        Path, typer.Argument(help="Dataset folder (class/[patient/]images) or a CSV path,label[,patient_id].")
+    ],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the manifest CSV here.")] = None,
+    alias: Alias = None,
+    classes: Classes = None,
 ) -> None:
     """Find, hash and validate every image; optionally write a manifest CSV."""
-    from covidct.cli._common import check_out, console
     from covidct.data.manifest import save_manifest
 
     check_out(out, folder=False)
@@ -124,35 +123,34 @@ def scan(
 
 @data_app.command()
 def summary(
-    data: Path = typer.Argument(..., help="Dataset folder or CSV (as for 'covidct data scan')."),
-    alias: list[str] | None = typer.Option(None, "--alias", help=ALIAS_HELP),
-    classes: str | None = typer.Option(None, "--classes", help=CLASSES_HELP),
+    data: Annotated[Path, typer.Argument(help="Dataset folder or CSV (as for 'covidct data scan').")],
+    alias: Alias = None,
+    classes: Classes = None,
 ) -> None:
     """Images and patients per class, size range, duplicates and unreadable files."""
-    from covidct.cli._common import console
-
     result = _scan(data, alias, classes)
     for renderable in render_scan(result):
         if isinstance(renderable, str):
             console.print(renderable, markup=False, highlight=False, soft_wrap=True)
         else:
-            console.print(renderable)
+            print_renderable(renderable)
     _print_warnings(result)
 
 
 @data_app.command()
 def synth(
-    out: Path = typer.Argument(
-        ...,
-        help="Output folder: writes OUT/images/<class>/<patient>/<k>.png, OUT/masks (lesions), OUT/lungs.",
-    ),
-    patients_per_class: int = typer.Option(4, "--patients-per-class", help="Patients per class."),
-    slices_per_patient: int = typer.Option(4, "--slices-per-patient", help="Slices per patient."),
-    size: int = typer.Option(128, "--size", help="Image side in pixels."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same images)."),
+    out: Annotated[
+        Path,
+        typer.Argument(
+            help="Output folder: writes OUT/images/<class>/<patient>/<k>.png, OUT/masks (lesions), OUT/lungs."
+        ),
+    ],
+    patients_per_class: Annotated[int, typer.Option("--patients-per-class", help="Patients per class.")] = 4,
+    slices_per_patient: Annotated[int, typer.Option("--slices-per-patient", help="Slices per patient.")] = 4,
+    size: Annotated[int, typer.Option("--size", help="Image side in pixels.")] = 128,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same images).")] = 0,
 ) -> None:
     """Synthesize chest CT phantoms (COVID-19 ground glass, pneumonia consolidation, healthy) and masks."""
-    from covidct.cli._common import console
     from covidct.data.synth import synthesize_dataset
 
     result = synthesize_dataset(
@@ -189,13 +187,10 @@ def audit(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the pairs as CSV here.")] = None,
 ) -> None:
     """Leakage audit: exact (sha256) and near-duplicate (perceptual hash) image pairs, and fold crossings."""
-    from rich.table import Table
-
-    from covidct.cli._common import console, err_console
     from covidct.data.audit import DEFAULT_THRESHOLD, HASH_BITS, write_pairs
     from covidct.data.audit import audit as run_audit
 
-    plain = {"markup": False, "highlight": False, "soft_wrap": True}
+    plain: dict[str, Any] = {"markup": False, "highlight": False, "soft_wrap": True}
     limit = DEFAULT_THRESHOLD if threshold is None else threshold
     result = run_audit(data, folds=folds, threshold=limit)
     console.print(
@@ -211,7 +206,7 @@ def audit(
             table.add_column(name, justify="right")
         for row in result.crossings.itertuples(index=False):
             table.add_row(str(row.repeat), str(row.fold), str(row.pairs_crossing), str(row.exact_crossing))
-        console.print(table)
+        print_renderable(table)
         total = int(result.crossings["pairs_crossing"].sum())
         console.print(
             f"{total} pair crossing(s) over {len(result.crossings)} fold(s) "
@@ -226,13 +221,15 @@ def audit(
 
 @data_app.command()
 def lungs(
-    inputs: list[Path] = typer.Argument(
-        ..., help="Images, folders (recursive), DICOM series or NIfTI volumes."
-    ),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder: one PNG mask per slice + lungs.csv."),
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Images, folders (recursive), DICOM series or NIfTI volumes.")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder: one PNG mask per slice + lungs.csv.")
+    ],
 ) -> None:
-    """Lung masks per slice: HU threshold (-320) for DICOM/NIfTI, Otsu body + dark regions for 8-bit images."""
-    from covidct.cli._common import console
+    """Lung masks per slice: HU threshold (-320) for DICOM/NIfTI, Otsu body + dark regions for 8-bit
+    images."""
     from covidct.data.lungs import write_lung_masks
 
     with console.status(f"segmenting lungs in {len(inputs)} input(s)..."):

@@ -7,6 +7,10 @@ from typing import Annotated
 
 import typer
 
+from covidct.cli._common import BACKEND_HELP, PRECISION_HELP
+from covidct.cli._output import FormatOption, OutputFormat, info_console
+from covidct.cli.metrics import Level, print_summaries
+
 
 def register(app: typer.Typer) -> None:
     """Add ``evaluate`` to the main app."""
@@ -30,9 +34,7 @@ def evaluate(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Output folder (default: ./evaluation).")
     ] = None,
-    level: Annotated[
-        str, typer.Option("--level", help="Which tables to print: slice, patient or both.")
-    ] = "both",
+    level: Level = "both",
     mapping: Annotated[
         list[str] | None,
         typer.Option(
@@ -47,14 +49,15 @@ def evaluate(
         str | None,
         typer.Option(help="CT window for DICOM/NIfTI: lung, mediastinal or W,L (default: the model's)."),
     ] = None,
+    fmt: FormatOption = OutputFormat.table,
+    backend: Annotated[str | None, typer.Option("--backend", help=BACKEND_HELP)] = None,
+    precision: Annotated[str, typer.Option("--precision", help=PRECISION_HELP)] = "auto",
 ) -> None:
     """Score a model on a labelled dataset it was not trained on: predictions table, metrics, figures.
 
     The output folder holds predictions.csv (with labels), metrics.json/metrics.md (the same code as cv),
     confusion matrices and ROC curves; `covidct report OUT` renders it. Unreadable files are skipped.
     """
-    from covidct.cli._common import console
-    from covidct.cli.metrics import render_summary
     from covidct.inference.evaluate import EvaluateConfig, parse_mapping
     from covidct.inference.evaluate import evaluate as evaluate_api
     from covidct.report.run_metrics import write_run_metrics
@@ -68,23 +71,27 @@ def evaluate(
         batch_size=batch_size,
         device=device,
         window=window,
+        backend=backend,
+        precision=precision,
     )
-    with console.status(f"scoring {model} on {data} ..."):
+    info = info_console(fmt)
+    with info.status(f"scoring {model} on {data} ..."):
         result = evaluate_api(cfg)
         if result.run_metrics is not None:
             write_run_metrics(result.run_metrics)
-    for renderable in render_summary(result.metrics, level):
-        console.print(renderable)
+    if result.precision_note:
+        info.print(f"note: {result.precision_note}", style="yellow", markup=False, highlight=False)
+    print_summaries([result.metrics], level, fmt)
     for note in result.warnings:
-        console.print(f"warning: {note}", style="yellow", markup=False, highlight=False)
+        info.print(f"warning: {note}", style="yellow", markup=False, highlight=False)
     for path, reason in result.skipped[:10]:
-        console.print(f"skipped: {path}: {reason}", style="yellow", markup=False, highlight=False)
+        info.print(f"skipped: {path}: {reason}", style="yellow", markup=False, highlight=False)
     if len(result.skipped) > 10:
-        console.print(f"... and {len(result.skipped) - 10} more skipped", style="yellow")
+        info.print(f"... and {len(result.skipped) - 10} more skipped", style="yellow")
     what = f"ensemble of {len(result.models)} models" if len(result.models) > 1 else str(result.models[0])
-    console.print(
-        f"{what}: {result.n_slices} slices, {result.n_patients} patients, "
-        f"classes {', '.join(result.classes)}. Results in {result.out}",
+    info.print(
+        f"{what} ({result.backend} {result.precision}): {result.n_slices} slices, "
+        f"{result.n_patients} patients, classes {', '.join(result.classes)}. Results in {result.out}",
         markup=False,
         highlight=False,
     )

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
 from covidct.cli._common import check_out, console
+from covidct.cli._output import print_renderable
 from covidct.explain.methods import DEFAULT_METHOD, METHOD_NAMES
 
 
-def _fmt(value: float) -> str:
+def _fmt(value: float | None) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.2f}"
 
 
@@ -23,46 +26,68 @@ def register(app: typer.Typer) -> None:
 
 
 def explain(
-    checkpoint: Path = typer.Argument(..., help="A covidct checkpoint (.pt)."),
-    inputs: list[Path] = typer.Argument(..., help="Images, folders (recursive) or DICOM series folders."),
-    out: Path = typer.Option(
-        ..., "--out", "-o", help="Output folder: PNG panels, .npy heatmaps, index.json/csv."
-    ),
-    method: str = typer.Option(DEFAULT_METHOD, "--method", "-m", help=f"One of: {', '.join(METHOD_NAMES)}."),
-    target: str = typer.Option("predicted", "--target", "-t", help="predicted, all, or a class name."),
-    layer: str | None = typer.Option(
-        None,
-        "--layer",
-        help="Target layer (default: the model's CAM layer if its map is >= 7x7 at the checkpoint's "
-        "input size, else the deepest stage whose map is).",
-    ),
-    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Slices per CAM batch."),
-    masks: Path | None = typer.Option(
-        None, "--masks", help="Lesion masks mirroring the inputs' relative paths: prints localisation scores."
-    ),
-    window: str = typer.Option(
-        "lung", "--window", help="CT window for DICOM: lung, mediastinal or WIDTH,LEVEL."
-    ),
-    tolerance: int = typer.Option(
-        0, "--tolerance", min=0, help="Pointing game: a maximum within N pixels of the lesion is a hit."
-    ),
-    audit: bool = typer.Option(
-        False,
-        "--audit",
-        help="Shortcut audit: each map's energy inside the lungs vs the lungs' share of the slice "
-        "(audit.csv; flagged panels).",
-    ),
-    lungs: Path | None = typer.Option(
-        None,
-        "--lungs",
-        help="Lung masks mirroring the inputs (e.g. from 'covidct data lungs'); default: computed per slice.",
-    ),
-    slice_labels: Path | None = typer.Option(
-        None,
-        "--slice-labels",
-        help="Radiologists' slice labels CSV (path,patient,diagnosis,infection_visible): disease-probability "
-        "AUC within diseased patients (and, with --audit, in-lung energy on infected vs clean slices).",
-    ),
+    checkpoint: Annotated[Path, typer.Argument(help="A covidct checkpoint (.pt).")],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Images, folders (recursive) or DICOM series folders.")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder: PNG panels, .npy heatmaps, index.json/csv.")
+    ],
+    method: Annotated[
+        str, typer.Option("--method", "-m", help=f"One of: {', '.join(METHOD_NAMES)}.")
+    ] = DEFAULT_METHOD,
+    target: Annotated[
+        str, typer.Option("--target", "-t", help="predicted, all, or a class name.")
+    ] = "predicted",
+    layer: Annotated[
+        str | None,
+        typer.Option(
+            "--layer",
+            help="Target layer (default: the model's CAM layer if its map is >= 7x7 at the checkpoint's "
+            "input size, else the deepest stage whose map is).",
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Slices per CAM batch.")] = 16,
+    masks: Annotated[
+        Path | None,
+        typer.Option(
+            "--masks", help="Lesion masks mirroring the inputs' relative paths: prints localisation scores."
+        ),
+    ] = None,
+    window: Annotated[
+        str, typer.Option("--window", help="CT window for DICOM: lung, mediastinal or WIDTH,LEVEL.")
+    ] = "lung",
+    tolerance: Annotated[
+        int,
+        typer.Option(
+            "--tolerance", min=0, help="Pointing game: a maximum within N pixels of the lesion is a hit."
+        ),
+    ] = 0,
+    audit: Annotated[
+        bool,
+        typer.Option(
+            "--audit",
+            help="Shortcut audit: each map's energy inside the lungs vs the lungs' share of the slice "
+            "(audit.csv; flagged panels).",
+        ),
+    ] = False,
+    lungs: Annotated[
+        Path | None,
+        typer.Option(
+            "--lungs",
+            help="Lung masks mirroring the inputs (e.g. from 'covidct data lungs'); default: computed per "
+            "slice.",
+        ),
+    ] = None,
+    slice_labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--slice-labels",
+            help="Radiologists' slice labels CSV (path,patient,diagnosis,infection_visible): "
+            "disease-probability AUC within diseased patients (and, with --audit, in-lung energy on infected "
+            "vs clean slices).",
+        ),
+    ] = None,
 ) -> None:
     """Class activation maps (Grad-CAM by default) per slice, plus localisation or faithfulness scores."""
     from covidct.explain.api import ExplainConfig
@@ -130,13 +155,15 @@ def explain(
 
 
 def activations(
-    checkpoint: Path = typer.Argument(..., help="A covidct checkpoint (.pt)."),
-    image: Path = typer.Argument(..., help="One image, DICOM file or series (its middle slice is used)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder for the PNGs."),
-    top: int = typer.Option(8, "--top", min=1, help="Most active channels shown per stage."),
-    window: str = typer.Option(
-        "lung", "--window", help="CT window for DICOM: lung, mediastinal or WIDTH,LEVEL."
-    ),
+    checkpoint: Annotated[Path, typer.Argument(help="A covidct checkpoint (.pt).")],
+    image: Annotated[
+        Path, typer.Argument(help="One image, DICOM file or series (its middle slice is used).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the PNGs.")],
+    top: Annotated[int, typer.Option("--top", min=1, help="Most active channels shown per stage.")] = 8,
+    window: Annotated[
+        str, typer.Option("--window", help="CT window for DICOM: lung, mediastinal or WIDTH,LEVEL.")
+    ] = "lung",
 ) -> None:
     """The paper's intermediate activation maps: per backbone stage, a grid of the most active channels."""
     from covidct.explain.api import activations as run_activations
@@ -150,19 +177,17 @@ def activations(
         console.print(f"  {path}", markup=False, highlight=False)
 
 
-def _print_audit(result: object) -> None:
-    from rich.table import Table
-
+def _print_audit(result: Any) -> None:
     table = Table(title="shortcut audit: CAM energy inside the lungs", title_justify="left")
     for name in ("class", "slices", "in lungs", "random map", "mostly outside"):
-        table.add_column(name, justify="left" if name == "class" else "right")
-    for row in result.audit:  # type: ignore[attr-defined]
+        table.add_column(name, justify="left" if name == "class" else "right", no_wrap=name == "class")
+    for row in result.audit:
         if row.group == "all":
             table.add_section()
         table.add_row(row.group, str(row.n), _fmt(row.lung_share), _fmt(row.lung_fraction), _pct(row.outside))
-    console.print(table)
-    console.print(f"per slice: {result.audit_table}", markup=False, highlight=False, soft_wrap=True)  # type: ignore[attr-defined]
+    print_renderable(table)
+    console.print(f"per slice: {result.audit_table}", markup=False, highlight=False, soft_wrap=True)
 
 
-def _pct(value: float) -> str:
+def _pct(value: float | None) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.0%}"

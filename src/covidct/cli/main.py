@@ -1,38 +1,39 @@
 """The ``covidct`` command line: a thin shell over the Python API.
 
-Each command group lives in its own module with a ``register(app)`` function. Modules import torch and friends
-lazily inside the commands, so ``covidct --help`` stays fast. Only :class:`CovidCTError` is turned into a one-line
-message (exit 2); anything else is a bug and keeps its traceback.
+Each command group lives in its own module with a ``register(app)`` function. Modules import torch and
+friends lazily inside the commands, so ``covidct --help`` stays fast and torch-free. Only
+:class:`CovidCTError` is turned into a one-line message (exit 2); anything else is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from typer.core import TyperGroup
 
 from covidct import __version__
+from covidct.cli._common import err_console
 from covidct.errors import CovidCTError
 
 COMMAND_MODULES = ("data", "models", "train", "metrics", "evaluate", "explain", "predict", "study", "serve")
-
-err_console = Console(stderr=True)
 
 
 class _CovidCTGroup(TyperGroup):
     """Maps user errors to ``error: <message>`` and exit code 2, and Ctrl-C to exit 130."""
 
-    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+    def invoke(self, ctx: Any) -> Any:  # typer's click Context is private (typer._click)
         try:
             return super().invoke(ctx)
         except CovidCTError as exc:
             err_console.print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            err_console.print("interrupted: finished work is saved; rerun the same command to resume", style="yellow")
+            err_console.print(
+                "interrupted: finished work is saved; rerun the same command to resume", style="yellow"
+            )
             raise typer.Exit(130) from None
 
 
@@ -55,9 +56,12 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: bool = typer.Option(
-        False, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
-    ),
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """covidct: the paper's 20 CNNs, patient-grouped cross-validation, Grad-CAM, fast prediction."""
 
@@ -72,4 +76,4 @@ def run() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(run())
+    run()

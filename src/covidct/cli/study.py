@@ -6,8 +6,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from covidct.cli._common import console, err_console, split_csv
+from covidct.cli._output import FormatOption, OutputFormat, info_console, print_renderable, write_records
 from covidct.cli.train import (  # the training options of `covidct train`/`cv`, shared
     Amp,
     Augment,
@@ -38,6 +41,7 @@ from covidct.cli.train import (  # the training options of `covidct train`/`cv`,
     Workers,
     train_options,
 )
+from covidct.config import load_config
 
 
 def register(app: typer.Typer) -> None:
@@ -47,15 +51,14 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
 
 
-def _progress() -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+def _progress() -> Progress:
+    """Job progress on stderr (as for train and cv): stdout keeps the result."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=console,
+        console=err_console,
         transient=False,
     )
 
@@ -71,46 +74,78 @@ def _compact(entry: dict[str, Any]) -> str:
     return format_mean_std(entry).replace(" ± ", "±")
 
 
-def _render_result(result: Any) -> None:
-    """Jobs summary, the model table and any failures."""
-    from rich.table import Table
+STUDY_METRICS = {"accuracy": "Accuracy", "macro_f1": "Macro F1", "roc_auc_ovr": "AUC"}
+STUDY_COLUMNS = (
+    "model",
+    "params",
+    "input_size",
+    "cpu_ms",
+    *(f"{m}_{s}" for m in STUDY_METRICS for s in ("mean", "std")),
+    "p_holm",
+    "is_best",
+)
 
+
+def study_records(tables: Any) -> list[dict[str, Any]]:
+    """One record per model of a study's summary (slice level, mean and std over folds, Holm-adjusted p)."""
+    stats = tables.wilcoxon.set_index("model") if not tables.wilcoxon.empty else None
+    records = []
+    for row in tables.model_info.itertuples():
+        overall = tables.summaries[row.model]["overall"]
+        record: dict[str, Any] = {
+            "model": row.model,
+            "params": row.params,
+            "input_size": row.image_size,
+            "cpu_ms": row.latency_ms,
+        }
+        for metric in STUDY_METRICS:
+            entry = overall.get(metric) or {}
+            record[f"{metric}_mean"], record[f"{metric}_std"] = entry.get("mean"), entry.get("std")
+        record["p_holm"] = None if stats is None else stats.loc[row.model, "p_holm"]
+        record["is_best"] = None if stats is None else bool(stats.loc[row.model, "is_best"])
+        records.append(record)
+    return records
+
+
+def _study_table(result: Any) -> Table:
     from covidct.report.study_tables import format_params
 
-    console.print(
+    tables = result.tables
+    table = Table(title=f"{result.study_dir.name}: mean ± std over folds (slice level)", title_justify="left")
+    for column in ("Model", "Params", "Input", "CPU ms", *STUDY_METRICS.values(), "p (Holm)"):
+        name = column == "Model"
+        table.add_column(column, justify="left" if name else "right", no_wrap=name, overflow="fold")
+    for record in study_records(tables):
+        overall = tables.summaries[record["model"]]["overall"]
+        p = "" if record["p_holm"] is None else ("best" if record["is_best"] else f"{record['p_holm']:.3g}")
+        table.add_row(
+            record["model"],
+            format_params(record["params"]),
+            _num(record["input_size"], 0),
+            _num(record["cpu_ms"], 1),
+            *(_compact(overall[metric]) for metric in STUDY_METRICS),
+            p,
+        )
+    return table
+
+
+def _render_result(result: Any, fmt: OutputFormat = OutputFormat.table) -> None:
+    """Jobs summary, the model table (or its csv/json records) and any failures."""
+    info = info_console(fmt)
+    info.print(
         f"{result.total} job(s): {result.ran} run, {result.skipped} already done, "
         f"{len(result.failures)} failed",
         markup=False,
     )
     tables = result.tables
     if tables is not None:
-        table = Table(
-            title=f"{result.study_dir.name}: mean ± std over folds (slice level)", title_justify="left"
-        )
-        for column in ("Model", "Params", "Input", "CPU ms", "Accuracy", "Macro F1", "AUC", "p (Holm)"):
-            table.add_column(column, justify="left" if column == "Model" else "right", no_wrap=True)
-        stats = tables.wilcoxon.set_index("model") if not tables.wilcoxon.empty else None
-        for row in tables.model_info.itertuples():
-            overall = tables.summaries[row.model]["overall"]
-            p = (
-                "best"
-                if stats is not None and bool(stats.loc[row.model, "is_best"])
-                else (f"{stats.loc[row.model, 'p_holm']:.3g}" if stats is not None else "")
-            )
-            table.add_row(
-                row.model,
-                format_params(row.params),
-                _num(row.image_size, 0),
-                _num(row.latency_ms, 1),
-                _compact(overall["accuracy"]),
-                _compact(overall["macro_f1"]),
-                _compact(overall["roc_auc_ovr"]),
-                p,
-            )
-        console.print(table)
+        if fmt is OutputFormat.table:
+            print_renderable(_study_table(result))
+        else:
+            write_records(study_records(tables), fmt, columns=STUDY_COLUMNS)
         for note in tables.missing:
-            console.print(f"warning: {note}", style="yellow", markup=False, highlight=False)
-        console.print(
+            info.print(f"warning: {note}", style="yellow", markup=False, highlight=False)
+        info.print(
             f"wrote tables and figures into {result.study_dir} (study.md, summary.json, figures/); "
             f"HTML: covidct report {result.study_dir}",
             markup=False,
@@ -204,9 +239,9 @@ def compare(
     config: Annotated[
         Path | None, typer.Option("--config", help="A STUDY/study.json to replay; flags override.")
     ] = None,
+    fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """The comparison study: every model x every (repeat, fold) of one shared fold plan; resumable."""
-    from covidct.config import load_config
     from covidct.study.compare import compare as run_compare
     from covidct.study.config import StudyConfig
 
@@ -243,7 +278,7 @@ def compare(
             progress.update(task, advance=1)
 
         result = run_compare(cfg, progress=progress, on_result=on_result)
-    _render_result(result)
+    _render_result(result, fmt)
     if result.failures:
         raise typer.Exit(1)
 
@@ -282,8 +317,8 @@ def demo(
     """The main job: synthetic phantoms -> small comparison study -> Grad-CAM -> HTML report."""
     from covidct.study.demo import DemoConfig, run_demo
 
-    overrides = dict(
-        models=tuple(split_csv(models)) if models else None,
+    overrides: dict[str, Any] = dict(
+        models=tuple(split_csv(models) or ()) if models else None,
         epochs=epochs,
         folds=folds,
         image_size=image_size,

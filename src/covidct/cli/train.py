@@ -10,6 +10,21 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
+
+from covidct.cli._common import check_out, console, err_console
+from covidct.cli._output import FormatOption, OutputFormat, info_console
+from covidct.cli.metrics import print_summaries
+from covidct.config import load_config
+from covidct.errors import ConfigError
 
 _T = "Training"
 Model = Annotated[
@@ -167,10 +182,32 @@ ConfigFile = Annotated[
 
 #: The command parameters that are ``TrainConfig`` fields (shared by train, cv and compare).
 TRAIN_OPTIONS = (
-    "epochs", "batch_size", "image_size", "lr", "pretrained", "weights", "weights_dir", "seed", "dropout",
-    "freeze_backbone", "class_weighting", "sampler", "patience", "augment", "rotation", "val_fraction",
-    "workers", "cache", "device", "amp", "feature_cache", "backbone_lr_scale", "head_warmup", "recalibrate_bn",
-    "crop", "standardize",
+    "epochs",
+    "batch_size",
+    "image_size",
+    "lr",
+    "pretrained",
+    "weights",
+    "weights_dir",
+    "seed",
+    "dropout",
+    "freeze_backbone",
+    "class_weighting",
+    "sampler",
+    "patience",
+    "augment",
+    "rotation",
+    "val_fraction",
+    "workers",
+    "cache",
+    "device",
+    "amp",
+    "feature_cache",
+    "backbone_lr_scale",
+    "head_warmup",
+    "recalibrate_bn",
+    "crop",
+    "standardize",
 )
 
 
@@ -184,36 +221,23 @@ def train_options(values: dict[str, Any]) -> dict[str, Any]:
     options = {k: v for k, v in values.items() if k in TRAIN_OPTIONS}
     if values.get("no_augment"):
         if options.get("augment") not in (None, "none"):
-            from covidct.errors import ConfigError
-
             raise ConfigError(f"--no-augment contradicts --augment {options['augment']}")
         options["augment"] = "none"
     return train_overrides(**options)
 
 
-def _progress() -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-    from rich.text import Text
+class _FieldsColumn(ProgressColumn):
+    def render(self, task: Any) -> Text:
+        return Text(" ".join(f"{k} {v}" for k, v in task.fields.items()), style="cyan")
 
-    class FieldsColumn(ProgressColumn):
-        def render(self, task: Any) -> Text:
-            return Text(" ".join(f"{k} {v}" for k, v in task.fields.items()), style="cyan")
 
-    from covidct.cli._common import err_console
-
+def _progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        FieldsColumn(),
+        _FieldsColumn(),
         console=err_console,
         transient=False,
     )
@@ -258,8 +282,6 @@ def register(app: typer.Typer) -> None:
         config: ConfigFile = None,
     ) -> None:
         """Train one model; the validation split comes from the training patients. Writes RUN/best.pt."""
-        from covidct.cli._common import check_out, console
-        from covidct.config import load_config
         from covidct.training.config import TrainRunConfig
         from covidct.training.fit import train as train_api
 
@@ -337,11 +359,9 @@ def register(app: typer.Typer) -> None:
         crop: Crop = None,
         standardize: Standardize = None,
         config: ConfigFile = None,
+        fmt: FormatOption = OutputFormat.table,
     ) -> None:
         """Patient-grouped, class-stratified repeated k-fold CV. A rerun skips finished folds."""
-        from covidct.cli._common import check_out, console
-        from covidct.cli.metrics import render_summary
-        from covidct.config import load_config
         from covidct.report.run_metrics import write_run_metrics
         from covidct.training.config import CVConfig
         from covidct.training.cv import cross_validate
@@ -365,11 +385,11 @@ def register(app: typer.Typer) -> None:
             result = cross_validate(cfg, progress=progress)
         if result.run_metrics is not None:
             write_run_metrics(result.run_metrics)
-        for renderable in render_summary(result.metrics, "both"):
-            console.print(renderable)
+        print_summaries([result.metrics], "both", fmt)
+        info = info_console(fmt)
         for note in result.warnings:
-            console.print(f"[yellow]warning:[/yellow] {note}", highlight=False)
-        console.print(
+            info.print(f"[yellow]warning:[/yellow] {note}", highlight=False)
+        info.print(
             f"{result.trained} fold(s) trained, {result.skipped_jobs} already done; "
             f"{result.seconds:.0f} s. Results in {result.run_dir}"
         )

@@ -6,6 +6,9 @@
 2. ``class_patient``: ``root/<class>/<patient>/<slices or DICOM series>``, patient id ``"<class>/<patient>"``;
 3. ``csv``: a CSV file ``path,label[,patient_id]``; relative paths are resolved against the CSV's folder.
 
+A ``covidct data synth OUT`` folder (``OUT/images`` beside ``OUT/masks`` and/or ``OUT/lungs``) is scanned as
+``OUT/images``: its masks are not a class (it once trained an "images vs masks" model).
+
 Every file is hashed (sha256) and validated by decoding it; unreadable files are listed in ``skipped`` (never
 fatal), exact duplicates in ``duplicates``. Labels pass through aliases (``Covid`` -> ``COVID-19``, ...) and
 the class order is fixed: canonical classes first, then the others sorted.
@@ -168,6 +171,17 @@ def _walk_files(folder: Path) -> list[Path]:
     return out
 
 
+SYNTH_MASK_FOLDERS = frozenset({"masks", "lungs"})
+
+
+def synth_images_folder(root: Path) -> Path | None:
+    """``root/images`` when ``root`` is laid out as ``covidct data synth`` writes it (``images/`` beside
+    ``masks/`` and/or ``lungs/``, no other folder), else None."""
+    names = {d.name for d in root.iterdir() if d.is_dir() and not _is_hidden(d)}
+    others = names - {"images"}
+    return root / "images" if "images" in names and others and others <= SYNTH_MASK_FOLDERS else None
+
+
 def _folder_candidates(
     root: Path, aliases: Mapping[str, str]
 ) -> tuple[list[tuple[Path, str, str | None]], str]:
@@ -308,6 +322,10 @@ def scan_dataset(
             raise DataError(base, "expected a dataset folder or a CSV file (path,label[,patient_id])")
         (candidates, notes), layout = _csv_candidates(base, merged), "csv"
     else:
+        synth_images = synth_images_folder(base)
+        if synth_images is not None:
+            notes.append(f"{base}: a 'covidct data synth' folder: scanning its images/ (masks are no class)")
+            base = synth_images
         candidates, layout = _folder_candidates(base, merged)
     if classes is not None:
         classes = [canonical_label(c, merged) for c in classes]

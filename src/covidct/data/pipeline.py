@@ -13,10 +13,12 @@ No torch here.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import lru_cache
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -92,3 +94,28 @@ def ordered_prefetch(jobs: Iterable[Callable[[], T]], *, workers: int = 2, depth
                 leftover.cancel()
         feeder.join()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+@lru_cache(maxsize=1)
+def physical_cores() -> int:
+    """Physical CPU cores available to this process (hyper-threads do not help conv inference)."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores: set[tuple[str, str]] = set()
+    try:
+        base = "/sys/devices/system/cpu"
+        cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(available)
+        for cpu in cpus:
+            with open(f"{base}/cpu{cpu}/topology/core_id") as fh:
+                core = fh.read().strip()
+            with open(f"{base}/cpu{cpu}/topology/physical_package_id") as fh:
+                pkg = fh.read().strip()
+            cores.add((pkg, core))
+    except OSError:
+        return max(1, available)
+    return max(1, min(len(cores), available))
+
+
+def decode_workers() -> int:
+    """Decoding threads: ``COVIDCT_DECODE_WORKERS`` or the physical cores (at least 2)."""
+    env = os.environ.get("COVIDCT_DECODE_WORKERS", "")
+    return max(0, int(env)) if env.isdigit() else max(2, physical_cores())

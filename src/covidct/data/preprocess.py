@@ -72,8 +72,9 @@ class Preprocess:
 
     @classmethod
     def from_meta(cls, meta: Any) -> Preprocess:
-        """From a checkpoint meta / ``ModelInfo`` (object or mapping) with ``image_size``, ``mean``, ``std``
-        and optionally ``preprocess`` (:meth:`record`; absent in older checkpoints: no crop)."""
+        """From a :class:`~covidct.models.metadata.ModelMeta` (object or mapping) with ``image_size``,
+        ``mean``, ``std`` and optionally ``preprocess`` (:meth:`record`; absent in older checkpoints: no
+        crop)."""
         get: Callable[..., Any] = (
             meta.get if isinstance(meta, Mapping) else lambda k, d=None: getattr(meta, k, d)
         )

@@ -32,7 +32,7 @@ from PIL import Image
 from covidct.data.preprocess import Preprocess
 from covidct.errors import ConfigError, DataError
 from covidct.explain.methods import DEFAULT_METHOD, check_method, get_method
-from covidct.models.registry import ModelSpec
+from covidct.models.spec import ModelSpec
 from covidct.utils import atomic_path, package_versions, write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:
@@ -373,7 +373,7 @@ def compute_cams(
     import torch
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from covidct.models.registry import model_normalization
+    from covidct.models.normalization import model_normalization
 
     method = check_method(method)
     if batch_size < 1:

@@ -6,12 +6,12 @@ compiled by OpenVINO; ``openvino:fp32`` / ``openvino:bf16`` / ``openvino`` = aut
 baseline: a plain timm model, default layout and allocator, ``torch.no_grad``). Weights are random
 (``pretrained=False``): speed does not depend on them.
 
-Each (model, backend) runs in a fresh Python process, so allocator settings, thread pools and caches of one case
-cannot help or hurt another (malloc tuning is process-wide). Per batch size ``B`` it records, per image:
+Each (model, backend) runs in a fresh Python process, so allocator settings, thread pools and caches of one
+case cannot help or hurt another (malloc tuning is process-wide). Per batch size ``B`` it records, per image:
 
 - model-only: latency of ``B`` preprocessed images through the network, divided by ``B`` (median, p90);
-- end-to-end: files on disk -> probabilities for ``B`` files, sequentially (decode, resize, normalise, network,
-  softmax), divided by ``B`` (median, p90);
+- end-to-end: files on disk -> probabilities for ``B`` files, sequentially (decode, resize, normalise,
+  network, softmax), divided by ``B`` (median, p90);
 - stream throughput: images/s predicting ``repeats x B`` files with the predictor's prefetching pipeline
   (a thread pool decoding and resizing slices ahead of the network);
 - series throughput (with ``series``): slices/s predicting a whole DICOM series folder end-to-end through
@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -35,16 +35,38 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
+from covidct.data.pipeline import physical_cores
+from covidct.data.preprocess import check_image_size
+from covidct.data.readers import load_slice
 from covidct.errors import ConfigError, CovidCTError
+from covidct.inference.backends import PRECISIONS
+from covidct.inference.predictor import Predictor
+from covidct.models.metadata import ModelMeta
+from covidct.models.normalization import model_normalization
+from covidct.models.registry import get_spec
 from covidct.utils import atomic_path, environment_record, write_json_atomic, write_text_atomic
 
 BACKENDS = ("torch", "onnx", "openvino", "eager")  # a case may name a precision: "openvino:bf16"
 CLASSES = ("COVID-19", "Healthy", "Pneumonia")
 COLUMNS = (
-    "model", "backend", "precision", "batch_size", "image_size", "device", "threads",
-    "model_ms_median", "model_ms_p90", "model_img_s", "e2e_ms_median", "e2e_ms_p90", "e2e_img_s", "stream_img_s",
-    "series_slices", "series_img_s",
+    "model",
+    "backend",
+    "precision",
+    "batch_size",
+    "image_size",
+    "device",
+    "threads",
+    "model_ms_median",
+    "model_ms_p90",
+    "model_img_s",
+    "e2e_ms_median",
+    "e2e_ms_p90",
+    "e2e_img_s",
+    "stream_img_s",
+    "series_slices",
+    "series_img_s",
 )
 
 
@@ -52,7 +74,6 @@ def split_backend(spec: str) -> tuple[str, str]:
     """``"openvino:bf16"`` -> ``("openvino", "bf16")``; no precision -> ``"auto"``."""
     backend, _, precision = spec.partition(":")
     return backend, precision or "auto"
-
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,13 +94,15 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if not self.models:
             raise ConfigError("give at least one model")
-        from covidct.inference.backends import PRECISIONS
-
         unknown = [b for b in self.backends if split_backend(b)[0] not in BACKENDS]
         if unknown or not self.backends:
             raise ConfigError(f"unknown backend(s) {unknown}: use {', '.join(BACKENDS)} (openvino:fp32|bf16)")
-        bad = [b for b in self.backends if split_backend(b)[1] not in PRECISIONS
-               or (split_backend(b)[1] == "bf16" and split_backend(b)[0] != "openvino")]
+        bad = [
+            b
+            for b in self.backends
+            if split_backend(b)[1] not in PRECISIONS
+            or (split_backend(b)[1] == "bf16" and split_backend(b)[0] != "openvino")
+        ]
         if bad:
             raise ConfigError(f"bad precision in {bad}: bf16 runs with openvino (e.g. openvino:bf16)")
         if not self.batch_sizes or min(self.batch_sizes) < 1:
@@ -87,8 +110,6 @@ class BenchConfig:
         if self.repeats < 1 or self.warmup < 0:
             raise ConfigError(f"repeats must be >= 1 and warmup >= 0, got {self.repeats}, {self.warmup}")
         if self.image_size is not None:
-            from covidct.data.preprocess import check_image_size
-
             check_image_size(self.image_size, "image size")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"unknown device {self.device!r}: use cpu or cuda")
@@ -123,8 +144,6 @@ def _time(fn: Callable[[], Any], repeats: int, warmup: int) -> list[float]:
 
 def generate_images(folder: Path, n: int, size: int = 512, seed: int = 0) -> list[str]:
     """``n`` 512 x 512 8-bit PNG 'slices' (smooth body + noise) for end-to-end timing."""
-    from PIL import Image
-
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size] / size - 0.5
     body = (xx**2 / 0.16 + yy**2 / 0.1 < 1).astype(np.float32) * 0.6
@@ -138,43 +157,56 @@ def generate_images(folder: Path, n: int, size: int = 512, seed: int = 0) -> lis
 
 
 def _build(
-    model_name: str, backend: str, image_size: int, device: str, threads: int | None, workdir: Path,
+    model_name: str,
+    backend: str,
+    image_size: int,
+    device: str,
+    threads: int | None,
+    workdir: Path,
     precision: str = "auto",
 ) -> Any:
     """A predictor-like object with ``logits``, ``predict_slices``, ``preprocess`` for one case."""
-    import torch
+    import torch  # each case runs in its own process: only the torch cases pay for importing it
 
-    from covidct.inference.predictor import ModelInfo, OnnxPredictor, Predictor
-    from covidct.models.registry import create_model, get_spec, model_normalization
+    from covidct.models.factory import create_model
 
     if threads:
         torch.set_num_threads(threads)
     spec = get_spec(model_name)
     model = create_model(spec.name, len(CLASSES), pretrained=False).eval()
     mean, std = model_normalization(model)
-    info = ModelInfo(model_name=spec.name, classes=CLASSES, image_size=image_size, mean=mean, std=std)
+    meta = ModelMeta(
+        model_name=spec.name,
+        timm_name=spec.timm_name,
+        classes=CLASSES,
+        image_size=image_size,
+        mean=mean,
+        std=std,
+    )
     if backend == "torch":
         from covidct.inference.torch_backend import TorchPredictor
 
-        return TorchPredictor(model, info, device=device, threads=threads)
+        return TorchPredictor(model, meta, device=device, threads=threads)
     if backend in ("onnx", "openvino"):
-        from covidct.inference.export import _write_metadata, export_module
+        from covidct.inference.export import export_module, write_metadata
 
         path = workdir / f"{spec.name}.onnx"
         export_module(model, path, image_size=image_size)
-        _write_metadata(path, info)
+        write_metadata(path, meta)
         del model
         if backend == "openvino":
             from covidct.inference.openvino_backend import OpenVinoPredictor
 
             return OpenVinoPredictor(path, threads=threads, device=device, precision=precision)
+        from covidct.inference.onnx_backend import OnnxPredictor
+
         return OnnxPredictor(path, threads=threads, device=device)
 
     class EagerPredictor(Predictor):  # the baseline: default layout and allocator, no prefetching
         backend = "eager"
 
         def __init__(self) -> None:
-            super().__init__(info, prefetch=False)
+            super().__init__(meta, prefetch=False)
             self.device = torch.device(device)
             self.model = model.to(self.device)
 
@@ -186,14 +218,19 @@ def _build(
 
 
 def measure_case(
-    model_name: str, backend: str, *, batch_sizes: Sequence[int], image_size: int | None, device: str,
-    threads: int | None, repeats: int, warmup: int, images: Sequence[str], series: str | None = None,
+    model_name: str,
+    backend: str,
+    *,
+    batch_sizes: Sequence[int],
+    image_size: int | None,
+    device: str,
+    threads: int | None,
+    repeats: int,
+    warmup: int,
+    images: Sequence[str],
+    series: str | None = None,
 ) -> list[dict[str, Any]]:
     """Time one (model, backend[:precision]) in this process; one row per batch size."""
-    from covidct.data.readers import load_slice
-    from covidct.inference.runtime import physical_cores
-    from covidct.models.registry import get_spec
-
     size = image_size or get_spec(model_name).input_size
     rows = []
     with tempfile.TemporaryDirectory(prefix="covidct-bench-") as tmp:
@@ -205,7 +242,7 @@ def measure_case(
         rng = np.random.default_rng(0)
         for bs in batch_sizes:
             pixels = rng.standard_normal((bs, 3, size, size)).astype(np.float32)
-            model_t = _time(lambda: predictor.logits(pixels), repeats, warmup)
+            model_t = _time(partial(predictor.logits, pixels), repeats, warmup)
             picks = [files[i % len(files)] for i in range(bs)]
 
             def end_to_end(picks: list[str] = picks) -> np.ndarray:
@@ -213,8 +250,10 @@ def measure_case(
                 return predictor.predict_proba(batch)
 
             e2e_t = _time(end_to_end, repeats, min(warmup, 1))
-            stream = [(files[i % len(files)], partial(load_slice, files[i % len(files)]), "bench")
-                      for i in range(bs * repeats)]
+            stream = [
+                (files[i % len(files)], partial(load_slice, files[i % len(files)]), "bench")
+                for i in range(bs * repeats)
+            ]
             start = time.perf_counter()
             predictor.predict_slices(stream, batch_size=bs)
             stream_s = time.perf_counter() - start
@@ -223,19 +262,26 @@ def measure_case(
                 start = time.perf_counter()
                 series_n = len(predictor.predict(series, batch_size=bs).slices)
                 series_rate = series_n / (time.perf_counter() - start)
-            rows.append({
-                "model": model_name, "backend": backend_name, "precision": predictor.precision,
-                "batch_size": bs, "image_size": size, "device": device,
-                "threads": threads or physical_cores(),
-                "model_ms_median": 1e3 * statistics.median(model_t) / bs,
-                "model_ms_p90": 1e3 * _percentile(model_t, 90) / bs,
-                "model_img_s": bs / statistics.median(model_t),
-                "e2e_ms_median": 1e3 * statistics.median(e2e_t) / bs,
-                "e2e_ms_p90": 1e3 * _percentile(e2e_t, 90) / bs,
-                "e2e_img_s": bs / statistics.median(e2e_t),
-                "stream_img_s": len(stream) / stream_s,
-                "series_slices": series_n, "series_img_s": series_rate,
-            })
+            rows.append(
+                {
+                    "model": model_name,
+                    "backend": backend_name,
+                    "precision": predictor.precision,
+                    "batch_size": bs,
+                    "image_size": size,
+                    "device": device,
+                    "threads": threads or physical_cores(),
+                    "model_ms_median": 1e3 * statistics.median(model_t) / bs,
+                    "model_ms_p90": 1e3 * _percentile(model_t, 90) / bs,
+                    "model_img_s": bs / statistics.median(model_t),
+                    "e2e_ms_median": 1e3 * statistics.median(e2e_t) / bs,
+                    "e2e_ms_p90": 1e3 * _percentile(e2e_t, 90) / bs,
+                    "e2e_img_s": bs / statistics.median(e2e_t),
+                    "stream_img_s": len(stream) / stream_s,
+                    "series_slices": series_n,
+                    "series_img_s": series_rate,
+                }
+            )
     return rows
 
 
@@ -243,7 +289,10 @@ def _run_isolated(case: dict[str, Any]) -> list[dict[str, Any]]:
     """Run :func:`measure_case` in a fresh interpreter (see the module docstring)."""
     proc = subprocess.run(
         [sys.executable, "-m", "covidct.inference.bench", json.dumps(case)],
-        capture_output=True, text=True, check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{") or ln.startswith("[")]
     if proc.returncode != 0 or not lines:
@@ -255,12 +304,13 @@ def _run_isolated(case: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run_bench(
-    cfg: BenchConfig, out: str | os.PathLike[str] | None = None, *, isolate: bool = True,
+    cfg: BenchConfig,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    isolate: bool = True,
     on_case: Callable[[str, str], None] | None = None,
 ) -> BenchResult:
     """Benchmark every (model, backend); write ``bench.csv``, ``bench.md`` and ``env.json`` into ``out``."""
-    from covidct.models.registry import get_spec
-
     for name in cfg.models:
         get_spec(name)  # unknown names fail before any timing
     rows: list[dict[str, Any]] = []
@@ -268,10 +318,17 @@ def run_bench(
         for backend in cfg.backends:
             if on_case is not None:
                 on_case(name, backend)
-            case = dict(
-                model_name=name, backend=backend, batch_sizes=list(cfg.batch_sizes), image_size=cfg.image_size,
-                device=cfg.device, threads=cfg.threads, repeats=cfg.repeats, warmup=cfg.warmup,
-                images=list(cfg.images), series=cfg.series,
+            case: dict[str, Any] = dict(
+                model_name=name,
+                backend=backend,
+                batch_sizes=list(cfg.batch_sizes),
+                image_size=cfg.image_size,
+                device=cfg.device,
+                threads=cfg.threads,
+                repeats=cfg.repeats,
+                warmup=cfg.warmup,
+                images=list(cfg.images),
+                series=cfg.series,
             )
             rows.extend(_run_isolated(case) if isolate else measure_case(**case))
     table = pd.DataFrame(rows, columns=list(COLUMNS))
@@ -289,10 +346,22 @@ def run_bench(
 
 def to_markdown(table: pd.DataFrame) -> str:
     """A Markdown table (ms per image, images per second)."""
-    head = ("model", "backend", "precision", "batch", "size", "model ms/img (median / p90)", "model img/s",
-            "end-to-end ms/img (median / p90)", "end-to-end img/s", "stream img/s", "series slices/s")
+    head = (
+        "model",
+        "backend",
+        "precision",
+        "batch",
+        "size",
+        "model ms/img (median / p90)",
+        "model img/s",
+        "end-to-end ms/img (median / p90)",
+        "end-to-end img/s",
+        "stream img/s",
+        "series slices/s",
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in table.itertuples(index=False):
+    records: Iterable[Any] = table.itertuples(index=False)  # pandas-stubs type the fields loosely
+    for r in records:
         lines.append(
             f"| {r.model} | {r.backend} | {r.precision} | {r.batch_size} | {r.image_size} | "
             f"{r.model_ms_median:.1f} / "

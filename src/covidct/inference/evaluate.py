@@ -5,14 +5,17 @@ folder (``RUN/folds/*/best.pt``: the fold models' probabilities are averaged, an
 layout :func:`covidct.data.manifest.scan_dataset` reads (class folders, class/patient folders, a CSV, DICOM
 series). Label sets that differ are mapped by explicit ``FROM=TO`` pairs, applied to the data's labels and to
 the model's classes alike (model classes mapped onto one name have their probabilities summed), or refused.
+``backend``/``precision`` pick the runtime as for ``predict`` (:func:`covidct.inference.load.load_predictor`);
+slices are decoded by the predictor's ordered pool (:func:`covidct.data.pipeline.ordered_prefetch`).
 
 Writes into ``OUT``: ``predictions.csv`` (the standard predictions schema of
 :mod:`covidct.evaluation.predictions`, one test set: fold 0, repeat 0, plus the data's own label in
-``source_label``), ``manifest.csv``, ``config.json``, ``env.json``, ``warnings.json``; the metrics are computed by the
-same code as ``covidct cv`` (:func:`covidct.evaluation.summary.run_metrics`) and the caller writes
-``metrics.json``, ``metrics.md``, confusion matrices and ROC curves
-(:func:`covidct.report.run_metrics.write_run_metrics`, as ``covidct evaluate`` does). ``covidct report OUT`` renders the folder. Unreadable files
-are reported and skipped.
+``source_label``, and the ``backend`` and ``precision`` that ran), ``manifest.csv``, ``config.json``,
+``env.json``, ``warnings.json``; the metrics are computed by the same code as ``covidct cv``
+(:func:`covidct.evaluation.summary.run_metrics`) and the caller writes ``metrics.json``, ``metrics.md``,
+confusion matrices and ROC curves (:func:`covidct.report.run_metrics.write_run_metrics`, as
+``covidct evaluate`` does). ``covidct report OUT`` renders the folder. Unreadable files are reported and
+skipped.
 """
 
 from __future__ import annotations
@@ -20,20 +23,31 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from covidct.config import config_to_dict
-from covidct.data.manifest import DatasetScan, Sample, canonical_label, resolve_aliases
+from covidct.data.manifest import (
+    DatasetScan,
+    Sample,
+    canonical_label,
+    load_manifest,
+    resolve_aliases,
+    save_manifest,
+    scan_dataset,
+)
+from covidct.data.readers import load_slice
 from covidct.errors import CheckpointError, ConfigError, DataError
-from covidct.inference.predictor import ONNX_SUFFIXES, Predictor
+from covidct.evaluation.predictions import write_predictions
+from covidct.evaluation.summary import RunMetrics, run_metrics
+from covidct.inference.backends import check_backend
+from covidct.inference.load import load_predictor
+from covidct.inference.predictor import Predictor, SliceImage
 from covidct.utils import environment_record, sha256_file, write_json_atomic
-
-if TYPE_CHECKING:
-    from covidct.evaluation.summary import RunMetrics
 
 PathLike = str | os.PathLike[str]
 LEVELS = ("slice", "patient", "both")
@@ -55,6 +69,8 @@ class EvaluateConfig:
     batch_size: int = 16
     device: str = "cpu"
     window: str | None = None  # CT window for DICOM/NIfTI; None -> each model's own
+    backend: str | None = None  # torch | onnx | openvino; None: by each model file's suffix
+    precision: str = "auto"  # auto | fp32 | bf16 (openvino)
 
     def __post_init__(self) -> None:
         for name in ("model", "data", "out"):
@@ -65,6 +81,7 @@ class EvaluateConfig:
             raise ConfigError(f"--level must be one of {', '.join(LEVELS)}, got {self.level!r}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        check_backend(self.backend, self.precision)
         object.__setattr__(self, "mapping", tuple((str(a), str(b)) for a, b in self.mapping))
 
 
@@ -93,6 +110,9 @@ class EvaluateResult:
     n_patients: int
     skipped: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    backend: str = ""  # what ran (torch | onnx | openvino)
+    precision: str = ""  # what ran, after `auto` was resolved
+    precision_note: str = ""  # why `auto` chose it, when that needs saying
     run_metrics: RunMetrics | None = None  # for covidct.report.run_metrics.write_run_metrics
 
 
@@ -167,10 +187,11 @@ def model_files(model_or_run: PathLike) -> list[Path]:
 def _load_predictors(files: Sequence[Path], cfg: EvaluateConfig) -> list[Predictor]:
     predictors = []
     for f in files:
-        kwargs: dict[str, Any] = {"batch_size": cfg.batch_size}
-        if f.suffix.lower() not in ONNX_SUFFIXES or cfg.device != "cpu":
-            kwargs["device"] = cfg.device
-        predictors.append(Predictor.from_path(f, **kwargs))
+        predictors.append(
+            load_predictor(
+                f, backend=cfg.backend, precision=cfg.precision, batch_size=cfg.batch_size, device=cfg.device
+            )
+        )
     first = predictors[0].classes
     for f, p in zip(files, predictors, strict=True):
         if p.classes != first:
@@ -178,27 +199,14 @@ def _load_predictors(files: Sequence[Path], cfg: EvaluateConfig) -> list[Predict
     return predictors
 
 
-def _slices(
-    samples: Sequence[Sample], window: str, skipped: list[tuple[str, str]]
-) -> Iterator[tuple[str, np.ndarray, str]]:
-    """Decode each sample (in the predictor's prefetch thread); an unreadable one is recorded and skipped."""
-    from covidct.data.readers import load_slice
-
+def _slices(samples: Sequence[Sample], window: str) -> Iterator[tuple[str, SliceImage, str]]:
+    """One lazy loader per sample: the predictor's ordered decoding pool reads them (as ``predict`` does); an
+    unreadable one comes back in the result's ``skipped``."""
     for s in samples:
-        try:
-            image = load_slice(s.path, window=window)
-        except DataError as exc:
-            skipped.append((s.path, exc.reason))
-            continue
-        except OSError as exc:
-            skipped.append((s.path, f"cannot read ({exc})"))
-            continue
-        yield s.path, image, s.patient_id or ""
+        yield s.path, partial(load_slice, s.path, window=window), s.patient_id or ""
 
 
 def _scan(data: PathLike) -> DatasetScan:
-    from covidct.data.manifest import load_manifest, scan_dataset
-
     path = Path(data)
     if not path.exists():
         raise DataError(path, "no such data folder or manifest file")
@@ -217,10 +225,6 @@ def evaluate(cfg: EvaluateConfig, *, progress: Callable[[int], None] | None = No
         CheckpointError: no usable model. DataError: no readable labelled image. ConfigError: label sets that
             do not meet (listing both), a bad ``--map``.
     """
-    from covidct.data.manifest import save_manifest
-    from covidct.evaluation.predictions import write_predictions
-    from covidct.evaluation.summary import run_metrics
-
     files = model_files(cfg.model)
     predictors = _load_predictors(files, cfg)
     model_classes = tuple(predictors[0].classes)
@@ -233,11 +237,10 @@ def evaluate(cfg: EvaluateConfig, *, progress: Callable[[int], None] | None = No
     unique = list({s.path: s for s in scan.samples}.values())
     probs: list[pd.DataFrame] = []
     for i, predictor in enumerate(predictors):
-        failed: list[tuple[str, str]] = []
-        window = cfg.window or predictor.info.window_spec
-        result = predictor.predict_slices(_slices(unique, window, failed), skipped=failed, progress=progress)
+        window = cfg.window or predictor.meta.window_spec
+        result = predictor.predict_slices(_slices(unique, window), progress=progress)
         if i == 0:
-            skipped += failed
+            skipped += result.skipped
         frame = result.slices.set_index("path")[[f"prob_{c}" for c in model_classes]]
         probs.append(frame)
     paths = probs[0].index
@@ -249,7 +252,8 @@ def evaluate(cfg: EvaluateConfig, *, progress: Callable[[int], None] | None = No
     by_path = {s.path: s for s in unique}
     samples = [by_path[p] for p in paths]
     mapped = labels.probabilities(mean)
-    name = predictors[0].info.model_name
+    name = predictors[0].meta.model_name
+    backend, precision = predictors[0].backend, predictors[0].precision
     table = pd.DataFrame(
         {
             "path": [s.path for s in samples],
@@ -261,6 +265,8 @@ def evaluate(cfg: EvaluateConfig, *, progress: Callable[[int], None] | None = No
             "model": name,
             "run_id": out.resolve().name,
             "source_label": [s.label for s in samples],
+            "backend": backend,
+            "precision": precision,
         }
     )
     notes = _notes(cfg, scan, labels, model_classes, files, skipped)
@@ -273,6 +279,7 @@ def evaluate(cfg: EvaluateConfig, *, progress: Callable[[int], None] | None = No
         "models": [str(f) for f in files],
         "ensemble": len(files) > 1,
         "model_name": name,
+        "ran_with": {"backend": backend, "precision": precision},
         "model_classes": list(model_classes),
         "data_classes": list(scan.classes),
         "classes": list(labels.classes),
@@ -309,6 +316,9 @@ def evaluate(cfg: EvaluateConfig, *, progress: Callable[[int], None] | None = No
         n_patients=int(table["patient_id"].dropna().nunique()),
         skipped=skipped,
         warnings=notes,
+        backend=backend,
+        precision=precision,
+        precision_note=predictors[0].precision_note,
     )
 
 

@@ -1,20 +1,22 @@
 """Export a covidct checkpoint to ONNX and check it against PyTorch (issue #5).
 
 The graph has one input ``input`` (``batch x 3 x S x S``, float32, preprocessed as in
-:mod:`covidct.data.preprocess`) and one output ``logits`` (``batch x n_classes``); the batch axis is dynamic, the
-spatial size is the checkpoint's. Class names, input size, mean/std, CT window, model name and covidct version go
-into ``metadata_props`` (see :mod:`covidct.inference.onnx_meta`), so the file alone is enough to predict.
+:mod:`covidct.data.preprocess`) and one output ``logits`` (``batch x n_classes``); the batch axis is dynamic,
+the spatial size is the checkpoint's. Class names, input size, mean/std, CT window, model name and covidct
+version go into ``metadata_props`` (see :mod:`covidct.inference.onnx_meta`), so the file alone is enough to
+predict.
 
-Exporter: the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``) first. With a fixed spatial
-size it traces all 20 registry backbones at their paper input sizes, including timm's TF-"same"-padding
-EfficientNets (their runtime padding becomes constant ``Pad`` nodes), in seconds. The dynamo exporter (torch
-2.14's default) is the fallback: it also handles what the tracer cannot (timm's VGG head at inputs below 224 px,
-where ``adaptive_avg_pool2d`` upsamples), but is slower on large models. ``metadata_props["exporter"]`` records
-which one ran. Checked by tests over a representative set and all 20 (marked slow).
+Exporter: the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``) first. With a fixed
+spatial size it traces all 20 registry backbones at their paper input sizes, including timm's
+TF-"same"-padding EfficientNets (their runtime padding becomes constant ``Pad`` nodes), in seconds. The dynamo
+exporter (torch 2.14's default) is the fallback: it also handles what the tracer cannot (timm's VGG head at
+inputs below 224 px, where ``adaptive_avg_pool2d`` upsamples), but is slower on large models.
+``metadata_props["exporter"]`` records which one ran. Checked by tests over a representative set and all 20
+(marked slow).
 
 Parity: the max absolute logit difference between onnxruntime and PyTorch on the same random inputs must be
-<= ``tolerance x max(1, max |logit|)``: an absolute 1e-3 for trained models (logits of order 1-10), relative for
-untrained random-weight nets whose logits can reach 1e8 (InceptionV3 at 75 px).
+<= ``tolerance x max(1, max |logit|)``: an absolute 1e-3 for trained models (logits of order 1-10), relative
+for untrained random-weight nets whose logits can reach 1e8 (InceptionV3 at 75 px).
 """
 
 from __future__ import annotations
@@ -30,9 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
+import torch
 
 from covidct import __version__
 from covidct.errors import CheckpointError, ConfigError
+from covidct.inference.onnx_meta import WEIGHTS_HASH_KEY, onnx_metadata, onnx_weights_sha256, open_session
+from covidct.inference.runtime import ort_session_options
+from covidct.inference.torch_backend import load_checkpoint_checked
+from covidct.models.metadata import ModelMeta
 from covidct.utils import atomic_path
 
 OPSET = 17
@@ -55,31 +63,35 @@ class ExportResult:
 
 
 def export_onnx(
-    checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], *, check: bool = True,
-    tolerance: float = DEFAULT_TOLERANCE, opset: int = OPSET, check_batch: int = 2, seed: int = 0,
+    checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    check: bool = True,
+    tolerance: float = DEFAULT_TOLERANCE,
+    opset: int = OPSET,
+    check_batch: int = 2,
+    seed: int = 0,
 ) -> ExportResult:
-    """Export ``checkpoint`` to ``out`` (atomic) and compare onnxruntime with PyTorch on the same random inputs.
+    """Export ``checkpoint`` to ``out`` (atomic) and compare onnxruntime with PyTorch on the same random
+    inputs.
 
     Raises:
         CheckpointError: unreadable checkpoint, a failed export, or a parity difference above ``tolerance``.
     """
-    from covidct.inference.predictor import ModelInfo
-    from covidct.inference.torch_backend import load_checkpoint_checked
-
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise ConfigError(f"{out}: the exported file must end in .onnx")
     if tolerance <= 0:
         raise ConfigError(f"tolerance must be > 0, got {tolerance}")
     loaded = load_checkpoint_checked(checkpoint)
-    info = ModelInfo.from_meta(loaded.meta)
+    meta = loaded.meta
     model = loaded.model.eval()
     with atomic_path(out) as tmp:
-        exporter = export_module(model, tmp, image_size=info.image_size, opset=opset)
-        _write_metadata(tmp, info, timm_name=loaded.meta.timm_name, exporter=exporter)
+        exporter = export_module(model, tmp, image_size=meta.image_size, opset=opset)
+        write_metadata(tmp, meta, exporter=exporter)
         diff = scale = None
         if check:
-            diff, scale = parity_check(model, tmp, image_size=info.image_size, batch=check_batch, seed=seed)
+            diff, scale = parity_check(model, tmp, image_size=meta.image_size, batch=check_batch, seed=seed)
             allowed = tolerance * max(1.0, scale)
             if not np.isfinite(diff) or diff > allowed:
                 raise CheckpointError(
@@ -87,28 +99,42 @@ def export_onnx(
                     f"{allowed:.3g} = tolerance x max(1, max |logit| {scale:.3g})); nothing written to {out}"
                 )
     return ExportResult(
-        path=out, model_name=info.model_name, classes=info.classes, input_size=info.image_size,
-        max_abs_diff=diff, max_abs_logit=scale, tolerance=tolerance, opset=opset, exporter=exporter,
+        path=out,
+        model_name=meta.model_name,
+        classes=meta.classes,
+        input_size=meta.image_size,
+        max_abs_diff=diff,
+        max_abs_logit=scale,
+        tolerance=tolerance,
+        opset=opset,
+        exporter=exporter,
     )
 
 
-def export_module(model: object, path: str | os.PathLike[str], *, image_size: int, opset: int = OPSET) -> str:
-    """Trace ``model`` (eval mode, CPU) into an ONNX file with a dynamic batch axis; returns the exporter used.
+def export_module(
+    model: torch.nn.Module, path: str | os.PathLike[str], *, image_size: int, opset: int = OPSET
+) -> str:
+    """Trace ``model`` (eval mode, CPU) into an ONNX file with a dynamic batch axis; returns the exporter
+    used.
 
-    The TorchScript exporter first; if it cannot express the graph (e.g. timm's VGG head upsampling a feature map
-    smaller than 7x7 with ``adaptive_avg_pool2d`` at input sizes below 224), the dynamo exporter.
+    The TorchScript exporter first; if it cannot express the graph (e.g. timm's VGG head upsampling a feature
+    map smaller than 7x7 with ``adaptive_avg_pool2d`` at input sizes below 224), the dynamo exporter.
     """
-    import torch
-
-    model = model.to(memory_format=torch.contiguous_format)  # type: ignore[attr-defined]
+    model = model.to(memory_format=torch.contiguous_format)
     dummy = torch.zeros(1, 3, image_size, image_size)
-    common = dict(input_names=["input"], output_names=["logits"], do_constant_folding=True)
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # TracerWarnings from TF-"same" padding; exporter deprecation notes
         try:
             torch.onnx.export(
-                model, (dummy,), str(path), dynamo=False, opset_version=opset,
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, **common,
+                model,
+                (dummy,),
+                str(path),
+                dynamo=False,
+                opset_version=opset,
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                input_names=["input"],
+                output_names=["logits"],
+                do_constant_folding=True,
             )
             return "torchscript"
         except Exception as exc:  # the exporters raise many types; fall back, then report both
@@ -116,22 +142,29 @@ def export_module(model: object, path: str | os.PathLike[str], *, image_size: in
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # the dynamo exporter prints progress lines
                 torch.onnx.export(
-                    model, (dummy,), str(path), dynamo=True, opset_version=max(opset, 18), external_data=False,
-                    dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), **common,
+                    model,
+                    (dummy,),
+                    str(path),
+                    dynamo=True,
+                    opset_version=max(opset, 18),
+                    external_data=False,
+                    dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                    input_names=["input"],
+                    output_names=["logits"],
+                    do_constant_folding=True,
                 )
             return "dynamo"
         except Exception as exc:
             second = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-    raise CheckpointError(f"ONNX export failed for this model (torchscript exporter: {first}; dynamo: {second})")
+    raise CheckpointError(
+        f"ONNX export failed for this model (torchscript exporter: {first}; dynamo: {second})"
+    )
 
 
-def _write_metadata(path: Path, info: object, **extra: str) -> None:
-    import onnx
-
-    from covidct.inference.onnx_meta import WEIGHTS_HASH_KEY, onnx_metadata, onnx_weights_sha256
-
+def write_metadata(path: str | os.PathLike[str], meta: ModelMeta, **extra: str) -> None:
+    """Write covidct's ``metadata_props`` (and the weights hash) into the ONNX file at ``path``."""
     proto = onnx.load(str(path))
-    props = onnx_metadata(info, **extra)  # type: ignore[arg-type]
+    props = onnx_metadata(meta, **extra)
     props[WEIGHTS_HASH_KEY] = onnx_weights_sha256(proto)
     props["covidct_version"] = props.get("covidct_version") or __version__
     del proto.metadata_props[:]
@@ -143,18 +176,19 @@ def _write_metadata(path: Path, info: object, **extra: str) -> None:
     onnx.save(proto, str(path))
 
 
-def parity_check(model: object, onnx_path: str | os.PathLike[str], *, image_size: int, batch: int = 2,
-                 seed: int = 0) -> tuple[float, float]:
-    """Max absolute logit difference between PyTorch and onnxruntime on the same random (normal) inputs, and the
-    largest absolute PyTorch logit (the scale the difference is judged against)."""
-    import torch
-
-    from covidct.inference.onnx_meta import open_session
-    from covidct.inference.runtime import ort_session_options
-
+def parity_check(
+    model: torch.nn.Module,
+    onnx_path: str | os.PathLike[str],
+    *,
+    image_size: int,
+    batch: int = 2,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Max absolute logit difference between PyTorch and onnxruntime on the same random (normal) inputs, and
+    the largest absolute PyTorch logit (the scale the difference is judged against)."""
     x = np.random.default_rng(seed).standard_normal((batch, 3, image_size, image_size)).astype(np.float32)
     with torch.inference_mode():
-        expected = model(torch.from_numpy(x)).float().numpy()  # type: ignore[operator]
+        expected = model(torch.from_numpy(x)).float().numpy()
     session = open_session(onnx_path, ort_session_options())
     got = session.run(None, {session.get_inputs()[0].name: x})[0]
     if got.shape != expected.shape:

@@ -16,23 +16,22 @@ import threading
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import openvino as ov
 
 from covidct.errors import CheckpointError, ConfigError, CovidCTWarning
+from covidct.inference.onnx_meta import read_metadata_props, record_meta
+from covidct.inference.parity_record import ParityReport, load_parity_record
 from covidct.inference.predictor import Predictor
-
-if TYPE_CHECKING:
-    from covidct.inference.parity import ParityReport
+from covidct.inference.runtime import resolve_threads
 
 _HINTS = {"fp32": "f32", "bf16": "bf16"}
 
 
 @lru_cache(maxsize=1)
 def _core() -> Any:
-    import openvino as ov
-
     return ov.Core()
 
 
@@ -82,10 +81,6 @@ class OpenVinoPredictor(Predictor):
         parity: ParityReport | None = None,
         source: str | os.PathLike[str] | None = None,
     ) -> None:
-        from covidct.inference.onnx_meta import read_metadata_props, record_info
-        from covidct.inference.parity import load_parity_record
-        from covidct.inference.runtime import resolve_threads
-
         if device != "cpu":
             raise ConfigError(
                 f"--backend openvino runs on the CPU (got device {device!r}); "
@@ -94,7 +89,7 @@ class OpenVinoPredictor(Predictor):
         self.path = Path(path)
         self.source = Path(source) if source is not None else self.path  # what the user gave (.pt or .onnx)
         self.record = read_metadata_props(self.path)
-        super().__init__(record_info(self.record, self.path), batch_size=batch_size, prefetch=prefetch)
+        super().__init__(record_meta(self.record, self.path), batch_size=batch_size, prefetch=prefetch)
         if precision == "auto" and parity is None and cpu_has_bf16():
             parity = load_parity_record(self.source)
         self.requested_precision = precision
@@ -118,9 +113,6 @@ class OpenVinoPredictor(Predictor):
             },
         )
         self._local = threading.local()
-
-    def model_record(self) -> dict[str, Any]:
-        return dict(self.record)
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
         request = getattr(self._local, "request", None)

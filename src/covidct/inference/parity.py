@@ -6,90 +6,33 @@ has labels, the ROC AUC of each and their difference. ``data``: a dataset folder
 ``covidct train`` reads it: labels), a CSV with a ``path`` (and optional ``label``) column, e.g. a fold's
 held-out ``predictions.csv``, or any folder/series of slices (no labels: no AUC).
 
-The result is saved beside the model as ``<model>.parity.json`` (with the model file's SHA-256); precision
-``auto`` reads it and refuses bf16 (uses fp32, with a message) for a model whose top-1 agreement is under
-:data:`MIN_AGREEMENT`. No torch import here.
+The result is saved beside the model as ``<model>.parity.json`` (with the model file's SHA-256; the record:
+:mod:`covidct.inference.parity_record`); precision ``auto`` reads it and refuses bf16 (uses fp32, with a
+message) for a model whose top-1 agreement is under ``MIN_AGREEMENT``. No torch import here.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
-from covidct.errors import ConfigError, CovidCTWarning, DataError
+from covidct.data.manifest import scan_dataset
+from covidct.errors import ConfigError, DataError
+from covidct.inference.load import load_predictor
+from covidct.inference.parity_record import ParityReport, parity_record_path
 from covidct.utils import sha256_file, write_json_atomic
 
-MIN_AGREEMENT = 0.995  # top-1 agreement with fp32 below which `auto` refuses bf16
-PARITY_SUFFIX = ".parity.json"
-
 PathLike = str | os.PathLike[str]
-
-
-@dataclass(frozen=True)
-class ParityReport:
-    """A candidate precision vs fp32 on one set of slices."""
-
-    backend: str
-    precision: str  # the candidate (bf16)
-    n_slices: int
-    max_abs_diff: float  # max over slices and classes of |p_candidate - p_fp32|
-    agreement: float  # fraction of slices with the same top-1 class
-    auc_fp32: (
-        float | None
-    )  # ROC AUC (first class vs rest for 2 classes, else macro one-vs-rest); None: no labels
-    auc_candidate: float | None
-    data: str
-    model: str
-    model_sha256: str
-    min_agreement: float = MIN_AGREEMENT
-    reference: str = "fp32"
-
-    @property
-    def auc_diff(self) -> float | None:
-        """``auc_candidate - auc_fp32``."""
-        if self.auc_fp32 is None or self.auc_candidate is None:
-            return None
-        return self.auc_candidate - self.auc_fp32
-
-    @property
-    def passed(self) -> bool:
-        """Whether ``auto`` may use this precision for the model."""
-        return self.agreement >= self.min_agreement
-
-    def summary(self) -> str:
-        cmp = ">=" if self.passed else "<"
-        auc = (
-            ""
-            if self.auc_diff is None
-            else f", ROC AUC {self.auc_candidate:.4f} vs {self.auc_fp32:.4f} (diff {self.auc_diff:+.4f})"
-        )
-        return (
-            f"{self.backend} {self.precision} vs {self.reference}: "
-            f"top-1 agreement {self.agreement:.2%} {cmp} "
-            f"{self.min_agreement:.1%} on {self.n_slices} slices of {self.data}; max |dp| "
-            f"{self.max_abs_diff:.4f}{auc}"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "auc_diff": self.auc_diff, "passed": self.passed}
-
-    @classmethod
-    def from_dict(cls, record: dict[str, Any]) -> ParityReport:
-        fields = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in record.items() if k in fields})
 
 
 def roc_auc(probs: np.ndarray, labels: np.ndarray) -> float | None:
     """First class vs rest for 2 classes, macro one-vs-rest over the classes present otherwise; None if only
     one class is present."""
-    from sklearn.metrics import roc_auc_score
-
     present = np.unique(labels)
     if len(present) < 2:
         return None
@@ -140,8 +83,6 @@ def parity_inputs(data: PathLike, classes: tuple[str, ...] = ()) -> tuple[list[s
         labels = dict(zip(paths, table["label"], strict=False)) if "label" in table.columns else None
         return paths, labels
     if data.is_dir():
-        from covidct.data.manifest import scan_dataset
-
         try:
             scan = scan_dataset(data)
         except DataError:
@@ -149,35 +90,6 @@ def parity_inputs(data: PathLike, classes: tuple[str, ...] = ()) -> tuple[list[s
         if len(scan.classes) >= 2 and scan.samples and (not classes or set(scan.classes) <= set(classes)):
             return [s.path for s in scan.samples], {s.path: s.label for s in scan.samples}
     return [str(data)], None
-
-
-def parity_record_path(model: PathLike) -> Path:
-    """Where the parity record of ``model`` lives: ``<model>.parity.json`` beside it."""
-    model = Path(model)
-    return model.with_name(model.name + PARITY_SUFFIX)
-
-
-def load_parity_record(model: PathLike) -> ParityReport | None:
-    """The saved parity record of ``model``, or None (none saved, unreadable, or for another file content)."""
-    import warnings
-
-    path = parity_record_path(model)
-    if not path.is_file():
-        return None
-    try:
-        report = ParityReport.from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError) as exc:
-        warnings.warn(f"{path}: unreadable parity record ignored ({exc})", CovidCTWarning, stacklevel=2)
-        return None
-    if report.model_sha256 != sha256_file(model):
-        warnings.warn(
-            f"{path}: parity record is for another version of {Path(model).name}; ignored "
-            "(rerun covidct bench --parity)",
-            CovidCTWarning,
-            stacklevel=2,
-        )
-        return None
-    return report
 
 
 def run_parity(
@@ -192,16 +104,14 @@ def run_parity(
 ) -> ParityReport:
     """Predict ``data`` with ``backend`` at fp32 and at ``precision``; compare (see the module docstring).
     ``save`` writes ``<model>.parity.json`` (what ``auto`` reads)."""
-    from covidct.inference.backends import load_predictor
-
     if precision in ("fp32", "auto"):
         raise ConfigError(f"parity compares a reduced precision with fp32; got --precision {precision}")
-    common = dict(backend=backend, threads=threads, batch_size=batch_size)
-    fp32 = load_predictor(model, precision="fp32", **common)
+    common: dict[str, Any] = {"threads": threads, "batch_size": batch_size}
+    fp32 = load_predictor(model, backend=backend, precision="fp32", **common)
     inputs, labels = parity_inputs(data, fp32.classes)
     reference = fp32.predict(inputs)
     del fp32
-    candidate = load_predictor(model, precision=precision, **common).predict(inputs)
+    candidate = load_predictor(model, backend=backend, precision=precision, **common).predict(inputs)
     if reference.slices["path"].tolist() != candidate.slices["path"].tolist():
         raise DataError(data, "the two runs read different slices (files changed while running?)")
     label_idx = None

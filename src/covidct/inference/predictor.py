@@ -1,8 +1,8 @@
 """Predict COVID-19 / healthy / pneumonia probabilities for CT slices, per slice and per patient/series.
 
-``Predictor.from_path(path, backend=None, precision="auto")`` (see :mod:`covidct.inference.backends`): by
-suffix ``.onnx`` -> :class:`OnnxPredictor` (onnxruntime, no torch import), else ``TorchPredictor`` (a
-checkpoint); ``backend="openvino"`` -> ``OpenVinoPredictor``. ``predict(inputs)`` takes files, folders, DICOM series, NIfTI
+:class:`Predictor` is the base of the backends (``TorchPredictor``, ``OnnxPredictor``, ``OpenVinoPredictor``);
+:func:`covidct.inference.load.load_predictor` picks one for a model file. It imports nothing from
+``covidct.inference``. ``predict(inputs)`` takes files, folders, DICOM series, NIfTI
 volumes (expanded by :mod:`covidct.data.inputs`) or 2-D arrays in [0, 1], and returns a
 :class:`PredictionResult`: one row per slice (``path, patient_id, prob_<class>..., predicted, model, backend,
 precision``) and one per group (mean slice probability, predicted class, slice votes per class, the same run
@@ -10,8 +10,7 @@ columns).
 
 Speed: slices are decoded, windowed, resized and normalised by a thread pool ahead of the model
 (:func:`covidct.data.pipeline.ordered_prefetch`, bounded, order kept), so the network does not wait for image
-work unless decoding is slower than it. The torch backend tunes glibc malloc (see
-:mod:`covidct.inference.runtime`) and runs channels-last under ``inference_mode``.
+work unless decoding is slower than it.
 """
 
 from __future__ import annotations
@@ -22,57 +21,22 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from covidct.data.inputs import InputSlice, Skipped
-from covidct.data.pipeline import ordered_prefetch
+from covidct.data.inputs import InputSlice, Skipped, input_jobs
+from covidct.data.pipeline import decode_workers, ordered_prefetch
 from covidct.data.preprocess import Preprocess
 from covidct.errors import ConfigError, DataError
+from covidct.models.metadata import ModelMeta
 from covidct.utils import atomic_path, write_json_atomic
 
-if TYPE_CHECKING:
-    from covidct.inference.torch_backend import TorchPredictor
-
 PathLike = str | os.PathLike[str]
-InputLike = PathLike | np.ndarray
+InputLike = str | os.PathLike[str] | np.ndarray
 ProgressFn = Callable[[int], None]
 SliceImage = np.ndarray | Callable[[], np.ndarray]
-
-ONNX_SUFFIXES = (".onnx",)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What prediction needs to know about a model: from a checkpoint's meta or an ONNX file's metadata."""
-
-    model_name: str
-    classes: tuple[str, ...]
-    image_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    window: dict[str, Any] = field(default_factory=lambda: {"name": "lung", "width": 1500.0, "level": -600.0})
-    covidct_version: str = ""
-    preprocess: dict[str, Any] = field(default_factory=dict)  # lung crop / standardisation (none when empty)
-
-    @classmethod
-    def from_meta(cls, meta: Any) -> ModelInfo:
-        """From a :class:`~covidct.models.checkpoint.CheckpointMeta` (or a mapping with the same keys)."""
-        get = meta.get if isinstance(meta, dict) else lambda k, d=None: getattr(meta, k, d)
-        return cls(
-            model_name=str(get("model_name")), classes=tuple(get("classes")), image_size=int(get("image_size")),
-            mean=tuple(float(v) for v in get("mean")), std=tuple(float(v) for v in get("std")),
-            window=dict(get("window") or {"name": "lung", "width": 1500.0, "level": -600.0}),
-            covidct_version=str(get("covidct_version", "") or ""),
-            preprocess=dict(get("preprocess", None) or {}),
-        )
-
-    @property
-    def window_spec(self) -> str:
-        """The window as ``"W,L"`` for :func:`covidct.data.window.parse_window`."""
-        return f"{float(self.window['width']):g},{float(self.window['level']):g}"
 
 
 @dataclass(frozen=True)
@@ -108,13 +72,18 @@ class PredictionResult:
         out = Path(out)
         suffix = out.suffix.lower()
         if suffix == ".json":
-            write_json_atomic(out, {
-                "model": self.model, "backend": self.backend, "precision": self.precision,
-                "classes": list(self.classes),
-                "slices": json.loads(self.slices.to_json(orient="records")),
-                "patients": json.loads(self.groups.to_json(orient="records")),
-                "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
-            })
+            write_json_atomic(
+                out,
+                {
+                    "model": self.model,
+                    "backend": self.backend,
+                    "precision": self.precision,
+                    "classes": list(self.classes),
+                    "slices": json.loads(self.slices.to_json(orient="records")),
+                    "patients": json.loads(self.groups.to_json(orient="records")),
+                    "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+                },
+            )
             return [out]
         if suffix == ".csv":
             groups_out = out.with_name(f"{out.stem}.patients.csv")
@@ -160,25 +129,6 @@ def _check_items(inputs: InputLike | Sequence[InputLike]) -> list[InputLike]:
     return items
 
 
-def expand_inputs(
-    inputs: InputLike | Sequence[InputLike], window: str, skipped: list[tuple[str, str]]
-) -> Iterator[tuple[str, np.ndarray, str]]:
-    """Inputs -> a lazy, sequential stream of ``(source, image (H, W) in [0, 1], group)``; unreadable files go
-    to ``skipped`` (the same slices, order and skips as :meth:`Predictor.predict`, which decodes in parallel).
-
-    Paths (files, folders, series, volumes) are expanded by :mod:`covidct.data.inputs`; arrays are used as
-    they are (``array[i]`` for the i-th, each its own group; a 3-D ``(N, H, W)`` stack is one group). A path
-    that does not exist is an error straight away (a typo), not a skipped file.
-    """
-    jobs = input_slice_jobs(inputs, window)
-
-    def stream() -> Iterator[tuple[str, np.ndarray, str]]:
-        for s in _collect(ordered_prefetch(jobs, workers=0), skipped):
-            yield s.source, s.image, s.group
-
-    return stream()
-
-
 @dataclass(frozen=True)
 class _PathEnd:
     """Marker after the last job of one input path (to report a path under which nothing was readable)."""
@@ -186,36 +136,43 @@ class _PathEnd:
     path: str
 
 
-SliceJob = Callable[[], "list[InputSlice | Skipped | _PathEnd]"]
+SliceJob = Callable[[], Sequence["InputSlice | Skipped | _PathEnd"]]
 
 
 def input_slice_jobs(inputs: InputLike | Sequence[InputLike], window: str) -> Iterator[SliceJob]:
-    """Inputs -> decoding jobs in output order (:func:`covidct.data.inputs.input_jobs`); validated eagerly."""
+    """Inputs -> decoding jobs in output order; validated eagerly (a path that does not exist is an error
+    straight away, not a skipped file).
+
+    Paths (files, folders, series, volumes) are expanded by :func:`covidct.data.inputs.input_jobs`; arrays
+    are used as they are (``array[i]`` for the i-th, each its own group; a 3-D ``(N, H, W)`` stack is one
+    group)."""
     items = _check_items(inputs)
     return _jobs(items, window)
 
 
 def _jobs(items: list[InputLike], window: str) -> Iterator[SliceJob]:
-    from covidct.data.inputs import input_jobs
-
     for i, item in enumerate(items):
         if isinstance(item, np.ndarray):
             name = f"array[{i}]"
             if item.ndim == 3 and item.shape[-1] not in (3, 4):
                 for k, s in enumerate(item):
-                    yield lambda s=s, k=k, name=name: [
-                        InputSlice(f"{name}#{k}", _as_unit_image(s, name), name)
-                    ]
+                    yield partial(_array_job, s, f"{name}#{k}", name)
             else:
-                yield lambda item=item, name=name: [InputSlice(name, _as_unit_image(item, name), name)]
+                yield partial(_array_job, item, name, name)
             continue
         yield from input_jobs([Path(item)], window=window)
-        yield lambda path=str(item): [_PathEnd(path)]
+        yield partial(_path_end, str(item))
 
 
-def _collect(
-    results: Iterable[list[Any]], skipped: list[tuple[str, str]]
-) -> Iterator[Any]:
+def _array_job(array: np.ndarray, source: str, name: str) -> list[InputSlice]:
+    return [InputSlice(source, _as_unit_image(array, name), name)]
+
+
+def _path_end(path: str) -> list[_PathEnd]:
+    return [_PathEnd(path)]
+
+
+def _collect(results: Iterable[Sequence[Any]], skipped: list[tuple[str, str]]) -> Iterator[Any]:
     """Flatten job results into slices, appending skips to ``skipped`` in order; a path under which nothing
     was readable (and nothing reported) is reported as skipped, as :func:`~covidct.data.inputs.iter_inputs`
     does."""
@@ -248,27 +205,12 @@ def _load_given(item: tuple[str, SliceImage, str]) -> list[InputSlice | Skipped]
     return [InputSlice(source, image, group)]
 
 
-def decode_workers() -> int:
-    """Decoding threads: ``COVIDCT_DECODE_WORKERS`` or the physical cores (at least 2)."""
-    from covidct.inference.runtime import physical_cores
-
-    env = os.environ.get("COVIDCT_DECODE_WORKERS", "")
-    return max(0, int(env)) if env.isdigit() else max(2, physical_cores())
-
-
-def iter_batches(
-    slices: Iterable[tuple[str, SliceImage, str]], preprocess: Preprocess, batch_size: int, *, prefetch: bool = True
-) -> Iterator[Batch]:
-    """Decode (if lazy) and preprocess ``slices`` in batches; with ``prefetch``, a thread pool decodes and
-    resizes slices ahead of the caller (order kept), so the network never waits for image work.
-
-    An image may also be a callable returning the array (e.g. ``partial(load_slice, path)``)."""
-    jobs = (partial(_load_given, s) for s in slices)
-    yield from _batches(jobs, preprocess, batch_size, [], prefetch=prefetch)
-
-
 def _batches(
-    jobs: Iterable[SliceJob], preprocess: Preprocess, batch_size: int, skipped: list[tuple[str, str]], *,
+    jobs: Iterable[SliceJob],
+    preprocess: Preprocess,
+    batch_size: int,
+    skipped: list[tuple[str, str]],
+    *,
     prefetch: bool,
 ) -> Iterator[Batch]:
     """Run ``jobs`` (decode + resize + normalise per slice) ahead of the consumer; yield batches in order."""
@@ -280,6 +222,7 @@ def _batches(
     def prepared(job: SliceJob) -> Callable[[], list[Any]]:
         def run() -> list[Any]:
             return [ready(o) if isinstance(o, InputSlice) else o for o in job()]
+
         return run
 
     workers = decode_workers() if prefetch else 0
@@ -310,7 +253,8 @@ def _stack(chunk: list[_Prepared]) -> Batch:
 
 
 def aggregate_groups(slices: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
-    """One row per ``patient_id``: slice count, mean probability per class, predicted class, votes per class."""
+    """One row per ``patient_id``: slice count, mean probability per class, predicted class, votes per
+    class."""
     prob_cols = [f"prob_{c}" for c in classes]
     grouped = slices.groupby("patient_id", sort=False)
     means = grouped[prob_cols].mean()
@@ -333,35 +277,16 @@ class Predictor:
     precision = "fp32"  # what the network computes in (set by subclasses that can reduce it)
     precision_note = ""  # why `auto` chose this precision, when that needs saying (e.g. bf16 refused)
 
-    def __init__(self, info: ModelInfo, *, batch_size: int = 1, prefetch: bool = True) -> None:
+    def __init__(self, meta: ModelMeta, *, batch_size: int = 1, prefetch: bool = True) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {batch_size}")
-        self.info = info
-        self.classes = info.classes
-        self.preprocess = Preprocess.from_meta(info)
+        self.meta = meta
+        self.classes = meta.classes
+        self.preprocess = Preprocess.from_meta(meta)
         self.batch_size = batch_size
         self.prefetch = prefetch
 
-    # -- construction -------------------------------------------------------------------------------------------
-    @classmethod
-    def from_checkpoint(cls, path: PathLike, **kwargs: Any) -> TorchPredictor:
-        """A torch predictor for a covidct checkpoint (``device``, ``threads``, ``batch_size``, ...)."""
-        from covidct.inference.torch_backend import TorchPredictor
-
-        return TorchPredictor.load(path, **kwargs)
-
-    @classmethod
-    def from_path(cls, path: PathLike, *, backend: str | None = None, **kwargs: Any) -> Predictor:
-        """See :func:`covidct.inference.backends.load_predictor` (backend by suffix unless given)."""
-        from covidct.inference.backends import load_predictor
-
-        return load_predictor(path, backend=backend, **kwargs)
-
-    def model_record(self) -> dict[str, Any]:
-        """The covidct metadata stored with the model (ONNX ``metadata_props``); empty where not known."""
-        return {}
-
-    # -- running ------------------------------------------------------------------------------------------------
+    # -- running --------------------------------------------------------------------------------------------
     def logits(self, pixels: np.ndarray) -> np.ndarray:
         """``(N, 3, S, S)`` float32 -> ``(N, n_classes)`` logits."""
         raise NotImplementedError
@@ -377,36 +302,47 @@ class Predictor:
             more = f" (and {bad.size - 1} more slice(s) of this batch)" if bad.size > 1 else ""
             raise DataError(
                 where,
-                f"model {self.info.model_name!r} gave non-finite probabilities (NaN/Inf){more}; no class is "
+                f"model {self.meta.model_name!r} gave non-finite probabilities (NaN/Inf){more}; no class is "
                 "reported. The model file may be corrupted, or its weights diverged in training",
             )
         return probs
 
     def predict(
-        self, inputs: InputLike | Sequence[InputLike], *, batch_size: int | None = None,
-        progress: ProgressFn | None = None, window: str | None = None,
+        self,
+        inputs: InputLike | Sequence[InputLike],
+        *,
+        batch_size: int | None = None,
+        progress: ProgressFn | None = None,
+        window: str | None = None,
     ) -> PredictionResult:
-        """Probabilities per slice and per group for paths or arrays (see :func:`expand_inputs`).
+        """Probabilities per slice and per group for paths or arrays (see :func:`input_slice_jobs`).
 
         Slices are decoded, windowed and resized by a thread pool ahead of the network (see
         :func:`covidct.data.pipeline.ordered_prefetch`); order and skipped-file reports are as in a sequential
         read. ``window`` overrides the model's CT window for DICOM/NIfTI inputs (``"lung"``, ``"1500,-600"``).
         """
-        jobs = input_slice_jobs(inputs, window or self.info.window_spec)
+        jobs = input_slice_jobs(inputs, window or self.meta.window_spec)
         return self._run(jobs, [], batch_size, progress)
 
     def predict_slices(
-        self, slices: Iterable[tuple[str, SliceImage, str]], *, skipped: Sequence[tuple[str, str]] = (),
-        batch_size: int | None = None, progress: ProgressFn | None = None,
+        self,
+        slices: Iterable[tuple[str, SliceImage, str]],
+        *,
+        skipped: Sequence[tuple[str, str]] = (),
+        batch_size: int | None = None,
+        progress: ProgressFn | None = None,
     ) -> PredictionResult:
-        """Predict ``(source, image or loader, group)`` slices (see :func:`iter_batches`). Loaders (e.g.
+        """Predict ``(source, image or loader, group)`` slices. Loaders (e.g.
         ``partial(load_slice, path)``) run in the decoding pool; one raising DataError/OSError is reported as
         skipped. ``skipped`` (read at the end, so it may be filled while ``slices`` streams) is reported
         too."""
         return self._run((partial(_load_given, s) for s in slices), skipped, batch_size, progress)
 
     def _run(
-        self, jobs: Iterable[SliceJob], skipped: Sequence[tuple[str, str]], batch_size: int | None,
+        self,
+        jobs: Iterable[SliceJob],
+        skipped: Sequence[tuple[str, str]],
+        batch_size: int | None,
         progress: ProgressFn | None,
     ) -> PredictionResult:
         size = batch_size or self.batch_size
@@ -437,53 +373,14 @@ class Predictor:
         table["predicted"] = [self.classes[i] for i in prob.argmax(axis=1)] if len(prob) else []
         if self.preprocess.uses_lungs:  # flag the slices that fell back to the whole slice
             table["lungs_found"] = found
-        run = {"model": self.info.model_name, "backend": self.backend, "precision": self.precision}
+        run = {"model": self.meta.model_name, "backend": self.backend, "precision": self.precision}
         table = table.assign(**run)
         return PredictionResult(
-            classes=self.classes, slices=table, groups=aggregate_groups(table, self.classes).assign(**run),
-            skipped=skipped, model=self.info.model_name, backend=self.backend, precision=self.precision,
+            classes=self.classes,
+            slices=table,
+            groups=aggregate_groups(table, self.classes).assign(**run),
+            skipped=skipped,
+            model=self.meta.model_name,
+            backend=self.backend,
+            precision=self.precision,
         )
-
-
-class OnnxPredictor(Predictor):
-    """onnxruntime on CPU (or CUDA if its provider is installed); imports no torch."""
-
-    backend = "onnx"
-
-    def __init__(
-        self, path: PathLike, *, threads: int | None = None, device: str = "cpu", batch_size: int = 1,
-        prefetch: bool = True,
-    ) -> None:
-        from covidct.inference.onnx_meta import open_session, session_info, verify_weights
-        from covidct.inference.runtime import ort_session_options
-
-        import onnxruntime as ort
-
-        self.path = Path(path)
-        providers = ["CPUExecutionProvider"]
-        if device.startswith("cuda"):
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise ConfigError("device cuda: this onnxruntime has no CUDAExecutionProvider (pip onnxruntime-gpu)")
-            providers.insert(0, "CUDAExecutionProvider")
-        elif device != "cpu":
-            raise ConfigError(f"unknown device {device!r}: use cpu or cuda")
-        self.session = open_session(self.path, ort_session_options(threads), providers)
-        verify_weights(self.path, self.session)
-        super().__init__(session_info(self.session, self.path), batch_size=batch_size, prefetch=prefetch)
-        self.input_name = self.session.get_inputs()[0].name
-
-    def model_record(self) -> dict[str, Any]:
-        from covidct.inference.onnx_meta import session_metadata
-
-        return session_metadata(self.session, self.path)
-
-    def logits(self, pixels: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(pixels, dtype=np.float32)})[0]
-
-
-def __getattr__(name: str) -> Any:  # TorchPredictor lives in torch_backend (imports torch); re-export lazily
-    if name == "TorchPredictor":
-        from covidct.inference.torch_backend import TorchPredictor
-
-        return TorchPredictor
-    raise AttributeError(name)

@@ -1,11 +1,11 @@
 """CPU runtime settings for fast inference: glibc malloc tuning, thread counts, onnxruntime session options.
 
-Why malloc tuning (issue #5): with glibc's default malloc, every large activation tensor (> 32 MiB once the dynamic
-mmap threshold has grown, 128 KiB before) is ``mmap``-ed and handed back to the kernel on ``free``; the next forward
-pass touches fresh pages again. Batched high-resolution EfficientNets then spend most of their time in page faults
-(measured: B5@456 batch 8 0.67 s/img eager vs 0.15 s/img after :func:`tune_malloc`, minor faults 11M -> 0.5M).
-Raising the mmap and trim thresholds keeps freed activations in the heap for reuse. tcmalloc/jemalloc would do the
-same via ``LD_PRELOAD``, which a library cannot set for its own process.
+Why malloc tuning (issue #5): with glibc's default malloc, every large activation tensor (> 32 MiB once the
+dynamic mmap threshold has grown, 128 KiB before) is ``mmap``-ed and handed back to the kernel on ``free``;
+the next forward pass touches fresh pages again. Batched high-resolution EfficientNets then spend most of
+their time in page faults (measured: B5@456 batch 8 0.67 s/img eager vs 0.15 s/img after :func:`tune_malloc`,
+minor faults 11M -> 0.5M). Raising the mmap and trim thresholds keeps freed activations in the heap for reuse.
+tcmalloc/jemalloc would do the same via ``LD_PRELOAD``, which a library cannot set for its own process.
 
 No torch import here: the ONNX path uses this module too.
 """
@@ -19,6 +19,8 @@ import os
 import sys
 from functools import lru_cache
 from typing import Any
+
+from covidct.data.pipeline import physical_cores
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,8 @@ ARENA_MAX = 2  # one arena per core: fewer half-empty arenas
 
 @lru_cache(maxsize=1)
 def tune_malloc() -> bool:
-    """Apply the glibc malloc settings above once per process; False where not glibc (macOS, musl) or disabled.
+    """Apply the glibc malloc settings above once per process; False where not glibc (macOS, musl) or
+    disabled.
 
     Set ``COVIDCT_NO_MALLOC_TUNING=1`` to skip (e.g. when running under tcmalloc/jemalloc already).
     """
@@ -50,30 +53,13 @@ def tune_malloc() -> bool:
     ok = all(
         mallopt(param, value) == 1
         for param, value in (
-            (_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD), (_M_ARENA_MAX, ARENA_MAX),
+            (_M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+            (_M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+            (_M_ARENA_MAX, ARENA_MAX),
         )
     )
     log.debug("glibc malloc tuning applied: %s", ok)
     return ok
-
-
-@lru_cache(maxsize=1)
-def physical_cores() -> int:
-    """Physical CPU cores available to this process (hyper-threads do not help conv inference)."""
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    cores: set[tuple[str, str]] = set()
-    try:
-        base = "/sys/devices/system/cpu"
-        cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(available)
-        for cpu in cpus:
-            with open(f"{base}/cpu{cpu}/topology/core_id") as fh:
-                core = fh.read().strip()
-            with open(f"{base}/cpu{cpu}/topology/physical_package_id") as fh:
-                pkg = fh.read().strip()
-            cores.add((pkg, core))
-    except OSError:
-        return max(1, available)
-    return max(1, min(len(cores), available))
 
 
 def resolve_threads(threads: int | None) -> int:
@@ -82,7 +68,8 @@ def resolve_threads(threads: int | None) -> int:
 
 
 def ort_session_options(threads: int | None = None) -> Any:
-    """onnxruntime options: all graph optimisations, intra-op threads = physical cores, sequential execution."""
+    """onnxruntime options: all graph optimisations, intra-op threads = physical cores, sequential
+    execution."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()

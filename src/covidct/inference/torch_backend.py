@@ -17,8 +17,10 @@ import numpy as np
 import torch
 
 from covidct.errors import CheckpointError, ConfigError
-from covidct.inference.predictor import ModelInfo, Predictor
+from covidct.inference.predictor import Predictor
 from covidct.inference.runtime import tune_malloc
+from covidct.models.checkpoint import LoadedCheckpoint, load_checkpoint
+from covidct.models.metadata import ModelMeta
 
 
 def resolve_device(device: str) -> torch.device:
@@ -34,11 +36,10 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def load_checkpoint_checked(path: str | os.PathLike[str]) -> Any:
+def load_checkpoint_checked(path: str | os.PathLike[str]) -> LoadedCheckpoint:
     """:func:`~covidct.models.checkpoint.load_checkpoint`, also mapping the low-level errors torch's
-    weights-only unpickler raises on some truncated/garbage files (``struct.error``, ...) to CheckpointError."""
-    from covidct.models.checkpoint import load_checkpoint
-
+    weights-only unpickler raises on some truncated/garbage files (``struct.error``, ...) to
+    CheckpointError."""
     try:
         return load_checkpoint(Path(path))
     except (struct.error, UnicodeDecodeError, IndexError, EOFError) as exc:
@@ -51,11 +52,19 @@ class TorchPredictor(Predictor):
     backend = "torch"
 
     def __init__(
-        self, model: torch.nn.Module, info: ModelInfo, *, device: str = "cpu", threads: int | None = None,
-        batch_size: int = 1, channels_last: bool = True, amp: bool | None = None, malloc_tuning: bool = True,
+        self,
+        model: torch.nn.Module,
+        meta: ModelMeta,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        batch_size: int = 1,
+        channels_last: bool = True,
+        amp: bool | None = None,
+        malloc_tuning: bool = True,
         prefetch: bool = True,
     ) -> None:
-        super().__init__(info, batch_size=batch_size, prefetch=prefetch)
+        super().__init__(meta, batch_size=batch_size, prefetch=prefetch)
         if malloc_tuning:
             tune_malloc()
         if threads:
@@ -71,14 +80,18 @@ class TorchPredictor(Predictor):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], **kwargs: Any) -> TorchPredictor:
-        """From a covidct checkpoint (clear :class:`~covidct.errors.CheckpointError` if missing or corrupt)."""
+        """From a covidct checkpoint (clear :class:`~covidct.errors.CheckpointError` if missing or corrupt);
+        the predictor keeps the checkpoint's whole metadata (timm name, CAM layer, creation time)."""
         loaded = load_checkpoint_checked(path)
-        return cls(loaded.model, ModelInfo.from_meta(loaded.meta), **kwargs)
+        return cls(loaded.model, loaded.meta, **kwargs)
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).to(self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.amp and self.device.type == "cuda"):
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, enabled=self.amp and self.device.type == "cuda"),
+        ):
             out = self.model(x)
         return out.float().cpu().numpy()

@@ -4,17 +4,20 @@ when it fails, and whether a timm pretrained tag is already in the local cache (
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+
+import timm
+import torch.hub
+from huggingface_hub import constants, try_to_load_from_cache
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the model hub's host accepts a TCP connection (one quick probe, no retries)."""
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
     host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
     try:
         with socket.create_connection((host, 443), timeout=timeout):
@@ -27,8 +30,6 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 def hub_offline_if_unreachable() -> Iterator[None]:
     """Cache-only hub access when the hub cannot be reached: a missing download then fails at once instead of
     retrying for about a minute; weights already in the local hub cache still load."""
-    from huggingface_hub import constants
-
     previous = constants.HF_HUB_OFFLINE
     if not previous and not hub_reachable():
         constants.HF_HUB_OFFLINE = True
@@ -40,8 +41,6 @@ def hub_offline_if_unreachable() -> Iterator[None]:
 
 def pretrained_cfg(timm_name: str) -> Any:
     """timm's pretrained config of ``arch[.tag]`` (``None`` when timm knows no pretrained weights for it)."""
-    import timm
-
     try:
         return timm.get_pretrained_cfg(timm_name, allow_unregistered=False)
     except (RuntimeError, ValueError, TypeError):
@@ -59,18 +58,11 @@ def hub_status(timm_name: str) -> str:
     hub_id = getattr(cfg, "hf_hub_id", None)
     url = getattr(cfg, "url", None)
     if hub_id:
-        from huggingface_hub import try_to_load_from_cache
-
         repo = hub_id.split("@", 1)[0]
         for filename in (getattr(cfg, "hf_hub_filename", None), "model.safetensors", "pytorch_model.bin"):
             if filename and isinstance(try_to_load_from_cache(repo, filename), str):
                 return "cached"
     if url:
-        import os
-        from pathlib import Path
-
-        import torch.hub
-
         if (Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)).is_file():
             return "cached"
     return "hub" if hub_id or url else "none"

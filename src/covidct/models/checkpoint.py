@@ -2,7 +2,7 @@
 
 A checkpoint is a ``torch.save`` dict of plain types (loadable with ``weights_only=True``)::
 
-    {"format": "covidct-checkpoint", "format_version": 1, "meta": {...CheckpointMeta...},
+    {"format": "covidct-checkpoint", "format_version": 1, "meta": {...ModelMeta...},
      "state_dict": {...}, "weights_sha256": "...", "extra": {...}}
 
 ``extra`` holds optional training state (optimizer, epoch, history) for ``--resume``. ``weights_sha256``
@@ -13,75 +13,41 @@ without the check.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import pickle
 import struct
 import zipfile
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
+from torch import nn
 
 from covidct import __version__
 from covidct.errors import CheckpointError
+from covidct.models.factory import create_model
+from covidct.models.metadata import FORMAT_VERSION, ModelMeta
 from covidct.utils import atomic_path
 
-if TYPE_CHECKING:
-    from torch import nn
-
 FORMAT = "covidct-checkpoint"
-FORMAT_VERSION = 1
 WEIGHTS_HASH_KEY = "weights_sha256"
 
 
-@dataclass(frozen=True, kw_only=True)
-class CheckpointMeta:
-    """What a checkpoint must say about itself to be used for prediction, explanation and export."""
-
-    model_name: str  # paper name or timm name, resolvable with get_spec()
-    timm_name: str
-    classes: tuple[str, ...]
-    image_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    window: dict[str, Any] = field(default_factory=lambda: {"name": "lung", "width": 1500.0, "level": -600.0})
-    cam_layer: str = ""
-    dropout: float = 0.0
-    preprocess: dict[str, Any] = field(default_factory=dict)  # lung options (Preprocess.record)
-    config: dict[str, Any] = field(default_factory=dict)
-    covidct_version: str = __version__
-    format_version: int = FORMAT_VERSION
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["classes"] = list(self.classes)
-        data["mean"], data["std"] = list(self.mean), list(self.std)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CheckpointMeta:
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        for key in ("classes", "mean", "std"):
-            if key in values:
-                values[key] = tuple(values[key])
-        return cls(**values)
+#: The name checkpoint code has always used for :class:`~covidct.models.metadata.ModelMeta` (the same class).
+CheckpointMeta = ModelMeta
 
 
 @dataclass(frozen=True)
 class LoadedCheckpoint:
     model: nn.Module
-    meta: CheckpointMeta
+    meta: ModelMeta
     extra: dict[str, Any]
 
 
 def weights_sha256(state_dict: dict[str, Any]) -> str:
     """SHA-256 over the tensors of a state dict (sorted names, dtype, shape and raw bytes of each)."""
-    import torch
-
     digest = hashlib.sha256()
     for key in sorted(state_dict):
         value = state_dict[key]
@@ -90,16 +56,12 @@ def weights_sha256(state_dict: dict[str, Any]) -> str:
             continue
         tensor = value.detach().cpu().contiguous()
         digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
     return digest.hexdigest()
 
 
-def save_checkpoint(
-    path: str | os.PathLike[str], model: nn.Module, meta: CheckpointMeta, **extra: Any
-) -> Path:
+def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, meta: ModelMeta, **extra: Any) -> Path:
     """Write atomically (temp file + ``os.replace``): a crash never leaves a half-written checkpoint."""
-    import torch
-
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {
         "format": FORMAT,
@@ -116,8 +78,6 @@ def save_checkpoint(
 
 def read_checkpoint(path: str | os.PathLike[str], *, map_location: str = "cpu") -> dict[str, Any]:
     """The raw payload, validated; clear :class:`CheckpointError` for missing, corrupt or foreign files."""
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
@@ -126,7 +86,13 @@ def read_checkpoint(path: str | os.PathLike[str], *, map_location: str = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except (
-        RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError, struct.error
+        RuntimeError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        EOFError,
+        ValueError,
+        OSError,
+        struct.error,
     ) as exc:
         text = str(exc)
         if "Weights only load failed" in text and "global" in text.lower():
@@ -139,7 +105,9 @@ def read_checkpoint(path: str | os.PathLike[str], *, map_location: str = "cpu") 
             reason = "not a torch checkpoint file, or truncated"
         raise CheckpointError(f"{path}: corrupt or not a covidct checkpoint ({reason})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a covidct checkpoint (a plain state dict? use --weights for those)")
+        raise CheckpointError(
+            f"{path}: not a covidct checkpoint (a plain state dict? use --weights for those)"
+        )
     version = payload.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(
@@ -160,11 +128,9 @@ def read_checkpoint(path: str | os.PathLike[str], *, map_location: str = "cpu") 
 
 def load_checkpoint(path: str | os.PathLike[str], *, map_location: str = "cpu") -> LoadedCheckpoint:
     """Rebuild the model (no pretrained download) and load its weights."""
-    from covidct.models.registry import create_model
-
     payload = read_checkpoint(path, map_location=map_location)
     try:
-        meta = CheckpointMeta.from_dict(payload["meta"])
+        meta = ModelMeta.from_dict(payload["meta"])
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: checkpoint metadata is incomplete ({exc})") from None
     model = create_model(meta.timm_name, len(meta.classes), pretrained=False, dropout=meta.dropout)

@@ -1,46 +1,14 @@
-"""Model registry: paper names mapped onto timm architectures, as data (like timm's ``pretrained_cfg``).
+"""Model registry: look up a :class:`~covidct.models.spec.ModelSpec` by paper name or timm name.
 
-:func:`create_model` is the only caller of ``timm.create_model`` in covidct. The head is timm's: global average
-pooling, optional dropout, a linear layer for the dataset's classes. Grayscale slices are fed as 3 channels.
-Specs with ``pre_logits=False`` (VGG16/19) drop timm's pre-logits MLP (fc6/fc7 as 4096-wide convolutions,
-~120M parameters): the model is the paper's Keras ``include_top=False`` base -> GlobalAveragePooling -> Dense.
+The paper's 20 and the extras (:mod:`covidct.models.zoo`) are registered on import; any other timm name gets
+an automatic spec (:mod:`covidct.models.auto`). Building models: :mod:`covidct.models.factory`. No torch
+import unless an automatic spec is needed.
 """
 
 from __future__ import annotations
 
-import difflib
-import os
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from covidct.errors import CheckpointError, ConfigError, UnknownModelError
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from covidct.models.weights import WeightsReport
-
-
-@dataclass(frozen=True, kw_only=True)
-class ModelSpec:
-    """One backbone: its paper name, timm architecture and the settings the paper used."""
-
-    name: str  # paper name, e.g. "EfficientNetB5"
-    timm_name: str  # timm "arch.tag", e.g. "tf_efficientnet_b5.ns_jft_in1k"
-    input_size: int  # the Keras default input size the paper used
-    cam_layer: str  # Grad-CAM target, resolved with model.get_submodule()
-    family: str = "other"
-    pretrained_weights: str = "ImageNet"  # description of the pretrained tag
-    note: str = ""
-    paper: bool = True  # one of the paper's 20 (False: an extra, e.g. with offline-installable weights)
-    pre_logits: bool = True  # False: no pre-logits MLP before the pooled head (Keras include_top=False + GAP)
-
-    @property
-    def arch(self) -> str:
-        """The timm architecture without its pretrained tag."""
-        return self.timm_name.split(".", 1)[0]
-
+from covidct.models.spec import ModelSpec
+from covidct.models.zoo import EXTRA_MODELS, PAPER_MODELS
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
@@ -56,195 +24,21 @@ def register(spec: ModelSpec) -> ModelSpec:
 
 def list_models() -> list[ModelSpec]:
     """The registered models (the paper's 20, then the extras), in registration order."""
-    _ensure_zoo()
     return list(_REGISTRY.values())
-
-
-def _ensure_zoo() -> None:
-    from covidct.models import zoo  # noqa: F401  (registers the paper's 20 and the extras on import)
 
 
 def get_spec(name: str) -> ModelSpec:
     """The spec of a paper name (case-insensitive) or of any timm model name (automatic spec)."""
-    _ensure_zoo()
     spec = _REGISTRY.get(name.lower())
     if spec is not None:
         return spec
     for candidate in _REGISTRY.values():  # a registered timm name maps back to its paper spec
         if name in (candidate.timm_name, candidate.arch):
             return candidate
-    return _auto_spec(name)
+    from covidct.models.auto import auto_spec  # imports timm and torch: only for names outside the zoo
+
+    return auto_spec(name, [s.name for s in _REGISTRY.values()])
 
 
-def _auto_spec(name: str) -> ModelSpec:
-    import timm
-
-    arch = name.split(".", 1)[0]
-    if not timm.is_model(arch):
-        choices = [s.name for s in _REGISTRY.values()] + timm.list_models()
-        close = difflib.get_close_matches(name, choices, n=5, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; `covidct models` lists the paper's models"
-        raise UnknownModelError(f"unknown model {name!r}{hint}")
-    cfg = timm.get_pretrained_cfg(name) if "." in name else timm.get_pretrained_cfg(arch)
-    input_size = int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else 224
-    return ModelSpec(
-        name=name, timm_name=name, input_size=input_size, cam_layer=_last_feature_module(arch),
-        family="timm", pretrained_weights=(cfg.tag if cfg is not None and cfg.tag else "default"),
-        note="any timm model; Grad-CAM layer taken from timm's feature_info",
-    )
-
-
-def _last_feature_module(arch: str) -> str:
-    """The module of the deepest feature stage, from timm's ``feature_info`` (built on the meta device)."""
-    import timm
-    import torch
-
-    with torch.device("meta"):
-        model = timm.create_model(arch, pretrained=False)
-    info = getattr(model, "feature_info", None)
-    if not info:
-        raise UnknownModelError(f"model {arch!r} has no feature_info; name a Grad-CAM layer explicitly")
-    last = info[-1]
-    return last["module"] if isinstance(last, dict) else info.module_name()[-1]
-
-
-def count_parameters(name: str, num_classes: int = 3) -> int:
-    """Parameter count with a ``num_classes`` head (built on the meta device: no memory, no weights)."""
-    import timm
-    import torch
-
-    spec = get_spec(name)
-    with torch.device("meta"):
-        model = _paper_head(timm.create_model(spec.arch, pretrained=False, num_classes=num_classes), spec)
-    return sum(p.numel() for p in model.parameters())
-
-
-def _paper_head(model: nn.Module, spec: ModelSpec, dropout: float = 0.0) -> nn.Module:
-    """Apply ``spec.pre_logits=False``: conv features -> global average pooling -> (dropout) -> linear, as the
-    paper's Keras models (timm's VGG keeps fc6/fc7 as a 4096-wide conv MLP before the pooling)."""
-    if spec.pre_logits:
-        return model
-    from timm.layers import ClassifierHead
-    from torch import nn
-
-    if not isinstance(getattr(model, "pre_logits", None), nn.Module):
-        raise ValueError(f"{spec.name}: pre_logits=False, but {spec.arch} has no pre_logits module")
-    model.pre_logits = nn.Identity()
-    model.head = ClassifierHead(model.num_features, model.num_classes, pool_type="avg", drop_rate=dropout)
-    model.head_hidden_size = model.num_features
-    return model
-
-
-def create_model(
-    name: str,
-    num_classes: int,
-    *,
-    pretrained: bool = True,
-    weights: str | os.PathLike[str] | None = None,
-    weights_dir: str | os.PathLike[str] | None = None,
-    dropout: float = 0.0,
-) -> nn.Module:
-    """Build a backbone with a fresh ``num_classes`` head (see :func:`create_model_with_report`)."""
-    return create_model_with_report(
-        name, num_classes, pretrained=pretrained, weights=weights, weights_dir=weights_dir, dropout=dropout
-    )[0]
-
-
-def create_model_with_report(
-    name: str,
-    num_classes: int,
-    *,
-    pretrained: bool = True,
-    weights: str | os.PathLike[str] | None = None,
-    weights_dir: str | os.PathLike[str] | None = None,
-    dropout: float = 0.0,
-) -> tuple[nn.Module, WeightsReport]:
-    """Build a backbone with a fresh ``num_classes`` head, and say where its weights came from.
-
-    Pretrained weights come from, in order (:mod:`covidct.models.weights`): ``weights`` (a state-dict file),
-    ``weights_dir`` (``<timm_name|arch|paper name>.<safetensors|pth|pt|bin>``), an installed weight package,
-    or the model hub (timm's cache first; cache-only when the hub is unreachable). ``pretrained=False`` trains
-    from scratch. Every backbone tensor must be matched, else :class:`CheckpointError`.
-    """
-    import timm
-
-    from covidct.models import weights as ws
-
-    if num_classes < 2:
-        raise ConfigError(f"need at least 2 classes, got {num_classes}")
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
-    spec = get_spec(name)
-    kwargs: dict[str, Any] = dict(num_classes=num_classes, drop_rate=dropout)
-    source = "file"
-    if weights is None and weights_dir is not None and pretrained:
-        weights = ws.find_in_dir(spec, weights_dir)
-        if weights is None:
-            raise CheckpointError(
-                f"{weights_dir}: no weights file for {spec.name} "
-                f"(looked for {spec.timm_name}.safetensors/.pth)"
-            )
-        source = "dir"
-    if weights is not None:
-        path = Path(weights)
-        state = ws.read_state_dict(path)  # errors name the file before any model is built
-        model = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
-        report = ws.load_state_into(model, state, source=source, location=str(path))
-        return _paper_head(model, spec, dropout), report
-    if not pretrained:
-        model = _paper_head(timm.create_model(spec.timm_name, pretrained=False, **kwargs), spec, dropout)
-        count = ws.backbone_tensor_count(model)
-        return model, ws.WeightsReport(source="none", location="", matched=0, total=count)
-    package = ws.package_for(spec.arch)
-    package_file = package.path() if package is not None else None
-    if package is not None and package_file is not None:
-        model = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
-        report = ws.load_state_into(
-            model,
-            ws.read_state_dict(package_file),
-            source="package",
-            location=f"{package.package}=={package.version()}",
-            key_map=package.key_map,
-            licence=package.licence,
-        )
-        model.pretrained_cfg = {**model.pretrained_cfg, "mean": package.mean, "std": package.std}
-        return _paper_head(model, spec, dropout), report
-    from covidct.models import _hub
-
-    cached = _hub.hub_status(spec.timm_name) == "cached"
-    try:
-        with _hub.hub_offline_if_unreachable():
-            model = timm.create_model(spec.timm_name, pretrained=True, **kwargs)
-    except Exception as exc:  # hub errors come in many types (OSError, requests, huggingface_hub)
-        hint = f"; pip install {package.package}" if package is not None else ""
-        raise CheckpointError(
-            f"{spec.name}: could not get pretrained weights {spec.timm_name} from the model hub "
-            f"({type(exc).__name__}); offline? Use --weights FILE, --weights-dir DIR, or --no-pretrained"
-            + hint
-        ) from None
-    model = _paper_head(model, spec, dropout)
-    count = ws.backbone_tensor_count(model)  # timm loads the backbone strictly
-    return model, ws.WeightsReport(
-        source="cache" if cached else "hub", location=spec.timm_name, matched=count, total=count
-    )
-
-
-def init_head(model: nn.Module) -> None:
-    """Zero the classifier: every class starts equally likely, so the first loss is log(K) however large the
-    (pretrained) features are (timm's default init over ImageNet features started Lite0 at 2.1 for K=2)."""
-    import torch
-
-    head = model.get_classifier()  # type: ignore[operator]
-    with torch.no_grad():
-        for p in head.parameters():
-            p.zero_()
-
-
-def model_normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The backbone's input mean and std (from timm's pretrained config)."""
-    from covidct.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
-
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    mean = tuple(float(v) for v in cfg.get("mean", IMAGENET_MEAN))
-    std = tuple(float(v) for v in cfg.get("std", IMAGENET_STD))
-    return mean, std
+for _spec in (*PAPER_MODELS, *EXTRA_MODELS):
+    register(_spec)

@@ -17,17 +17,17 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
 
 from covidct.errors import CheckpointError
+from covidct.models import _hub
+from covidct.models.spec import ModelSpec
 
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
-
-    from covidct.models.registry import ModelSpec
-
-StateDict = dict[str, "torch.Tensor"]
+StateDict = dict[str, torch.Tensor]
 SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 #: ``covidct models`` availability words, best first.
 AVAILABILITY = ("installed", "cached", "hub only", "none")
@@ -124,7 +124,7 @@ def map_efficientnet_pytorch(state: Mapping[str, Any], model: nn.Module) -> Stat
     The flat block index N follows timm's stages in order; blocks without ``_expand_conv`` are timm's
     ``DepthwiseSeparableConv``. A key that fits no rule is kept as is (and then reported as unexpected).
     """
-    stages = model.blocks  # type: ignore[union-attr]
+    stages = [list(stage.children()) for stage in model.get_submodule("blocks").children()]
     flat = [f"blocks.{s}.{i}" for s, stage in enumerate(stages) for i in range(len(stage))]
     expanded = {int(m[1]) for k in state if (m := _EFFNET_BLOCK.fullmatch(k)) and m[2] == "_expand_conv"}
     out: StateDict = {}
@@ -166,8 +166,6 @@ def guess_key_map(state: Mapping[str, Any]) -> str:
 def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
     """A state dict from a safetensors or torch file (``weights_only``); wrappers (``state_dict``, ``model``,
     ``module.`` prefixes) are unwrapped. Anything else -> :class:`CheckpointError` naming the file."""
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: weights file not found")
@@ -175,8 +173,6 @@ def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
         raise CheckpointError(f"{path}: weights file is empty")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             state: Any = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -296,9 +292,7 @@ def availability(spec: ModelSpec) -> str:
     package = package_for(spec.arch)
     if package is not None and package.path() is not None:
         return "installed"
-    from covidct.models._hub import hub_status
-
-    status = hub_status(spec.timm_name)
+    status = _hub.hub_status(spec.timm_name)
     return {"cached": "cached", "hub": "hub only"}.get(status, "none")
 
 

@@ -1,18 +1,19 @@
 """The web service: ``create_app(predictor) -> FastAPI`` (issue #7).
 
-Routes: ``POST /predict`` and ``POST /explain`` (multipart field ``file``: one PNG/JPEG/TIFF/DICOM image or a ZIP
-of one DICOM series), ``GET /health``, ``GET /model``, ``GET /`` (the single page, from ``static/``), and FastAPI's
-``/docs`` + ``/openapi.json``.
+Routes: ``POST /predict`` and ``POST /explain`` (multipart field ``file``: one PNG/JPEG/TIFF/DICOM image or a
+ZIP of one DICOM series), ``GET /health``, ``GET /model``, ``GET /`` (the single page, from ``static/``), and
+FastAPI's ``/docs`` + ``/openapi.json``.
 
-The model is loaded once and shared by all requests. Decoding, inference and Grad-CAM run in worker threads (never
-on the event loop), at most ``worker_threads`` at a time; a torch model is additionally used by one thread at a
-time (a lock: Grad-CAM hooks and module modes are per-model state), an onnxruntime session is thread-safe.
+The model is loaded once and shared by all requests. Decoding, inference and Grad-CAM run in worker threads
+(never on the event loop), at most ``worker_threads`` at a time; a torch model is additionally used by one
+thread at a time (a lock: Grad-CAM hooks and module modes are per-model state), an onnxruntime session is
+thread-safe.
 
 Bounded work (issue 11): every request has a time budget (408 when it runs out) and is abandoned at the next
 step when its client disconnects. *Heavy* requests (a ZIP series, or more than :data:`LIGHT_PIXELS` decoded
 pixels) run one at a time in their own worker, use the model a few slices at a time, and give way to light
 requests waiting for the model, so a bomb among normal requests costs them little. ``/explain`` renders at
-display size (longer side <= :data:`DISPLAY_MAX`), never at the size of a huge upload.
+display size (longer side <= :data:`covidct.serve.images.DISPLAY_MAX`), never at the size of a huge upload.
 
 Every user error is a 4xx JSON ``{"error": "..."}``; uploads are staged by :mod:`covidct.serve.uploads` in a
 temporary folder removed at the end of the request.
@@ -20,30 +21,29 @@ temporary folder removed at the end of the request.
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import functools
-import io
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any
 
 import anyio
 import numpy as np
+import uvicorn
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from PIL import Image
 from starlette.exceptions import HTTPException
 
 from covidct import __version__
-from covidct.errors import CheckpointError, CovidCTError
+from covidct.data.readers import load_series, load_slice
+from covidct.errors import ConfigError, CovidCTError, DataError
+from covidct.inference.predictor import Predictor
 from covidct.serve import schemas
+from covidct.serve.images import colorize, display_image, overlay, png_base64, thumbnail, to_uint8
+from covidct.serve.model import ServedModel, load_model, preload_explain
 from covidct.serve.uploads import (
     MULTIPART_SLACK,
     BodyLimit,
@@ -54,23 +54,14 @@ from covidct.serve.uploads import (
     extract_series,
     stage_upload,
 )
-from covidct.utils import sha256_file
-
-if TYPE_CHECKING:
-    from covidct.inference.predictor import Predictor
-    from covidct.models.checkpoint import CheckpointMeta
 
 STATIC_DIR = Path(__file__).with_name("static")
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_CAMS = 8
-SERIES_BATCH = 8  # slices per forward pass for a light request
-HEAVY_BATCH = 2  # slices per model turn for a heavy request (light requests get the model in between)
-THUMBNAIL_SIZE = 128
-OVERLAY_ALPHA = 0.4
-DISPLAY_MAX = 1024  # /explain images, heatmaps and overlays: longer side at most this (pixels)
 LIGHT_PIXELS = 4 * 1024 * 1024  # decoded pixels up to which a single image is a light request
 DEFAULT_REQUEST_TIMEOUT_S = 120.0
 DISCONNECT_POLL_S = 0.25
+UPLOAD_HELP = "PNG/JPEG/TIFF/DICOM image, or a ZIP of one DICOM series"
 
 
 class Budget:
@@ -87,212 +78,9 @@ class Budget:
         if time.monotonic() > self.deadline:
             raise UploadError(
                 f"request took longer than its time budget of {self.timeout_s:g} s and was stopped; send a "
-                "smaller file or fewer slices", 408,
+                "smaller file or fewer slices",
+                408,
             )
-
-
-class _ModelTurns:
-    """A lock on the model that light (urgent) requests get before heavy ones waiting at the same time."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._busy = False
-        self._urgent = 0
-
-    @contextlib.contextmanager
-    def hold(self, urgent: bool) -> Any:
-        with self._cond:
-            self._urgent += urgent
-            try:
-                while self._busy or (not urgent and self._urgent):
-                    self._cond.wait()
-            finally:
-                self._urgent -= urgent
-            self._busy = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._busy = False
-                self._cond.notify_all()
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A predictor plus what the service reports about it."""
-
-    predictor: Predictor
-    meta: CheckpointMeta | None  # None for ONNX models (their metadata lives in the session)
-    version: str  # short SHA-256 of the model file
-
-
-def load_predictor(
-    path: str | os.PathLike[str], *, threads: int | None = None, backend: str | None = None,
-    precision: str = "auto",
-) -> LoadedModel:
-    """A ``.pt`` checkpoint or an ``.onnx`` model as a :class:`LoadedModel`; the backend by suffix unless
-    given (see :func:`covidct.inference.backends.load_predictor`)."""
-    from covidct.inference.backends import check_backend
-    from covidct.inference.backends import load_predictor as load_backend
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: model file not found")
-    check_backend(backend, precision)
-    version = sha256_file(path)[:12]
-    if path.suffix.lower() == ".onnx" or backend not in (None, "torch"):
-        predictor = load_backend(path, backend=backend, precision=precision, threads=threads)
-        return LoadedModel(predictor, None, version)
-    from covidct.inference.predictor import ModelInfo
-    from covidct.inference.torch_backend import TorchPredictor
-    from covidct.models.checkpoint import load_checkpoint
-
-    loaded = load_checkpoint(path)  # once: TorchPredictor.load would drop the meta (timm name, CAM layer)
-    amp = False if precision == "fp32" else None
-    predictor = TorchPredictor(loaded.model, ModelInfo.from_meta(loaded.meta), threads=threads, amp=amp)
-    return LoadedModel(predictor, loaded.meta, version)
-
-
-class ServedModel:
-    """The shared model: thread-safe prediction and Grad-CAM, plus what ``GET /model`` reports."""
-
-    def __init__(self, predictor: Predictor, *, meta: CheckpointMeta | None = None, version: str | None = None):
-        self.predictor = predictor
-        self.info = predictor.info
-        self.classes = tuple(predictor.classes)
-        self.runtime = predictor.backend
-        self.torch_model = getattr(predictor, "model", None) if self.runtime == "torch" else None
-        record: dict[str, Any] = meta.to_dict() if meta is not None else {}
-        if not record:
-            record = predictor.model_record()  # ONNX metadata_props (onnx, openvino)
-        self.precision = predictor.precision
-        self.backbone = str(record.get("timm_name") or "")
-        self.cam_layer = str(record.get("cam_layer") or "")
-        if self.torch_model is not None:  # the default CAM layer at the served input size (issue 14)
-            from covidct.explain.layers import choose_cam_layer
-
-            size = int(record.get("image_size") or predictor.info.image_size)
-            self.cam_layer = choose_cam_layer(self.torch_model, size, self.cam_layer or None).layer
-        self.created = str(record.get("created") or "")
-        self.version = version or self.created or "unknown"
-        # one torch forward/CAM at a time: hooks and module modes are per-model state; ORT sessions are thread-safe
-        self._turns = _ModelTurns() if self.runtime == "torch" else None
-
-    @property
-    def name(self) -> str:
-        return self.info.model_name
-
-    @property
-    def can_explain(self) -> bool:
-        return self.torch_model is not None
-
-    def _turn(self, urgent: bool) -> contextlib.AbstractContextManager[Any]:
-        return self._turns.hold(urgent) if self._turns is not None else contextlib.nullcontext()
-
-    def predict(
-        self, images: Sequence[np.ndarray], sources: Sequence[str], *, urgent: bool = True,
-        check: Callable[[], None] = lambda: None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Per-slice ``(N, C)`` probabilities and the series' aggregated ``(C,)`` (the predictor's group
-        mean). The model is taken a few slices at a time (``HEAVY_BATCH`` unless ``urgent``), ``check`` in
-        between."""
-        import pandas as pd
-
-        from covidct.inference.predictor import aggregate_groups
-
-        step = SERIES_BATCH if urgent else HEAVY_BATCH
-        tables = []
-        for start in range(0, len(images), step):
-            check()
-            slices = [(src, image, "upload") for src, image in
-                      zip(sources[start:start + step], images[start:start + step])]
-            with self._turn(urgent):
-                result = self.predictor.predict_slices(slices, batch_size=step)
-            tables.append(result.slices)
-        table = pd.concat(tables, ignore_index=True)
-        probs = table[[f"prob_{c}" for c in self.classes]].to_numpy(dtype=np.float64)
-        group = aggregate_groups(table, self.classes).iloc[0]
-        return probs, np.asarray([group[f"prob_{c}"] for c in self.classes], dtype=np.float64)
-
-    def cams(
-        self, images: Sequence[np.ndarray], target: str, *, urgent: bool = True,
-        check: Callable[[], None] = lambda: None,
-    ) -> list[np.ndarray]:
-        """One ``(H, W)`` map in [0, 1] per slice, for class ``target`` (one slice per model turn)."""
-        preload_explain()  # the first import takes seconds: never while holding the model
-        from covidct.explain.cam import compute_cams
-
-        maps = []
-        for image in images:
-            check()
-            with self._turn(urgent):
-                batch = compute_cams(
-                    self.torch_model, self.cam_layer or None, [image], target, classes=self.classes,
-                    preprocess=self.predictor.preprocess, batch_size=1,
-                )
-            maps.append(batch.maps[0][0])
-        return maps
-
-
-def preload_explain() -> None:
-    """Import Grad-CAM (pytorch-grad-cam pulls in scikit-learn and scipy: seconds) and build the colour table;
-    ``serve`` calls it at start so the first /explain does not pay for it."""
-    import pytorch_grad_cam  # noqa: F401
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: F401
-
-    import covidct.explain.cam  # noqa: F401
-
-    _jet_lut()
-
-
-# --------------------------------------------------------------------------------------------- encoding
-def png_base64(array: np.ndarray) -> str:
-    """A uint8 (H, W), (H, W, 3) or (H, W, 4) array as a base64 PNG string."""
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", optimize=False)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def thumbnail(image: np.ndarray, size: int = THUMBNAIL_SIZE) -> np.ndarray:
-    pil = Image.fromarray(to_uint8(image))
-    pil.thumbnail((size, size), Image.BILINEAR)
-    return np.asarray(pil)
-
-
-def display_image(image: np.ndarray, max_side: int = DISPLAY_MAX) -> np.ndarray:
-    """``image`` (float, [0, 1]) shrunk so its longer side is at most ``max_side`` (float32; as is if
-    smaller)."""
-    h, w = image.shape
-    if max(h, w) <= max_side:
-        return image.astype(np.float32, copy=False)
-    scale = max_side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
-    return np.asarray(pil.resize(size, Image.BILINEAR, reducing_gap=2.0), dtype=np.float32)
-
-
-@functools.cache
-def _jet_lut() -> np.ndarray:
-    from matplotlib import colormaps
-
-    return (colormaps["jet"](np.linspace(0.0, 1.0, 256)) * 255.0 + 0.5).astype(np.uint8)
-
-
-def colorize(cam: np.ndarray) -> np.ndarray:
-    """A CAM in [0, 1] -> RGBA uint8 with the jet colormap (as the paper's figures and ``explain/render``),
-    via a 256-entry table (no float64 RGBA copy of the map)."""
-    return _jet_lut()[to_uint8(cam)]
-
-
-def overlay(image: np.ndarray, heat_rgba: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
-    """The heatmap blended over the slice, computed in float32."""
-    gray = np.clip(image, 0.0, 1.0).astype(np.float32, copy=False)[..., None]
-    mixed = np.float32(1.0 - alpha) * gray + np.float32(alpha / 255.0) * heat_rgba[..., :3].astype(np.float32)
-    return to_uint8(mixed)
 
 
 # --------------------------------------------------------------------------------------------- requests
@@ -304,15 +92,12 @@ class _Loaded:
 
 
 def _read_upload(staged: StagedUpload, served: ServedModel) -> _Loaded:
-    from covidct.data.readers import load_series, load_slice
-    from covidct.errors import DataError
-
     try:
         if staged.kind in ("png", "jpeg"):
             images = [load_slice(staged.path)]
             sources = [staged.filename]
         else:  # DICOM (maybe multi-frame), TIFF (maybe a stack) and DICOM series folders
-            series = load_series(staged.path, window=served.info.window_spec)
+            series = load_series(staged.path, window=served.meta.window_spec)
             images = list(series.images)
             sources = [staged.display(s) for s in series.sources]
     except DataError as exc:
@@ -323,50 +108,79 @@ def _read_upload(staged: StagedUpload, served: ServedModel) -> _Loaded:
 
 
 def _probs(classes: Sequence[str], row: np.ndarray) -> dict[str, float]:
-    return {c: round(float(p), 6) for c, p in zip(classes, row)}
+    return {c: round(float(p), 6) for c, p in zip(classes, row, strict=True)}
 
 
 def _suspicion_order(probs: np.ndarray, classes: Sequence[str]) -> list[int]:
-    """Slices most likely abnormal first: by 1 - p(Healthy) when a healthy class exists, else by confidence."""
+    """Slices most likely abnormal first: by 1 - p(Healthy) when a healthy class exists, else by
+    confidence."""
     healthy = [i for i, c in enumerate(classes) if c.lower() in ("healthy", "normal", "non-covid")]
     score = 1.0 - probs[:, healthy[0]] if healthy else probs.max(axis=1)
     return [int(i) for i in np.argsort(-score, kind="stable")]
 
 
 def _build_prediction(
-    loaded: _Loaded, probs: np.ndarray, overall: np.ndarray, served: ServedModel, timing: dict[str, float],
+    loaded: _Loaded,
+    probs: np.ndarray,
+    overall: np.ndarray,
+    served: ServedModel,
+    timing: dict[str, float],
     thumbnails: bool,
 ) -> dict[str, Any]:
     classes = served.classes
     slices = []
-    for i, (image, source, row) in enumerate(zip(loaded.images, loaded.sources, probs)):
+    for i, (image, source, row) in enumerate(zip(loaded.images, loaded.sources, probs, strict=True)):
         k = int(row.argmax())
-        slices.append(schemas.SliceResult(
-            index=i, source=source, probabilities=_probs(classes, row), predicted=classes[k],
-            confidence=round(float(row[k]), 6), height=int(image.shape[0]), width=int(image.shape[1]),
-            thumbnail_png=png_base64(thumbnail(image)) if thumbnails else None,
-        ))
+        slices.append(
+            schemas.SliceResult(
+                index=i,
+                source=source,
+                probabilities=_probs(classes, row),
+                predicted=classes[k],
+                confidence=round(float(row[k]), 6),
+                height=int(image.shape[0]),
+                width=int(image.shape[1]),
+                thumbnail_png=png_base64(thumbnail(image)) if thumbnails else None,
+            )
+        )
     series = None
     if len(loaded.images) > 1:
         k = int(overall.argmax())
         series = schemas.SeriesResult(
-            n_slices=len(loaded.images), aggregation="mean", probabilities=_probs(classes, overall),
-            predicted=classes[k], confidence=round(float(overall[k]), 6),
+            n_slices=len(loaded.images),
+            aggregation="mean",
+            probabilities=_probs(classes, overall),
+            predicted=classes[k],
+            confidence=round(float(overall[k]), 6),
         )
     k = int(overall.argmax())
     return {
         "filename": loaded.staged.filename,
         "kind": "series" if len(loaded.images) > 1 else "image",
         "model": schemas.ModelRef(name=served.name, backbone=served.backbone, version=served.version),
-        "classes": list(classes), "probabilities": _probs(classes, overall), "predicted": classes[k],
-        "confidence": round(float(overall[k]), 6), "slices": slices, "series": series,
-        "skipped": loaded.staged.skipped, "timing": schemas.Timing(**timing),
+        "classes": list(classes),
+        "probabilities": _probs(classes, overall),
+        "predicted": classes[k],
+        "confidence": round(float(overall[k]), 6),
+        "slices": slices,
+        "series": series,
+        "skipped": loaded.staged.skipped,
+        "timing": schemas.Timing(**timing),
     }
 
 
 def _process(
-    served: ServedModel, limits: UploadLimits, staged: StagedUpload, budget: Budget, *, heavy: bool,
-    explain: bool, thumbnails: bool, max_cams: int, target: str | None, t0: float,
+    served: ServedModel,
+    limits: UploadLimits,
+    staged: StagedUpload,
+    budget: Budget,
+    *,
+    heavy: bool,
+    explain: bool,
+    thumbnails: bool,
+    max_cams: int,
+    target: str | None,
+    t0: float,
 ) -> dict[str, Any]:
     """Extract (a ZIP), decode, predict, (explain) a staged upload, checking the budget between steps."""
     check = budget.check
@@ -386,13 +200,19 @@ def _process(
     shown = [display_image(loaded.images[i]) for i in order]  # CAMs computed and drawn at display size
     maps = served.cams(shown, cls, urgent=not heavy, check=check)
     cams = []
-    for i, image, cam in zip(order, shown, maps):
+    for i, image, cam in zip(order, shown, maps, strict=True):
         check()
         heat = colorize(cam)
-        cams.append(schemas.CamResult(
-            index=i, source=loaded.sources[i], target=cls, image_png=png_base64(to_uint8(image)),
-            heatmap_png=png_base64(heat), overlay_png=png_base64(overlay(image, heat)),
-        ))
+        cams.append(
+            schemas.CamResult(
+                index=i,
+                source=loaded.sources[i],
+                target=cls,
+                image_png=png_base64(to_uint8(image)),
+                heatmap_png=png_base64(heat),
+                overlay_png=png_base64(overlay(image, heat)),
+            )
+        )
     t3 = time.perf_counter()
     timing.update(explain_ms=(t3 - t2) * 1e3, total_ms=(t3 - t0) * 1e3)
     result = _build_prediction(loaded, probs, overall, served, timing, thumbnails)
@@ -404,7 +224,6 @@ def _process(
 def create_app(
     predictor: Predictor,
     *,
-    meta: CheckpointMeta | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     worker_threads: int = 2,
     max_cams: int = MAX_CAMS,
@@ -416,8 +235,8 @@ def create_app(
 ) -> FastAPI:
     """The service around one loaded :class:`~covidct.inference.predictor.Predictor` (torch or ONNX).
 
-    ``meta`` (the checkpoint's) adds the backbone and CAM layer to ``GET /model``; ``model_version`` defaults to
-    the checkpoint's creation time (:func:`load_predictor` gives the file's short SHA-256).
+    ``GET /model`` reports the predictor's :class:`~covidct.models.metadata.ModelMeta`; ``model_version``
+    defaults to the checkpoint's creation time (:func:`load_model` gives the file's short SHA-256).
     Each request may take ``request_timeout_s``; heavy requests (ZIP series, large images) run
     ``heavy_workers`` at a time. Upload folders left in ``tmp_dir`` by a killed service are removed now.
     """
@@ -429,17 +248,24 @@ def create_app(
     if not request_timeout_s > 0:
         raise UploadError(f"request_timeout_s must be > 0, got {request_timeout_s}")
     limits = limits or UploadLimits(max_upload_bytes=max_upload_bytes)
-    served = ServedModel(predictor, meta=meta, version=model_version)
+    served = ServedModel(predictor, version=model_version)
     limiter = anyio.CapacityLimiter(worker_threads)
     heavy_limiter = anyio.CapacityLimiter(heavy_workers)
     tmp_root = str(tmp_dir) if tmp_dir is not None else None
     cleanup_stale_uploads(tmp_root)
     app = FastAPI(
-        title="covidct", version=__version__,
-        description="COVID-19 / pneumonia / healthy classification of chest CT slices and series, with Grad-CAM.",
-        responses={400: {"model": schemas.ErrorResponse}, 408: {"model": schemas.ErrorResponse},
-                   413: {"model": schemas.ErrorResponse},
-                   415: {"model": schemas.ErrorResponse}, 422: {"model": schemas.ErrorResponse}},
+        title="covidct",
+        version=__version__,
+        description=(
+            "COVID-19 / pneumonia / healthy classification of chest CT slices and series, with Grad-CAM."
+        ),
+        responses={
+            400: {"model": schemas.ErrorResponse},
+            408: {"model": schemas.ErrorResponse},
+            413: {"model": schemas.ErrorResponse},
+            415: {"model": schemas.ErrorResponse},
+            422: {"model": schemas.ErrorResponse},
+        },
     )
     app.state.served = served
     app.state.limits = limits
@@ -503,20 +329,24 @@ def create_app(
         finally:
             await anyio.to_thread.run_sync(staged.cleanup)
 
-    @app.post("/predict", response_model=schemas.PredictResponse, summary="Classify one image or a DICOM series")
+    @app.post(
+        "/predict", response_model=schemas.PredictResponse, summary="Classify one image or a DICOM series"
+    )
     async def predict(
         request: Request,
-        file: UploadFile = File(..., description="PNG/JPEG/TIFF/DICOM image, or a ZIP of one DICOM series"),
+        file: Annotated[UploadFile, File(description=UPLOAD_HELP)],
         thumbnails: bool = Query(False, description="include a small PNG of every slice"),
     ) -> dict[str, Any]:
         return await _handle(
             request, file, explain=False, thumbnails=thumbnails, max_cams=max_cams, target=None
         )
 
-    @app.post("/explain", response_model=schemas.ExplainResponse, summary="Classify and explain with Grad-CAM")
+    @app.post(
+        "/explain", response_model=schemas.ExplainResponse, summary="Classify and explain with Grad-CAM"
+    )
     async def explain(
         request: Request,
-        file: UploadFile = File(..., description="PNG/JPEG/TIFF/DICOM image, or a ZIP of one DICOM series"),
+        file: Annotated[UploadFile, File(description=UPLOAD_HELP)],
         thumbnails: bool = Query(False, description="include a small PNG of every slice"),
         max_slices: int = Query(max_cams, ge=1, le=max_cams, description="CAMs for at most this many slices"),
         target: str | None = Query(None, description="class to explain (default: the predicted class)"),
@@ -533,23 +363,38 @@ def create_app(
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": served.name, "version": served.version}
 
-    @app.get("/model", response_model=schemas.ModelInfo)
+    @app.get("/model", response_model=schemas.ModelResponse)
     async def model_info() -> dict[str, Any]:
-        info = served.info
+        info = served.meta
         return {
-            "name": info.model_name, "backbone": served.backbone, "version": served.version,
-            "runtime": served.runtime, "precision": served.precision,
-            "classes": list(served.classes), "input_size": int(info.image_size),
-            "window": {"name": info.window.get("name"), "width": float(info.window["width"]),
-                       "level": float(info.window["level"])},
-            "mean": list(info.mean), "std": list(info.std), "cam_layer": served.cam_layer,
-            "explain": served.can_explain, "trained_with": info.covidct_version, "created": served.created,
+            "name": info.model_name,
+            "backbone": served.backbone,
+            "version": served.version,
+            "runtime": served.runtime,
+            "precision": served.precision,
+            "classes": list(served.classes),
+            "input_size": int(info.image_size),
+            "window": {
+                "name": info.window.get("name"),
+                "width": float(info.window["width"]),
+                "level": float(info.window["level"]),
+            },
+            "mean": list(info.mean),
+            "std": list(info.std),
+            "cam_layer": served.cam_layer,
+            "explain": served.can_explain,
+            "trained_with": info.covidct_version,
+            "created": served.created,
             "server_version": __version__,
-            "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_zip_members": limits.max_zip_members,
-                       "max_zip_total_bytes": limits.max_zip_total_bytes, "max_pixels": limits.max_pixels,
-                       "max_request_pixels": limits.max_request_pixels,
-                       "request_timeout_s": request_timeout_s,
-                       "max_cams": max_cams},
+            "limits": {
+                "max_upload_bytes": limits.max_upload_bytes,
+                "max_zip_members": limits.max_zip_members,
+                "max_zip_total_bytes": limits.max_zip_total_bytes,
+                "max_pixels": limits.max_pixels,
+                "max_request_pixels": limits.max_request_pixels,
+                "request_timeout_s": request_timeout_s,
+                "max_cams": max_cams,
+            },
         }
 
     @app.get("/", include_in_schema=False)
@@ -581,8 +426,6 @@ def serve(
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
 ) -> None:
     """Load the model once and run the service with uvicorn until interrupted (``covidct serve``)."""
-    from covidct.errors import ConfigError
-
     if not 0 <= port <= 65535:
         raise ConfigError(f"port must be in 0..65535, got {port}")
     if not max_upload_mb > 0:
@@ -591,14 +434,14 @@ def serve(
         raise ConfigError(f"worker threads must be >= 1, got {worker_threads}")
     if not request_timeout_s > 0:
         raise ConfigError(f"request timeout must be > 0 s, got {request_timeout_s}")
-    loaded = load_predictor(model_path, threads=threads, backend=backend, precision=precision)
+    loaded = load_model(model_path, threads=threads, backend=backend, precision=precision)
     app = create_app(
-        loaded.predictor, meta=loaded.meta, model_version=loaded.version,
-        max_upload_bytes=int(max_upload_mb * 1024 * 1024), worker_threads=worker_threads,
+        loaded.predictor,
+        model_version=loaded.version,
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        worker_threads=worker_threads,
         request_timeout_s=request_timeout_s,
     )
-    if loaded.meta is not None:
+    if loaded.predictor.backend == "torch":
         preload_explain()
-    import uvicorn
-
     uvicorn.run(app, host=host, port=port, log_level="info")

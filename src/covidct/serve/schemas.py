@@ -1,8 +1,8 @@
 """The web service's JSON shapes (pydantic), so that ``/docs`` and ``/openapi.json`` describe them (issue #7).
 
-Probabilities are keyed by class name in the checkpoint's class order. A single image is a "series" of one slice:
-``slices`` always lists the per-slice results, ``series`` is set for multi-slice uploads (the aggregated
-prediction). Images travel as base64 PNG strings.
+Probabilities are keyed by class name in the checkpoint's class order. A single image is a "series" of one
+slice: ``slices`` always lists the per-slice results, ``series`` is set for multi-slice uploads (the
+aggregated prediction). Images travel as base64 PNG strings.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class LimitsInfo(BaseModel):
     max_cams: int
 
 
-class ModelInfo(BaseModel):
+class ModelResponse(BaseModel):
     """What ``GET /model`` says about the loaded model."""
 
     name: str = Field(description="model (backbone) name as trained, e.g. EfficientNetB0")
@@ -54,7 +54,9 @@ class ModelInfo(BaseModel):
     mean: list[float]
     std: list[float]
     cam_layer: str
-    explain: bool = Field(description="whether POST /explain is available (Grad-CAM needs a torch checkpoint)")
+    explain: bool = Field(
+        description="whether POST /explain is available (Grad-CAM needs a torch checkpoint)"
+    )
     trained_with: str = Field(description="covidct version that wrote the checkpoint")
     created: str
     server_version: str
@@ -75,7 +77,9 @@ class SliceResult(BaseModel):
     confidence: float
     height: int
     width: int
-    thumbnail_png: str | None = Field(None, description="base64 PNG (longest side <= 128 px) when thumbnails=true")
+    thumbnail_png: str | None = Field(
+        None, description="base64 PNG (longest side <= 128 px) when thumbnails=true"
+    )
 
 
 class SeriesResult(BaseModel):
@@ -98,7 +102,9 @@ class PredictResponse(BaseModel):
     kind: Literal["image", "series"]
     model: ModelRef
     classes: list[str]
-    probabilities: dict[str, float] = Field(description="the image's, or the series' aggregated, probabilities")
+    probabilities: dict[str, float] = Field(
+        description="the image's, or the series' aggregated, probabilities"
+    )
     predicted: str
     confidence: float
     slices: list[SliceResult]

@@ -1,14 +1,14 @@
 """Untrusted uploads -> files on disk, checked by content (issue #7).
 
-An upload is copied (size-limited) into a private temporary folder, its kind is sniffed from magic bytes (never
-from the file name alone), and a ZIP of a DICOM series is extracted defensively: no absolute or escaping paths, no
-symlinks, no encrypted members, a bounded member count and a bounded total uncompressed size (checked against the
-headers *and* while inflating, since headers can lie). ZIP members are classified from their first bytes and
-their DICOM header only (never a full parse), each member may only be as long as its header announces, and the
-decoded pixels of a whole request are capped before anything is decoded (issue 11). Everything lives under one
-temporary folder ``covidct-upload-<pid>-*`` that is removed when :func:`staged_upload` exits (or by
-:meth:`StagedUpload.cleanup`), whatever happens; :func:`cleanup_stale_uploads` removes the folders of services
-that were killed.
+An upload is copied (size-limited) into a private temporary folder, its kind is sniffed from magic bytes
+(never from the file name alone), and a ZIP of a DICOM series is extracted defensively: no absolute or
+escaping paths, no symlinks, no encrypted members, a bounded member count and a bounded total uncompressed
+size (checked against the headers *and* while inflating, since headers can lie). ZIP members are classified
+from their first bytes and their DICOM header only (never a full parse), each member may only be as long as
+its header announces, and the decoded pixels of a whole request are capped before anything is decoded (issue
+11). Everything lives under one temporary folder ``covidct-upload-<pid>-*`` that is removed when
+:func:`staged_upload` exits (or by :meth:`StagedUpload.cleanup`), whatever happens;
+:func:`cleanup_stale_uploads` removes the folders of services that were killed.
 
 Every user-fixable problem raises :class:`UploadError` with an HTTP status (400, 408, 413 or 415).
 """
@@ -27,12 +27,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
+import pydicom
+import tifffile
+from PIL import Image
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from covidct.data.dicom_limits import DicomTooLarge, inflated_size, pixel_size, read_header, slack
 from covidct.errors import CovidCTError
 
 KINDS = ("png", "jpeg", "tiff", "dicom", "zip")
@@ -69,8 +73,13 @@ class UploadLimits:
     max_request_pixels: int = 64 * 1024 * 1024  # decoded pixels of all slices of one request (frames too)
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_bytes", "max_zip_members", "max_zip_total_bytes", "max_pixels",
-                     "max_request_pixels"):
+        for name in (
+            "max_upload_bytes",
+            "max_zip_members",
+            "max_zip_total_bytes",
+            "max_pixels",
+            "max_request_pixels",
+        ):
             if getattr(self, name) < 1:
                 raise UploadError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -127,12 +136,10 @@ def _looks_like_dicom(path: Path) -> bool:
 
 
 def _prefix_is_dicom(head: bytes) -> bool:
-    import pydicom
-
     try:
         ds = pydicom.dcmread(io.BytesIO(head), force=True, stop_before_pixels=True)
         return "Rows" in ds and "Columns" in ds
-    except Exception:  # noqa: BLE001 - any parse failure means "not DICOM"
+    except Exception:  # any parse failure means "not DICOM"
         return False
 
 
@@ -155,7 +162,11 @@ def _too_large(max_bytes: int) -> str:
 
 @contextmanager
 def staged_upload(
-    src: BinaryIO, filename: str | None, limits: UploadLimits, *, tmp_root: str | Path | None = None,
+    src: BinaryIO,
+    filename: str | None,
+    limits: UploadLimits,
+    *,
+    tmp_root: str | Path | None = None,
     check: Check = _no_check,
 ) -> Iterator[StagedUpload]:
     """Copy, sniff and (for a ZIP) extract an upload in a temporary folder removed on exit."""
@@ -167,7 +178,11 @@ def staged_upload(
 
 
 def stage_upload(
-    src: BinaryIO, filename: str | None, limits: UploadLimits, *, tmp_root: str | Path | None = None,
+    src: BinaryIO,
+    filename: str | None,
+    limits: UploadLimits,
+    *,
+    tmp_root: str | Path | None = None,
     check: Check = _no_check,
 ) -> StagedUpload:
     """Copy and sniff an upload into a new temporary folder; single images have their pixels checked from the
@@ -187,8 +202,9 @@ def stage_upload(
             kind = "dicom"
         if kind is None:
             raise UploadError(
-                f"{name}: not a supported file: expected a PNG, JPEG, TIFF or DICOM image, or a ZIP of a DICOM "
-                "series (checked by content, not by name)", 415,
+                f"{name}: not a supported file: expected a PNG, JPEG, TIFF or DICOM image, or a ZIP of a "
+                "DICOM series (checked by content, not by name)",
+                415,
             )
         if kind == "zip":
             return StagedUpload("zip", raw, name, size, root=tmp)
@@ -210,13 +226,23 @@ def extract_series(staged: StagedUpload, limits: UploadLimits, *, check: Check =
     staged.path.unlink()
     names = {str(folder / disk): f"{staged.filename}:{member}" for disk, member in members.kept.items()}
     names[str(folder)] = staged.filename
-    return StagedUpload("zip", folder, staged.filename, staged.size, members.skipped, names,
-                        pixels=members.pixels, root=staged.root)
+    return StagedUpload(
+        "zip",
+        folder,
+        staged.filename,
+        staged.size,
+        members.skipped,
+        names,
+        pixels=members.pixels,
+        root=staged.root,
+    )
 
 
 def _too_many_pixels(name: str, pixels: int, limits: UploadLimits) -> str:
-    return (f"{name}: too many pixels to decode ({pixels} announced in total; the limit per request is "
-            f"{limits.max_request_pixels})")
+    return (
+        f"{name}: too many pixels to decode ({pixels} announced in total; the limit per request is "
+        f"{limits.max_request_pixels})"
+    )
 
 
 def check_pixels(path: Path, kind: str, max_pixels: int, *, name: str) -> int:
@@ -228,17 +254,13 @@ def check_pixels(path: Path, kind: str, max_pixels: int, *, name: str) -> int:
     pixels = total = 0
     try:
         if kind in ("png", "jpeg"):
-            from PIL import Image
-
             with Image.open(path) as image:
                 pixels = total = image.width * image.height
         elif kind == "tiff":
-            import tifffile
-
             with tifffile.TiffFile(path) as tif:
                 sizes = [int(p.shape[0]) * int(p.shape[1]) for p in tif.pages if len(p.shape) >= 2]
                 pixels, total = max(sizes, default=0), sum(sizes)
-    except Exception:  # noqa: BLE001 - unreadable headers are reported by the reader with its own message
+    except Exception:  # unreadable headers are reported by the reader with its own message
         return 0
     if pixels > max_pixels:
         raise UploadError(f"{name}: image too large ({pixels} pixels; the limit is {max_pixels})", 413)
@@ -248,8 +270,6 @@ def check_pixels(path: Path, kind: str, max_pixels: int, *, name: str) -> int:
 def _dicom_pixels(path: Path, max_pixels: int, *, name: str, force: bool = True) -> int:
     """Decoded pixels a DICOM header announces (frames x rows x columns x samples), from the header only; a
     deflated file's inflated length is bounded by what its header announces."""
-    from covidct.data.dicom_limits import DicomTooLarge, inflated_size, pixel_size, read_header, slack
-
     try:
         header = read_header(path, force=force)
         size = pixel_size(header.dataset, name)
@@ -264,7 +284,7 @@ def _dicom_pixels(path: Path, max_pixels: int, *, name: str, force: bool = True)
         raise UploadError(f"{name}: {exc.reason}", 413) from None
     except UploadError:
         raise
-    except Exception:  # noqa: BLE001 - unreadable headers are reported by the reader with its own message
+    except Exception:  # unreadable headers are reported by the reader with its own message
         return 0
     return size.pixels
 
@@ -298,8 +318,8 @@ def extract_dicom_zip(
 ) -> ZipMembers:
     """Extract the DICOM members of ``archive`` flat into ``dest`` (as ``00000.dcm``...).
 
-    Names inside the archive are never used as paths on disk, and any dangerous member refuses the whole upload.
-    Members are classified from their first bytes and DICOM header; ``check`` runs between chunks.
+    Names inside the archive are never used as paths on disk, and any dangerous member refuses the whole
+    upload. Members are classified from their first bytes and DICOM header; ``check`` runs between chunks.
     """
     try:
         with zipfile.ZipFile(archive) as zf:
@@ -332,10 +352,16 @@ def _bomb(name: str, limits: UploadLimits) -> str:
 
 
 def _extract_members(
-    zf: zipfile.ZipFile, files: list[zipfile.ZipInfo], dest: Path, limits: UploadLimits, name: str,
+    zf: zipfile.ZipFile,
+    files: list[zipfile.ZipInfo],
+    dest: Path,
+    limits: UploadLimits,
+    name: str,
     check: Check,
 ) -> ZipMembers:
-    total, pixels, skipped, kept = 0, 0, [], {}
+    total, pixels = 0, 0
+    skipped: list[str] = []
+    kept: dict[str, str] = {}
     for info in files:
         check()
         base = PurePosixPath(info.filename.replace("\\", "/"))
@@ -370,14 +396,21 @@ def _extract_members(
 
 
 def _copy_member(
-    src: BinaryIO, out: BinaryIO, target: Path, info: zipfile.ZipInfo, total: int, limits: UploadLimits,
-    name: str, member: str, check: Check, *, probe: bool,
+    src: IO[bytes],
+    out: BinaryIO,
+    target: Path,
+    info: zipfile.ZipInfo,
+    total: int,
+    limits: UploadLimits,
+    name: str,
+    member: str,
+    check: Check,
+    *,
+    probe: bool,
 ) -> int:
     """Stream the rest of a DICOM member to ``out`` (its first bytes are there already); every inflated byte
     counts against the request's limit as it arrives, and once the member's header is complete, the member may
     not grow beyond what the header announces. Returns the bytes added."""
-    from covidct.data.dicom_limits import DicomTooLarge, pixel_size, read_header, slack
-
     written = start = out.tell()
     cap: int | None = None
     probe_at = min(info.file_size, 1 << 20) if probe else info.file_size + 1
@@ -399,13 +432,14 @@ def _copy_member(
                 size = pixel_size(header.dataset, member)
             except DicomTooLarge as exc:
                 raise UploadError(f"{member}: {exc.reason}", 413) from None
-            except Exception:  # noqa: BLE001 - an incomplete header: read on
+            except Exception:  # an incomplete header: read on
                 header = None
             if header is not None and header.pixel_offset is not None:
                 if size.frame_pixels > limits.max_pixels:
                     raise UploadError(
                         f"{member}: image too large ({size.frame_pixels} pixels per frame; the limit is "
-                        f"{limits.max_pixels})", 413,
+                        f"{limits.max_pixels})",
+                        413,
                     )
                 cap = header.pixel_offset + 16 + size.nbytes + slack(size.nbytes)
             elif written >= MAX_MEMBER_HEADER:
@@ -422,7 +456,7 @@ def cleanup_stale_uploads(
     is gone, and any older than ``max_age_s``. Folders of live services (this one included) are kept; only
     this user's folders are touched. Returns the folders removed."""
     root = Path(tmp_root) if tmp_root is not None else Path(tempfile.gettempdir())
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(root.iterdir())
     except OSError:
@@ -437,8 +471,8 @@ def cleanup_stale_uploads(
             continue
         if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
             continue
-        pid_text = entry.name[len(PREFIX):].split("-", 1)[0]
-        pid = int(pid_text) if pid_text.isdigit() and "-" in entry.name[len(PREFIX):] else None
+        pid_text = entry.name[len(PREFIX) :].split("-", 1)[0]
+        pid = int(pid_text) if pid_text.isdigit() and "-" in entry.name[len(PREFIX) :] else None
         old = now - info.st_mtime > max_age_s
         if old or (pid is not None and pid != os.getpid() and not _alive(pid)):
             shutil.rmtree(entry, ignore_errors=True)

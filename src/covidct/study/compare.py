@@ -156,7 +156,8 @@ def _write_model_configs(plan: StudyPlan) -> None:
 
 def measure_models(plan: StudyPlan) -> dict[str, Any]:
     """Parameters, input size and CPU latency per model into ``STUDY/models.json`` (cached per input size)."""
-    from covidct.models.registry import count_parameters, get_spec
+    from covidct.models.factory import count_parameters
+    from covidct.models.registry import get_spec
 
     path = plan.study_dir / MODELS_FILE
     info: dict[str, Any] = _read_json(path) or {}

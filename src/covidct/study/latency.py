@@ -37,7 +37,7 @@ def measure_cpu_latency(
     """Time ``model`` (a paper name or timm name) on one ``3 x image_size x image_size`` input on the CPU."""
     import torch
 
-    from covidct.models.registry import create_model
+    from covidct.models.factory import create_model
 
     net = create_model(model, num_classes, pretrained=False).eval()
     x = torch.randn(1, 3, image_size, image_size)

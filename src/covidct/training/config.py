@@ -19,7 +19,7 @@ from covidct.data.preprocess import check_image_size
 from covidct.errors import ConfigError
 
 if TYPE_CHECKING:
-    from covidct.models.registry import ModelSpec
+    from covidct.models.spec import ModelSpec
 
 CLASS_WEIGHTING = ("none", "balanced")
 SAMPLERS = ("random", "balanced")

@@ -33,13 +33,10 @@ from covidct.data.splits import SampleLike, label_indices, validation_split
 from covidct.data.window import parse_window
 from covidct.errors import CheckpointError, DataError
 from covidct.models.checkpoint import CheckpointMeta, read_checkpoint, save_checkpoint
-from covidct.models.registry import (
-    ModelSpec,
-    create_model_with_report,
-    get_spec,
-    init_head,
-    model_normalization,
-)
+from covidct.models.factory import create_model_with_report, init_head
+from covidct.models.normalization import model_normalization
+from covidct.models.registry import get_spec
+from covidct.models.spec import ModelSpec
 from covidct.models.weights import WeightsReport
 from covidct.training.augment import build_augment
 from covidct.training.config import TrainConfig, TrainRunConfig
