@@ -1,19 +1,19 @@
 """Prediction speed: eager PyTorch (the baseline, default settings) vs covidct's torch, onnx, openvino paths.
 
-    .venv/bin/python benchmarks/predict_speed.py [--out benchmarks/results/predict_speed] [--repeats 3] [--rounds 2]
+    .venv/bin/python benchmarks/predict_speed.py [--out benchmarks/results/predict_speed]
+        [--repeats 3] [--rounds 2]
         [--backends eager,torch,onnx,openvino:fp32,openvino:bf16] [--no-series]
 
-Runs EfficientNet-B0 @ 224 and EfficientNet-B5 @ 456 (random weights: speed does not depend on them) at batch 1
-and 8, each (model, backend) in a fresh process (see covidct.inference.bench), then prints the table and the
+Runs EfficientNet-B0 @ 224 and EfficientNet-B5 @ 456 (random weights: speed does not depend on them) at batch
+1 and 8, each (model, backend) in a fresh process (see covidct.inference.bench), then prints the table and the
 speed-ups over the baseline. End-to-end inputs: the first 16 JPEG-Lossless DICOM slices of
 ../shared/data/covid-ct-md/COVID-19/P001 when present, else generated 512 x 512 PNGs. The whole-series case:
 all 74 slices of that series predicted end-to-end (``Predictor.predict(folder)``: ordering, parallel decode,
 network) in slices/s, printed against the model-only throughput of the same backend and batch size.
 
-On a shared machine, ``--rounds R`` repeats the whole set R times, alternating the backend order, and keeps each
-number's best round (min latency, max throughput), so a burst of someone else's load hurts neither side more.
-Numbers for docs/speed.md.
-"""
+On a shared machine, ``--rounds R`` repeats the whole set R times, alternating the backend order, and keeps
+each number's best round (min latency, max throughput), so a burst of someone else's load hurts neither side
+more. Numbers for docs/speed.md."""
 
 from __future__ import annotations
 
@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/results/predict_speed")
-    parser.add_argument("--images", nargs="*", default=(), help="files for end-to-end timing (default: 512px PNGs)")
+    parser.add_argument(
+        "--images", nargs="*", default=(), help="files for end-to-end timing (default: 512px PNGs)"
+    )
     parser.add_argument("--backends", default="eager,torch,onnx,openvino:fp32,openvino:bf16")
     parser.add_argument("--no-series", action="store_true", help="skip the whole-series case")
     args = parser.parse_args(argv)
@@ -59,19 +61,30 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.rounds):
         backends = order if r % 2 == 0 else order[::-1]
         cfg = BenchConfig(
-            models=tuple(args.models.split(",")), backends=backends,
-            batch_sizes=tuple(int(b) for b in args.batch_sizes.split(",")), repeats=args.repeats,
-            warmup=args.warmup, images=images, series=series,
+            models=tuple(args.models.split(",")),
+            backends=backends,
+            batch_sizes=tuple(int(b) for b in args.batch_sizes.split(",")),
+            repeats=args.repeats,
+            warmup=args.warmup,
+            images=images,
+            series=series,
         )
         out = Path(args.out) / f"round{r}"
-        result = run_bench(cfg, out, on_case=lambda m, b, r=r: sys.stderr.write(f"  round {r}: {m} / {b} ...\n"))
+        result = run_bench(
+            cfg, out, on_case=lambda m, b, r=r: sys.stderr.write(f"  round {r}: {m} / {b} ...\n")
+        )
         table = result.table.assign(_rank=result.table["backend"].map(_ORDER))
-        tables.append(table.sort_values(["model", "_rank", "precision", "batch_size"]).drop(columns="_rank")
-                      .reset_index(drop=True))
+        tables.append(
+            table.sort_values(["model", "_rank", "precision", "batch_size"])
+            .drop(columns="_rank")
+            .reset_index(drop=True)
+        )
     table = best_of(tables)
     table.to_csv(Path(args.out) / "best.csv", index=False, float_format="%.4g")
-    print(f"end-to-end inputs: {len(images) or 'generated'} {'DICOM slices' if images else 'PNGs'}; "
-          f"best of {args.rounds} round(s)")
+    print(
+        f"end-to-end inputs: {len(images) or 'generated'} {'DICOM slices' if images else 'PNGs'}; "
+        f"best of {args.rounds} round(s)"
+    )
     print(to_markdown(table))
     print()
     print("speed-up over eager PyTorch (same run; >1 = faster):")
@@ -90,9 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(f"whole series ({DICOM.name}, DICOM -> probabilities) vs model-only, same backend and batch:")
         for row in table.itertuples(index=False):
-            print(f"  {row.model:15s} {row.backend + ' ' + row.precision:14s} batch {row.batch_size}: "
-                  f"{row.series_img_s:6.1f} slices/s end-to-end ({row.series_slices} slices) vs "
-                  f"{row.model_img_s:6.1f} img/s model-only = {row.series_img_s / row.model_img_s:4.2f}x")
+            print(
+                f"  {row.model:15s} {row.backend + ' ' + row.precision:14s} batch {row.batch_size}: "
+                f"{row.series_img_s:6.1f} slices/s end-to-end ({row.series_slices} slices) vs "
+                f"{row.model_img_s:6.1f} img/s model-only = {row.series_img_s / row.model_img_s:4.2f}x"
+            )
     return 0
 
 

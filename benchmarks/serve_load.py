@@ -3,12 +3,11 @@
     .venv/bin/python benchmarks/serve_load.py [MODEL.pt|MODEL.onnx] [--requests 32] [--concurrency 8]
         [--model EfficientNetB0 --image-size 224] [--slice-size 512] [--route predict]
 
-Without MODEL, a random-weight checkpoint of ``--model`` is written to a temporary folder (speed does not depend
-on the weights). The upload is a synthetic 512 x 512 8-bit PNG slice. The server is uvicorn on 127.0.0.1 (a free
-port, never another address) in this process. Baseline in the same run: the same slices through the same
-Predictor in-process, one at a time, so the ratio is the cost of HTTP + multipart + staging + decoding.
-Numbers for docs/serve.md.
-"""
+Without MODEL, a random-weight checkpoint of ``--model`` is written to a temporary folder (speed does not
+depend on the weights). The upload is a synthetic 512 x 512 8-bit PNG slice. The server is uvicorn on
+127.0.0.1 (a free port, never another address) in this process. Baseline in the same run: the same slices
+through the same Predictor in-process, one at a time, so the ratio is the cost of HTTP + multipart + staging +
+decoding. Numbers for docs/serve.md."""
 
 from __future__ import annotations
 
@@ -45,8 +44,10 @@ class LoadResult:
     def summary(self) -> str:
         lat = sorted(self.latencies_ms)
         p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))]
-        return (f"{self.requests} requests, {self.concurrency} at a time: {self.throughput:.2f} req/s, "
-                f"latency p50 {statistics.median(lat):.0f} ms, p95 {p95:.0f} ms, statuses {self.statuses}")
+        return (
+            f"{self.requests} requests, {self.concurrency} at a time: {self.throughput:.2f} req/s, "
+            f"latency p50 {statistics.median(lat):.0f} ms, p95 {p95:.0f} ms, statuses {self.statuses}"
+        )
 
 
 @contextlib.contextmanager
@@ -79,8 +80,16 @@ def running_server(app: Any, *, start_timeout_s: float = 30.0) -> Iterator[str]:
         sock.close()
 
 
-def fire(url: str, payload: bytes, *, route: str = "/predict", requests: int = 32, concurrency: int = 8,
-         filename: str = "slice.png", timeout_s: float = 120.0) -> LoadResult:
+def fire(
+    url: str,
+    payload: bytes,
+    *,
+    route: str = "/predict",
+    requests: int = 32,
+    concurrency: int = 8,
+    filename: str = "slice.png",
+    timeout_s: float = 120.0,
+) -> LoadResult:
     """``requests`` uploads of ``payload``, ``concurrency`` at a time (one httpx client per worker thread)."""
     import httpx
 
@@ -129,16 +138,26 @@ def random_checkpoint(model: str, image_size: int, out: Path) -> Path:
 
     spec = get_spec(model)
     net = create_model(model, 3, pretrained=False)
-    meta = CheckpointMeta(model_name=spec.name, timm_name=spec.timm_name,
-                          classes=("COVID-19", "Healthy", "Pneumonia"), image_size=image_size,
-                          mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), cam_layer=spec.cam_layer)
+    meta = CheckpointMeta(
+        model_name=spec.name,
+        timm_name=spec.timm_name,
+        classes=("COVID-19", "Healthy", "Pneumonia"),
+        image_size=image_size,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        cam_layer=spec.cam_layer,
+    )
     return save_checkpoint(out / "model.pt", net, meta)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model_path", nargs="?", help="a .pt checkpoint or .onnx model (default: random weights)")
-    parser.add_argument("--model", default="EfficientNetB0", help="architecture for the random-weight checkpoint")
+    parser.add_argument(
+        "model_path", nargs="?", help="a .pt checkpoint or .onnx model (default: random weights)"
+    )
+    parser.add_argument(
+        "--model", default="EfficientNetB0", help="architecture for the random-weight checkpoint"
+    )
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--slice-size", type=int, default=512)
     parser.add_argument("--requests", type=int, default=32)
@@ -157,8 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         path = path or random_checkpoint(args.model, args.image_size, Path(tmp))
         loaded = load_model(path)
         payload = phantom_png(args.slice_size)
-        app = create_app(loaded.predictor, model_version=loaded.version,
-                         worker_threads=args.workers_threads)
+        app = create_app(loaded.predictor, model_version=loaded.version, worker_threads=args.workers_threads)
 
         # baseline: the same predictor in-process, one slice at a time, after a warm-up (oneDNN primitives);
         # in a worker thread like the server's (OpenMP thread settings are per thread)
@@ -177,10 +195,14 @@ def main(argv: list[str] | None = None) -> int:
 
         with running_server(app) as url:
             fire(url, payload, route=args.route, requests=8, concurrency=2)  # warm-up
-            result = fire(url, payload, route=args.route, requests=args.requests, concurrency=args.concurrency)
+            result = fire(
+                url, payload, route=args.route, requests=args.requests, concurrency=args.concurrency
+            )
     model = loaded.predictor.meta
-    print(f"model: {model.model_name} @ {model.image_size}px ({loaded.predictor.backend}); "
-          f"upload: {args.slice_size}x{args.slice_size} PNG ({len(payload)} bytes); route {args.route}")
+    print(
+        f"model: {model.model_name} @ {model.image_size}px ({loaded.predictor.backend}); "
+        f"upload: {args.slice_size}x{args.slice_size} PNG ({len(payload)} bytes); route {args.route}"
+    )
     print(f"server over 127.0.0.1: {result.summary()}")
     print(f"baseline, Predictor.predict in-process, sequential: {direct:.2f} slices/s")
     print(f"server / in-process throughput: {result.throughput / direct:.2f}")

@@ -1,7 +1,7 @@
 """Training throughput: covidct's training loop vs a plain timm + torch loop, same model, batch and size.
 
-Both train the same architecture (fresh weights, Adam, cross-entropy) on the same in-memory images for the same
-number of epochs after one warm-up epoch; ours goes through SliceCache -> SliceDataset -> DataLoader ->
+Both train the same architecture (fresh weights, Adam, cross-entropy) on the same in-memory images for the
+same number of epochs after one warm-up epoch; ours goes through SliceCache -> SliceDataset -> DataLoader ->
 train_one_epoch (augmentation off unless --augment, to compare like with like). Prints images/s and the ratio
 ours / plain (goal >= 1.0).
 

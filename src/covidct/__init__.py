@@ -33,6 +33,7 @@ _API: dict[str, str] = {
     "StudyConfig": "covidct.study.config:StudyConfig",
     "compare": "covidct.study.compare:compare",
     "write_report": "covidct.report.html:write_report",
+    "write_run_metrics": "covidct.report.run_metrics:write_run_metrics",
     # inference
     "EvaluateConfig": "covidct.inference.evaluate:EvaluateConfig",
     "evaluate": "covidct.inference.evaluate:evaluate",
@@ -65,6 +66,7 @@ __all__ = [  # a literal list, so linters and IDEs see the names (tests check it
     "StudyConfig",
     "compare",
     "write_report",
+    "write_run_metrics",
     "EvaluateConfig",
     "evaluate",
     "export_onnx",
