@@ -30,7 +30,7 @@ from covidct.evaluation.predictions import (
     read_predictions,
     read_run_predictions,
 )
-from covidct.evaluation.stats import wilcoxon_vs_best
+from covidct.evaluation.stats import STATS_COLUMNS, wilcoxon_vs_best
 from covidct.evaluation.summary import per_fold_metrics, run_warnings, summarize_by_model
 
 PathLike = str | os.PathLike[str]
@@ -207,19 +207,7 @@ def build_study_tables(study_dir: PathLike, *, metric: str = "accuracy") -> Stud
     wilcoxon = (
         wilcoxon_vs_best(per_fold, metric)
         if len(models) > 1
-        else pd.DataFrame(
-            columns=[
-                "model",
-                "mean",
-                "std",
-                "diff_vs_best",
-                "p_value",
-                "p_holm",
-                "n_pairs",
-                "significant",
-                "is_best",
-            ]
-        )
+        else pd.DataFrame(columns=list(STATS_COLUMNS))
     )
     recorded = run_warnings(study) if run else []
     notes = list(dict.fromkeys([*recorded, *(w for s in summaries.values() for w in s.get("warnings", []))]))
