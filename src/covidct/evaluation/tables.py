@@ -205,9 +205,7 @@ def build_study_tables(study_dir: PathLike, *, metric: str = "accuracy") -> Stud
     info = _read_json(study / MODELS_FILE) or {}
     failures = _read_json(study / FAILURES_FILE) or []
     wilcoxon = (
-        wilcoxon_vs_best(per_fold, metric)
-        if len(models) > 1
-        else pd.DataFrame(columns=list(STATS_COLUMNS))
+        wilcoxon_vs_best(per_fold, metric) if len(models) > 1 else pd.DataFrame(columns=list(STATS_COLUMNS))
     )
     recorded = run_warnings(study) if run else []
     notes = list(dict.fromkeys([*recorded, *(w for s in summaries.values() for w in s.get("warnings", []))]))
