@@ -30,10 +30,10 @@ from covidct.data.dataset import SliceCache, SliceDataset, collate_skip_none, de
 from covidct.data.manifest import MANIFEST_COLUMNS, load_manifest, save_manifest, scan_dataset
 from covidct.data.preprocess import Preprocess
 from covidct.data.splits import SampleLike, label_indices, validation_split
-from covidct.data.window import parse_window
 from covidct.errors import CheckpointError, DataError
 from covidct.models.checkpoint import CheckpointMeta, read_checkpoint, save_checkpoint
 from covidct.models.factory import create_model_with_report, init_head
+from covidct.models.metadata import window_record
 from covidct.models.normalization import model_normalization
 from covidct.models.registry import get_spec
 from covidct.models.spec import ModelSpec
@@ -311,7 +311,7 @@ def fit(
             image_size=cfg.image_size,
             mean=cast("tuple[float, float, float]", mean),
             std=cast("tuple[float, float, float]", std),
-            window=_window_record(cfg.window),
+            window=window_record(cfg.window),
             cam_layer=spec.cam_layer,
             dropout=cfg.dropout,
             preprocess=preprocess.record() if preprocess.uses_lungs else {},
@@ -344,11 +344,6 @@ def fit(
         return replace(result, weights=weights_report, feature_stats=feature_stats)
     finally:
         torch.use_deterministic_algorithms(previous_det)
-
-
-def _window_record(window: str) -> dict[str, Any]:
-    w = parse_window(window)
-    return {"name": window, "width": float(w.width), "level": float(w.level)}
 
 
 def _train(
