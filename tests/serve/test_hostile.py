@@ -193,6 +193,42 @@ def test_request_over_its_time_budget_is_a_408(loaded_model, upload_dir: Path) -
     assert list(upload_dir.iterdir()) == []
 
 
+def test_a_request_queued_behind_a_heavy_one_gets_a_408_at_its_deadline(
+    loaded_model, upload_dir: Path, monkeypatch
+) -> None:
+    """The budget bounds the wait for a worker too: a series ZIP queued behind a running one (one heavy
+    worker) is answered 408 at its deadline, not whenever the worker frees up (the hostile run's 180 s)."""
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from covidct.serve import app as app_module
+
+    running, release = threading.Event(), threading.Event()
+    process = app_module._process
+
+    def blocking_process(*args, **kwargs):
+        if not running.is_set():
+            running.set()
+            release.wait(30)
+        return process(*args, **kwargs)
+
+    monkeypatch.setattr(app_module, "_process", blocking_process)
+    app = create_app(loaded_model.predictor, tmp_dir=upload_dir, request_timeout_s=0.5, heavy_workers=1)
+    data = zip_bytes({f"{k}.dcm": dicom_bytes(k) for k in range(2)})
+    with TestClient(app) as client:
+        first = threading.Thread(target=lambda: _post(client, data, "first.zip"))
+        first.start()
+        try:
+            assert running.wait(30)
+            message = _error(_post(client, data, "second.zip"), 408)
+        finally:
+            release.set()
+            first.join(30)
+    assert "waited for a worker" in message and "0.5 s" in message
+    assert list(upload_dir.iterdir()) == []
+
+
 def test_work_of_a_gone_client_stops_at_the_next_step(tmp_path: Path) -> None:
     budget = Budget(60.0)
     archive = tmp_path / "ct.zip"

@@ -36,13 +36,41 @@ def check_image_size(value: int, name: str = "image_size", minimum: int = 8) -> 
         )
 
 
+#: Slices above this many pixels are box-reduced in numpy before PIL resizes them (see :func:`pil_float`).
+HUGE_PIXELS = 16 * 1024 * 1024
+
+
+def box_reduce(image: np.ndarray, factor: int) -> np.ndarray:
+    """Mean over ``factor`` x ``factor`` blocks (float32; edge rows/columns beyond a whole block dropped),
+    computed along one axis at a time so no full-size copy of ``image`` is made."""
+    h, w = (n // factor * factor for n in image.shape)
+    rows = np.add.reduceat(image[:h, :w], np.arange(0, h, factor), axis=0, dtype=np.float32)
+    out = np.add.reduceat(rows, np.arange(0, w, factor), axis=1, dtype=np.float32)
+    out /= np.float32(factor * factor)
+    return out
+
+
+def pil_float(image: np.ndarray, target: tuple[int, int]) -> Image.Image:
+    """``image`` as a PIL "F" image to be resized to ``target`` (width, height).
+
+    PIL copies the array; for a huge slice (over :data:`HUGE_PIXELS`: a 64-Mpixel upload is 256 MB in
+    float32) the copy is avoided by first box-reducing it by the largest integer factor that keeps it at
+    least twice the target, so PIL's bilinear downscale sees nearly the same pixels (issue 11)."""
+    array = np.asarray(image, dtype=np.float32)
+    if array.size > HUGE_PIXELS:
+        factor = min(array.shape[0] // (2 * target[1]), array.shape[1] // (2 * target[0]))
+        if factor >= 2:
+            array = box_reduce(array, factor)
+    return Image.fromarray(np.ascontiguousarray(array), mode="F")
+
+
 def resize_slice(image: np.ndarray, size: int) -> np.ndarray:
     """Bilinear resize of a 2-D float slice to ``size`` x ``size`` (float32)."""
     if image.ndim != 2:
         raise ConfigError(f"expected a 2-D slice, got shape {image.shape}")
     if image.shape == (size, size):
         return image.astype(np.float32, copy=False)
-    pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
+    pil = pil_float(image, (size, size))
     return np.asarray(pil.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
 
 

@@ -67,5 +67,7 @@ def parse_window(spec: str | Window | tuple[float, float]) -> Window:
 def apply_window(hu: np.ndarray, window: str | Window | tuple[float, float] = "lung") -> np.ndarray:
     """Map Hounsfield units to float32 in [0, 1] through ``window``."""
     win = parse_window(window)
-    out = (np.asarray(hu, dtype=np.float32) - np.float32(win.lower)) / np.float32(win.width)
+    out = np.array(hu, dtype=np.float32)  # one float32 buffer, scaled in place (large uploads, issue 11)
+    out -= np.float32(win.lower)
+    out /= np.float32(win.width)
     return np.clip(out, 0.0, 1.0, out=out)

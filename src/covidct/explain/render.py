@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from covidct.data.preprocess import pil_float  # noqa: E402
 from covidct.utils import atomic_path  # noqa: E402
 
 CMAP = "jet"
@@ -30,7 +31,7 @@ def display_size(array: np.ndarray, max_side: int = DISPLAY_MAX) -> np.ndarray:
         return array
     scale = max_side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    pil = Image.fromarray(np.ascontiguousarray(array), mode="F")
+    pil = pil_float(array, size)
     return np.asarray(pil.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32)
 
 

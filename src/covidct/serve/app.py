@@ -76,11 +76,17 @@ class Budget:
         if self.cancelled.is_set():
             raise UploadError("the client went away; request abandoned", 499)
         if time.monotonic() > self.deadline:
-            raise UploadError(
-                f"request took longer than its time budget of {self.timeout_s:g} s and was stopped; send a "
-                "smaller file or fewer slices",
-                408,
-            )
+            raise self.expired()
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def expired(self, waiting: bool = False) -> UploadError:
+        limit = f"its time budget of {self.timeout_s:g} s"
+        if waiting:
+            return UploadError(f"request waited for a worker longer than {limit} (the server is busy)", 408)
+        detail = f"took longer than {limit} and was stopped; send a smaller file or fewer slices"
+        return UploadError(f"request {detail}", 408)
 
 
 # --------------------------------------------------------------------------------------------- requests
@@ -316,16 +322,27 @@ def create_app(
     async def _stage_and_process(
         budget: Budget, upload: UploadFile, t0: float, options: dict[str, Any]
     ) -> dict[str, Any]:
-        staged = await anyio.to_thread.run_sync(
-            lambda: stage_upload(upload.file, upload.filename, limits, tmp_root=tmp_root, check=budget.check),
-            limiter=limiter,
-        )
+        # the budget also bounds the waits for a worker (a heavy request queued behind others): the deadline
+        # cancels a wait; work already running in a thread stops at its next budget check
+        staged: StagedUpload | None = None
+        with anyio.move_on_after(budget.remaining()):
+            staged = await anyio.to_thread.run_sync(
+                lambda: stage_upload(
+                    upload.file, upload.filename, limits, tmp_root=tmp_root, check=budget.check
+                ),
+                limiter=limiter,
+            )
+        if staged is None:
+            raise budget.expired(waiting=True)
+        done = staged
         try:
             heavy = staged.kind == "zip" or staged.pixels > LIGHT_PIXELS
-            return await anyio.to_thread.run_sync(
-                lambda: _process(served, limits, staged, budget, heavy=heavy, t0=t0, **options),
-                limiter=heavy_limiter if heavy else limiter,
-            )
+            with anyio.move_on_after(budget.remaining()):
+                return await anyio.to_thread.run_sync(
+                    lambda: _process(served, limits, done, budget, heavy=heavy, t0=t0, **options),
+                    limiter=heavy_limiter if heavy else limiter,
+                )
+            raise budget.expired(waiting=True)
         finally:
             await anyio.to_thread.run_sync(staged.cleanup)
 

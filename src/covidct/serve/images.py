@@ -9,6 +9,8 @@ import io
 import numpy as np
 from PIL import Image
 
+from covidct.data.preprocess import pil_float
+
 THUMBNAIL_SIZE = 128
 OVERLAY_ALPHA = 0.4
 DISPLAY_MAX = 1024  # /explain images, heatmaps and overlays: longer side at most this (pixels)
@@ -39,7 +41,7 @@ def display_image(image: np.ndarray, max_side: int = DISPLAY_MAX) -> np.ndarray:
         return image.astype(np.float32, copy=False)
     scale = max_side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
+    pil = pil_float(image, size)
     return np.asarray(pil.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32)
 
 

@@ -146,16 +146,18 @@ def to_unit(arr: np.ndarray, norm: str | tuple[float, float], win: Window) -> np
         return arr.astype(np.float32) / np.float32(255.0)
     if arr.dtype == bool:
         return arr.astype(np.float32)
-    data = arr.astype(np.float32)
     if norm == "window":
-        return apply_window(data, win)
+        return apply_window(arr, win)
     if norm == "minmax":
-        lo, hi = float(data.min()), float(data.max())
+        lo, hi = float(arr.min()), float(arr.max())
         if hi <= lo:
-            return np.zeros_like(data)
+            return np.zeros(arr.shape, dtype=np.float32)
     else:  # parse_normalization left a (lo, hi) tuple
         lo, hi = cast("tuple[float, float]", norm)
-    out = (data - np.float32(lo)) / np.float32(hi - lo)
+    # one float32 buffer, scaled in place: a 64-Mpixel upload must not need three of them (issue 11)
+    out = arr.astype(np.float32)  # a copy even for float32 input: the caller's array stays untouched
+    out -= np.float32(lo)
+    out /= np.float32(hi - lo)
     return np.clip(out, 0.0, 1.0, out=out)
 
 
