@@ -126,3 +126,56 @@ def test_failed_jobs_exit_non_zero(tmp_path: Path, phantoms, monkeypatch: pytest
 def test_cli_module_does_not_import_torch() -> None:
     code = "import sys, covidct.cli.study; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_demo_help_takes_its_defaults_from_demo_config() -> None:
+    from covidct.study.demo_config import DemoConfig
+
+    cfg = DemoConfig()
+    result = runner.invoke(app, ["demo", "--help"], terminal_width=240)
+    assert result.exit_code == 0
+    text = " ".join(result.output.replace("│", " ").split())
+    for expected in (
+        f"Epochs per from-scratch job (default: {cfg.epochs}; fine-tuning: {cfg.pretrained_epochs})",
+        f"Input size in px (default: {cfg.image_size})",
+        f"Folds (default: {cfg.folds})",
+        f"(default: {','.join(cfg.models)})",
+        f"(default: {','.join(cfg.pretrained_models)}; none for none)",
+    ):
+        assert expected in text, expected
+
+
+def test_compare_training_flags_override_model_train_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import covidct.study.compare as compare_module
+    from covidct.config import config_to_dict
+    from covidct.study.config import StudyConfig
+    from covidct.training.config import TrainConfig
+
+    recorded = StudyConfig(
+        data=str(tmp_path),
+        out=str(tmp_path / "s"),
+        models=("resnet10t", "EfficientNetLite0"),
+        train=TrainConfig(pretrained=False, lr=2e-3),
+        model_train=(("EfficientNetLite0", TrainConfig(pretrained=True, lr=1e-3)),),
+    )
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(config_to_dict(recorded)))
+    seen: list[StudyConfig] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_compare(cfg: StudyConfig, **kw: object) -> None:
+        seen.append(cfg)
+        raise Stop
+
+    monkeypatch.setattr(compare_module, "compare", fake_compare)
+    args = ["compare", str(tmp_path), "--out", str(tmp_path / "s"), "--config", str(path)]
+    assert isinstance(runner.invoke(app, args).exception, Stop)
+    assert seen[-1].model_train == recorded.model_train  # replayed as recorded
+    assert isinstance(runner.invoke(app, [*args, "--epochs", "2"]).exception, Stop)
+    lite0 = seen[-1].train_for("EfficientNetLite0")
+    assert (lite0.epochs, lite0.pretrained, lite0.lr) == (2, True, 1e-3)
+    assert seen[-1].train_for("resnet10t").epochs == 2

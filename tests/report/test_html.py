@@ -171,3 +171,14 @@ def test_report_does_not_import_torch() -> None:
         "sys.exit(1 if 'torch' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_setup_lists_per_model_training_overrides(fake_study: Path) -> None:
+    import json
+
+    config = json.loads((fake_study / "study.json").read_text())
+    config["model_train"] = [["VGG16", {"epochs": 6, "lr": 0.001, "pretrained": True}]]
+    (fake_study / "study.json").write_text(json.dumps(config))
+    text = " ".join(parse(write_report(fake_study, fake_study / "r.html").read_text(encoding="utf-8")).text)
+    assert "epochs=1, image_size=48, pretrained=False" in text
+    assert "Training of VGG16" in text and "epochs=6, lr=0.001, pretrained=True" in text

@@ -195,3 +195,64 @@ def test_ray_gives_the_same_predictions(local_study, phantoms, tmp_path: Path) -
 
     assert not ray.is_initialized()  # the local instance it started is shut down
     assert (Path(ray_cfg.out) / "folds.csv").read_text() == (Path(cfg.out) / "folds.csv").read_text()
+
+
+def test_model_train_overrides_reach_each_model_and_round_trip(
+    phantoms, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pickle
+    from dataclasses import replace
+
+    import covidct.study.compare as compare_module
+    from covidct.config import load_config
+
+    base = tiny_config(phantoms.images_dir, tmp_path / "s", latency=False)
+    tuned = replace(base.train, pretrained=True, lr=1e-3, image_size=48, head_warmup=1)
+    cfg = replace(base, model_train=((MODELS[1], tuned),))
+    assert cfg.train_for(MODELS[0]) == base.train and cfg.train_for(MODELS[1]) == tuned
+    seen: dict[str, TrainConfig] = {}
+
+    def fake_run_fold(plan, repeat, fold, *, model, train, run_dir, progress):  # noqa: ANN001, ANN202
+        seen[model] = train  # what the job would train with
+        return Path(run_dir)
+
+    monkeypatch.setattr("covidct.training.cv.run_fold", fake_run_fold)
+    monkeypatch.setattr(compare_module, "save_study_outputs", lambda study: None)  # no predictions here
+    result = compare(cfg)
+    assert result.ok and seen == {MODELS[0]: base.train, MODELS[1]: tuned}
+    study = Path(cfg.out)
+    resolved = {m: json.loads((study / "models" / m / "config.json").read_text())["train"] for m in MODELS}
+    assert [resolved[m]["pretrained"] for m in MODELS] == [False, True]
+    assert [resolved[m]["lr"] for m in MODELS] == [base.train.lr, 1e-3]
+    assert [resolved[m]["head_warmup"] for m in MODELS] == [0, 1]
+    info = json.loads((study / "models.json").read_text())
+    assert [info[m]["image_size"] for m in MODELS] == [32, 48]  # each model's own input size
+
+    # study.json replays the overrides (`covidct compare --config STUDY/study.json`); the replay is a rerun
+    loaded = load_config(StudyConfig, study / "study.json")
+    assert loaded.model_train == cfg.model_train and loaded.train_for(MODELS[1]) == tuned
+    assert compare(loaded).ok
+    # the runner ships to Ray workers with its overrides
+    plan = compare_module.plan_study(loaded)
+    runner = StudyJobRunner(plan.cv_plan, str(plan.study_dir), loaded.train, model_train=loaded.model_train)
+    assert pickle.loads(pickle.dumps(runner)).model_train == ((MODELS[1], tuned),)
+    # a rerun of one model keeps the other's recorded override; a changed override of a trained model: refused
+    compare(replace(base, models=MODELS[:1]))
+    assert load_config(StudyConfig, study / "study.json").model_train == cfg.model_train
+    with pytest.raises(ConfigError, match=f"{MODELS[1]} was trained with other options"):
+        compare(replace(cfg, model_train=((MODELS[1], replace(tuned, lr=5e-4)),)))
+    with pytest.raises(ConfigError, match="not among the study's models"):
+        compare(replace(base, model_train=(("resnet18", tuned),)))
+
+
+def test_model_train_is_validated(tmp_path: Path) -> None:
+    train = TrainConfig(pretrained=False)
+    as_json = StudyConfig(data="d", out="o", models=("a",), model_train=[["a", {"lr": 0.01}]])
+    assert as_json.train_for("a") == TrainConfig(lr=0.01) and as_json.train_for("b") == TrainConfig()
+    assert StudyConfig(data="d", out="o", model_train={"a": train}).model_train == (("a", train),)
+    with pytest.raises(ConfigError, match="more than once"):
+        StudyConfig(data="d", out="o", model_train=(("a", train), ("a", train)))
+    with pytest.raises(ConfigError, match="one fold plan"):
+        StudyConfig(data="d", out="o", model_train={"a": TrainConfig(val_fraction=0.3)})
+    with pytest.raises(ConfigError, match="unknown option"):
+        StudyConfig(data="d", out="o", model_train={"a": {"learning_rate": 0.1}})

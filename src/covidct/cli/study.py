@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,6 +43,7 @@ from covidct.cli.train import (  # the training options of `covidct train`/`cv`,
     train_options,
 )
 from covidct.config import load_config
+from covidct.study.demo_config import DemoConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -237,7 +239,12 @@ def compare(
         typer.Option("--latency/--no-latency", help="Measure CPU latency per model (default: yes)."),
     ] = None,
     config: Annotated[
-        Path | None, typer.Option("--config", help="A STUDY/study.json to replay; flags override.")
+        Path | None,
+        typer.Option(
+            "--config",
+            help="A STUDY/study.json to replay; flags override (training flags: its per-model "
+            "model_train options too).",
+        ),
     ] = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
@@ -265,6 +272,8 @@ def compare(
         latency=latency,
         train=train,
     )
+    if train and cfg.model_train:  # a training flag overrides every model's options
+        cfg = replace(cfg, model_train=tuple((m, replace(t, **train)) for m, t in cfg.model_train))
     with _progress() as progress:
         task = progress.add_task("study jobs", total=None)
 
@@ -300,25 +309,48 @@ def report(
     console.print(f"report: {path}", markup=False, highlight=False)
 
 
+_DEMO = DemoConfig()  # the help's defaults
+
+
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Demo folder (data, study, report).")] = Path(
-        "demo_out"
+        _DEMO.out
     ),
     models: Annotated[
-        str | None, typer.Option("--models", help="Models (default: resnet10t,resnet14t).")
+        str | None,
+        typer.Option("--models", help=f"Models trained from scratch (default: {','.join(_DEMO.models)})."),
     ] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs per job (default: 12).")] = None,
-    folds: Annotated[int | None, typer.Option("--folds", help="Folds (default: 3).")] = None,
+    pretrained_models: Annotated[
+        str | None,
+        typer.Option(
+            "--pretrained-models",
+            help="ImageNet-pretrained models fine-tuned beside them when their weights are on this machine "
+            f"(default: {','.join(_DEMO.pretrained_models)}; none for none).",
+        ),
+    ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            "--epochs",
+            help=f"Epochs per from-scratch job (default: {_DEMO.epochs}; "
+            f"fine-tuning: {_DEMO.pretrained_epochs}).",
+        ),
+    ] = None,
+    folds: Annotated[int | None, typer.Option("--folds", help=f"Folds (default: {_DEMO.folds}).")] = None,
     image_size: Annotated[
-        int | None, typer.Option("--image-size", help="Input size in px (default: 64).")
+        int | None, typer.Option("--image-size", help=f"Input size in px (default: {_DEMO.image_size}).")
     ] = None,
-    executor: Annotated[str | None, typer.Option("--executor", help="local (default) or ray.")] = None,
+    executor: Annotated[
+        str | None, typer.Option("--executor", help=f"local or ray (default: {_DEMO.executor}).")
+    ] = None,
 ) -> None:
     """The main job: synthetic phantoms -> small comparison study -> Grad-CAM -> HTML report."""
-    from covidct.study.demo import DemoConfig, run_demo
+    from covidct.study.demo import run_demo
 
+    pretrained = split_csv(pretrained_models) if pretrained_models else None
     overrides: dict[str, Any] = dict(
         models=tuple(split_csv(models) or ()) if models else None,
+        pretrained_models=None if pretrained is None else tuple(m for m in pretrained if m.lower() != "none"),
         epochs=epochs,
         folds=folds,
         image_size=image_size,

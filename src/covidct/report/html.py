@@ -97,6 +97,14 @@ def _evaluation_setup(tables: StudyTables) -> str:
     return f'<section id="setup"><h2>Evaluation setup</h2><dl class="setup">{rows}</dl></section>'
 
 
+_TRAIN_KEYS = ("epochs", "batch_size", "image_size", "lr", "pretrained", "augment", "rotation", "seed")
+
+
+def _train_summary(train: dict[str, Any]) -> str:
+    """``epochs=15, batch_size=16, ...``: the recorded training options a reader compares."""
+    return ", ".join(f"{k}={train[k]}" for k in _TRAIN_KEYS if k in train)
+
+
 def _setup_section(tables: StudyTables) -> str:
     cfg = tables.config
     if cfg.get("kind") == "evaluate":
@@ -114,22 +122,11 @@ def _setup_section(tables: StudyTables) -> str:
             "folds for every model (paired comparison)",
         ),
         ("Models", ", ".join(tables.models)),
-        (
-            "Training",
-            ", ".join(
-                f"{k}={train[k]}"
-                for k in (
-                    "epochs",
-                    "batch_size",
-                    "image_size",
-                    "lr",
-                    "pretrained",
-                    "augment",
-                    "rotation",
-                    "seed",
-                )
-                if k in train
-            ),
+        ("Training", _train_summary(train)),
+        *(  # per-model overrides (StudyConfig.model_train), e.g. a pretrained model among scratch ones
+            (f"Training of {name}", _train_summary(options))
+            for name, options in cfg.get("model_train", []) or []
+            if isinstance(options, dict)
         ),
         ("Executor", cfg.get("executor", "?")),
     ]

@@ -25,7 +25,7 @@ from covidct.config import config_to_dict
 from covidct.errors import ConfigError
 from covidct.evaluation.tables import FAILURES_FILE, MODELS_FILE, STUDY_FILE, StudyTables
 from covidct.report.study_tables import save_study_outputs
-from covidct.study.config import StudyConfig
+from covidct.study.config import StudyConfig, train_for
 from covidct.study.executors import JobFn, JobOutcome, OnResult, create_executor
 from covidct.study.grid import Job, expand_grid, model_run_dir, pending_jobs, resolve_models
 from covidct.study.latency import measure_cpu_latency
@@ -56,8 +56,9 @@ class StudyJobRunner:
 
     cv_plan: CVPlan
     study_dir: str
-    train: TrainConfig
+    train: TrainConfig  # every model's, unless model_train names it
     progress: Any = field(default=None, compare=False)
+    model_train: tuple[tuple[str, TrainConfig], ...] = ()  # StudyConfig.model_train
 
     def __call__(self, job: Job) -> Path:
         from covidct.training.cv import run_fold
@@ -69,7 +70,7 @@ class StudyJobRunner:
             job.repeat,
             job.fold,
             model=job.model,
-            train=self.train,
+            train=train_for(self.train, self.model_train, job.model),
             run_dir=model_run_dir(self.study_dir, job.model),
             progress=self.progress,
         )
@@ -132,25 +133,57 @@ def plan_study(cfg: StudyConfig) -> StudyPlan:
     previous = _read_json(study / STUDY_FILE) or {}
     recorded = (_read_json(study / "config.json") or {}).get("model")
     planning_model = recorded or models[0]
+    unknown = sorted({name for name, _ in cfg.model_train} - set(models))
+    if unknown:
+        raise ConfigError(f"model_train names {', '.join(unknown)}, not among the study's models")
     plan = plan_cv(cfg.cv_config(planning_model, study))
     all_models = tuple(dict.fromkeys([*previous.get("models", []), *models]))
+    # models of earlier runs keep their recorded overrides, so study.json still replays them
+    kept = tuple((name, train) for name, train in _recorded_overrides(previous) if name not in models)
+    recorded_cfg = replace(cfg, models=all_models, model_train=kept + cfg.model_train)
     # replayable with `covidct compare --config STUDY/study.json`; the data facts are in env.json
-    write_json_atomic(study / STUDY_FILE, config_to_dict(replace(cfg, models=all_models)))
+    write_json_atomic(study / STUDY_FILE, config_to_dict(recorded_cfg))
     jobs = expand_grid(models, plan.jobs)
     return StudyPlan(cfg=cfg, study_dir=study, models=models, cv_plan=plan, jobs=jobs)
 
 
-def _write_model_configs(plan: StudyPlan) -> None:
-    """``STUDY/models/<model>/config.json``: each model's resolved CV config (``covidct metrics`` works)."""
-    from covidct.models.registry import get_spec
+def _recorded_overrides(study_json: dict[str, Any]) -> tuple[tuple[str, TrainConfig], ...]:
+    """The ``model_train`` overrides of a recorded ``study.json`` (none when absent or unreadable)."""
+    from covidct.study.config import model_train_pairs
 
+    try:
+        return model_train_pairs(study_json.get("model_train") or ())
+    except (ConfigError, TypeError):
+        return ()
+
+
+def _write_model_configs(plan: StudyPlan) -> None:
+    """``STUDY/models/<model>/config.json``: each model's resolved CV config (``covidct metrics`` works).
+
+    Raises:
+        ConfigError: a model's folder holds a config with other options (its own ``model_train`` changed).
+    """
+    from covidct.models.registry import get_spec
+    from covidct.training.cv import comparable_config
+
+    configs: dict[Path, dict[str, Any]] = {}
     for model in plan.models:
         run = model_run_dir(plan.study_dir, model)
         cv = plan.cfg.cv_config(model, run)
-        resolved = replace(cv, train=cv.train.resolve(get_spec(model)))
+        resolved = config_to_dict(replace(cv, train=cv.train.resolve(get_spec(model))))
+        previous = _read_json(run / "config.json")
+        if isinstance(previous, dict):
+            previous = {k: v for k, v in previous.items() if k not in ("study", "warnings")}
+        if isinstance(previous, dict) and comparable_config(previous) != comparable_config(resolved):
+            raise ConfigError(
+                f"{plan.study_dir}: {model} was trained with other options; use another --out (or --config "
+                f"{plan.study_dir / STUDY_FILE} to resume it)"
+            )
+        configs[run] = resolved
+    for run, resolved in configs.items():
         write_json_atomic(
             run / "config.json",
-            {**config_to_dict(resolved), "study": str(plan.study_dir), "warnings": plan.cv_plan.warnings},
+            {**resolved, "study": str(plan.study_dir), "warnings": plan.cv_plan.warnings},
         )
 
 
@@ -164,7 +197,7 @@ def measure_models(plan: StudyPlan) -> dict[str, Any]:
     n_classes = len(plan.cv_plan.classes)
     for model in plan.models:
         spec = get_spec(model)
-        size = plan.cfg.train.image_size or spec.input_size
+        size = plan.cfg.train_for(model).image_size or spec.input_size
         entry = info.get(model, {})
         if (
             entry.get("image_size") == size
@@ -231,7 +264,13 @@ def compare(
         )
     if job_fn is None:
         local = getattr(executor, "name", "") == "local"
-        job_fn = StudyJobRunner(plan.cv_plan, str(plan.study_dir), cfg.train, progress if local else None)
+        job_fn = StudyJobRunner(
+            plan.cv_plan,
+            str(plan.study_dir),
+            plan.cfg.train,
+            progress if local else None,
+            model_train=plan.cfg.model_train,
+        )
     log.info(
         "study %s: %d jobs, %d done, %d to run on %r",
         plan.study_dir,

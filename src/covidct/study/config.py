@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from covidct.config import config_from_dict
 from covidct.errors import ConfigError
 from covidct.study.executors import EXECUTORS
 from covidct.training.config import CVConfig, TrainConfig, check_near_duplicate_threshold
@@ -16,6 +19,9 @@ class StudyConfig:
     """Every model of ``models`` x every (repeat, fold) of one shared fold plan, run by ``executor``.
 
     ``models`` may hold the keywords ``paper`` / ``all`` (expanded by ``covidct.study.grid.resolve_models``).
+    ``train`` trains every model except those named in ``model_train``: ``((model, TrainConfig), ...)``
+    per-model overrides (e.g. a pretrained model beside from-scratch ones); :meth:`train_for` picks.
+    A mapping or JSON pairs (``[[name, {...}], ...]``) are accepted too.
     """
 
     data: str
@@ -27,6 +33,7 @@ class StudyConfig:
     group_near_duplicates: bool = False  # see CVConfig
     near_duplicate_threshold: int = 32
     train: TrainConfig = field(default_factory=TrainConfig)
+    model_train: tuple[tuple[str, TrainConfig], ...] = ()
     executor: str = "local"
     ray_address: str | None = None
     cpus_per_job: float = 1.0
@@ -48,6 +55,15 @@ class StudyConfig:
         if not self.models:
             raise ConfigError("--models: give 'paper', 'all' or a comma-separated list of model names")
         check_near_duplicate_threshold(self.near_duplicate_threshold)
+        object.__setattr__(self, "model_train", model_train_pairs(self.model_train))
+        for model, train in self.model_train:
+            if (
+                train.val_fraction != self.train.val_fraction
+            ):  # the shared fold plan fixes the validation split
+                raise ConfigError(
+                    f"model_train[{model}]: val_fraction {train.val_fraction} differs from the study's "
+                    f"{self.train.val_fraction}; all models share one fold plan"
+                )
         if self.folds < 2:
             raise ConfigError(f"folds must be >= 2, got {self.folds}")
         if self.repeats < 1:
@@ -65,8 +81,12 @@ class StudyConfig:
         if self.latency_runs < 1 or self.latency_threads < 1:
             raise ConfigError("latency_runs and latency_threads must be >= 1")
 
+    def train_for(self, model: str) -> TrainConfig:
+        """The training options of ``model``: its ``model_train`` override, else ``train``."""
+        return train_for(self.train, self.model_train, model)
+
     def cv_config(self, model: str, out: str | os.PathLike[str]) -> CVConfig:
-        """The CV config of one model of the study (same data, folds, repeats, seed and training options)."""
+        """A CV config of the study: its data, folds, repeats and seed, and the model's training options."""
         return CVConfig(
             data=self.data,
             model=model,
@@ -76,5 +96,33 @@ class StudyConfig:
             seed=self.seed,
             group_near_duplicates=self.group_near_duplicates,
             near_duplicate_threshold=self.near_duplicate_threshold,
-            train=self.train,
+            train=self.train_for(model),
         )
+
+
+def train_for(
+    default: TrainConfig, model_train: tuple[tuple[str, TrainConfig], ...], model: str
+) -> TrainConfig:
+    """``model``'s override in ``model_train``, else ``default``."""
+    return next((train for name, train in model_train if name == model), default)
+
+
+def model_train_pairs(value: Mapping[str, Any] | Iterable[Any]) -> tuple[tuple[str, TrainConfig], ...]:
+    """Per-model training overrides as ``((model, TrainConfig), ...)``, from a mapping or pairs whose configs
+    may be dicts (JSON). Raises ConfigError on a malformed entry or a model named twice."""
+    items = list(value.items()) if isinstance(value, Mapping) else list(value)
+    pairs: list[tuple[str, TrainConfig]] = []
+    for item in items:
+        if not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[0], str):
+            raise ConfigError(f"model_train: expected [model, train options] pairs, got {item!r}")
+        name, train = item
+        if isinstance(train, Mapping):
+            train = config_from_dict(TrainConfig, dict(train))
+        if not isinstance(train, TrainConfig):
+            raise ConfigError(f"model_train[{name}]: expected train options, got {type(train).__name__}")
+        pairs.append((name, train))
+    names = [name for name, _ in pairs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"model_train: {', '.join(twice)} named more than once")
+    return tuple(pairs)

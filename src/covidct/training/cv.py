@@ -131,7 +131,8 @@ class CVResult:
     run_metrics: RunMetrics | None = None  # for covidct.report.run_metrics.write_run_metrics
 
 
-def _comparable(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+def comparable_config(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+    """A recorded CV config less what may change when a run resumes (``out``, :data:`RUNTIME_KEYS`)."""
     # runs recorded before an option existed ran with its default
     cfg_dict = {"group_near_duplicates": False, "near_duplicate_threshold": 32, **cfg_dict}
     train = {k: v for k, v in cfg_dict.get("train", {}).items() if k not in RUNTIME_KEYS}
@@ -241,7 +242,7 @@ def _write_plan(plan: CVPlan, scan: Any) -> None:
             previous = json.loads(old_config.read_text(encoding="utf-8"))
         except ValueError:
             previous = None
-        if previous is not None and _comparable(previous) != _comparable(config):
+        if previous is not None and comparable_config(previous) != comparable_config(config):
             raise ConfigError(
                 f"{run}: holds a run with other options; use another --out (or --config "
                 f"{old_config} to resume it)"
