@@ -24,29 +24,33 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from covidct.data.readers import load_slice
 from covidct.inference.openvino_backend import OpenVinoPredictor, _core, cpu_capabilities
+from covidct.inference.parity import parity_inputs, parity_metrics
+from covidct.inference.predictor import softmax
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 P001 = SHARED / "covid-ct-md" / "COVID-19" / "P001"
 
 
-def _onnx(args: argparse.Namespace, workdir: Path) -> Path:
+def _predictor(args: argparse.Namespace, workdir: Path) -> OpenVinoPredictor:
+    """OpenVINO fp32 on the ONNX export of ``--checkpoint``, or of ``--model`` with random weights."""
     if args.checkpoint:
         from covidct.inference.export import export_to_temp
 
-        return export_to_temp(args.checkpoint)
+        return OpenVinoPredictor(export_to_temp(args.checkpoint), precision="fp32", prefetch=False)
     from covidct.inference.bench import _build
 
-    _build(args.model, "onnx", args.image_size, "cpu", None, workdir)
-    return workdir / f"{args.model}.onnx"
+    predictor: OpenVinoPredictor = _build(
+        args.model, "openvino", args.image_size, "cpu", None, workdir, "fp32"
+    )
+    return predictor
 
 
-def _slices(folder: str, predictor: OpenVinoPredictor, limit: int) -> list[np.ndarray]:
-    files = sorted(p for p in Path(folder).iterdir() if p.is_file())[:limit]
-    return [predictor.preprocess.batch([load_slice(str(p))]) for p in files]
+def _pixels(predictor: OpenVinoPredictor, paths: list[str]) -> list[np.ndarray]:
+    """One preprocessed batch of one slice per path."""
+    return [predictor.preprocess.batch([load_slice(p)]) for p in paths]
 
 
 def _time(compiled: Any, pixels: np.ndarray, repeats: int) -> float:
@@ -66,10 +70,8 @@ def _probabilities(compiled: Any, batches: list[np.ndarray]) -> np.ndarray:
     logits = []
     for pixels in batches:
         request.infer({0: pixels})
-        logits.append(np.array(request.get_output_tensor(0).data, dtype=np.float64))
-    z = np.concatenate(logits)
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
+        logits.append(np.array(request.get_output_tensor(0).data, dtype=np.float32))
+    return softmax(np.concatenate(logits))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,24 +90,23 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"OpenVINO {ov.__version__}, NNCF {nncf.__version__}, CPU capabilities {list(cpu_capabilities())}")
     with tempfile.TemporaryDirectory(prefix="covidct-int8-") as tmp:
-        onnx = _onnx(args, Path(tmp))
-        predictor = OpenVinoPredictor(onnx, precision="fp32", prefetch=False)
+        predictor = _predictor(args, Path(tmp))
+        onnx = str(predictor.path)
         size = predictor.meta.image_size
-        calibration = _slices(args.calibration, predictor, args.calibration_slices)
+        files = sorted(p for p in Path(args.calibration).iterdir() if p.is_file())
+        calibration = _pixels(predictor, [str(p) for p in files[: args.calibration_slices]])
         core = _core()
         start = time.perf_counter()
         quantized = nncf.quantize(
-            core.read_model(str(onnx)), nncf.Dataset(calibration), subset_size=len(calibration)
+            core.read_model(onnx), nncf.Dataset(calibration), subset_size=len(calibration)
         )
         quantize_s = time.perf_counter() - start
         print(
             f"{predictor.meta.model_name} @ {size}: {len(calibration)} calibration slices, {quantize_s:.0f} s"
         )
-        threads = predictor.threads
-        compiled = {}
+        compiled = {"fp32": predictor.compiled}
         for name, model, hint in (
-            ("fp32", core.read_model(str(onnx)), "f32"),
-            ("bf16", core.read_model(str(onnx)), "bf16"),
+            ("bf16", core.read_model(onnx), "bf16"),
             ("int8 (rest fp32)", quantized, "f32"),
             ("int8 (rest bf16)", quantized, "bf16"),
         ):
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "INFERENCE_PRECISION_HINT": hint,
                     "PERFORMANCE_HINT": "LATENCY",
-                    "INFERENCE_NUM_THREADS": threads,
+                    "INFERENCE_NUM_THREADS": predictor.threads,
                 },
             )
         pixels = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
@@ -124,21 +125,22 @@ def main(argv: list[str] | None = None) -> int:
         for name, ms in times.items():
             print(f"  {name:18s} {ms:7.1f} ms/img   {times['fp32'] / ms:4.2f}x fp32")
         if args.heldout:
-            from sklearn.metrics import roc_auc_score
-
-            table = pd.read_csv(args.heldout)
-            batches = [predictor.preprocess.batch([load_slice(str(p))]) for p in table["path"]]
+            paths, labels = parity_inputs(args.heldout, predictor.meta.classes)
+            classes = list(predictor.meta.classes)
+            label_idx = None
+            if labels is not None:
+                label_idx = np.array(
+                    [classes.index(lab) if lab in classes else -1 for lab in map(labels.get, paths)]
+                )
+            batches = _pixels(predictor, paths)
             reference = _probabilities(compiled["fp32"], batches)
             for name in ("bf16", "int8 (rest fp32)", "int8 (rest bf16)"):
-                probs = _probabilities(compiled[name], batches)
-                agree = float(np.mean(probs.argmax(1) == reference.argmax(1)))
-                line = f"  {name:18s} vs fp32 on {len(table)} slices: top-1 agreement {100 * agree:.2f}%, "
-                line += f"max |dp| {np.abs(probs - reference).max():.4f}"
-                if "label" in table and len(predictor.meta.classes) == 2:
-                    positive = predictor.meta.classes[0]
-                    y = (table["label"] == positive).to_numpy()
-                    auc_ref, auc = roc_auc_score(y, reference[:, 0]), roc_auc_score(y, probs[:, 0])
-                    line += f", ROC AUC {auc_ref:.4f} -> {auc:.4f} ({auc - auc_ref:+.4f})"
+                m = parity_metrics(reference, _probabilities(compiled[name], batches), label_idx)
+                line = f"  {name:18s} vs fp32 on {m['n_slices']} slices: "
+                line += f"top-1 agreement {100 * m['agreement']:.2f}%, max |dp| {m['max_abs_diff']:.4f}"
+                if m["auc_fp32"] is not None:
+                    diff = m["auc_candidate"] - m["auc_fp32"]
+                    line += f", ROC AUC {m['auc_fp32']:.4f} -> {m['auc_candidate']:.4f} ({diff:+.4f})"
                 print(line)
     return 0
 

@@ -25,6 +25,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -85,8 +86,9 @@ class Budget:
         limit = f"its time budget of {self.timeout_s:g} s"
         if waiting:
             return UploadError(f"request waited for a worker longer than {limit} (the server is busy)", 408)
-        detail = f"took longer than {limit} and was stopped; send a smaller file or fewer slices"
-        return UploadError(f"request {detail}", 408)
+        return UploadError(
+            f"request took longer than {limit} and was stopped; send a smaller file or fewer slices", 408
+        )
 
 
 # --------------------------------------------------------------------------------------------- requests
@@ -334,12 +336,11 @@ def create_app(
             )
         if staged is None:
             raise budget.expired(waiting=True)
-        done = staged
         try:
             heavy = staged.kind == "zip" or staged.pixels > LIGHT_PIXELS
             with anyio.move_on_after(budget.remaining()):
                 return await anyio.to_thread.run_sync(
-                    lambda: _process(served, limits, done, budget, heavy=heavy, t0=t0, **options),
+                    partial(_process, served, limits, staged, budget, heavy=heavy, t0=t0, **options),
                     limiter=heavy_limiter if heavy else limiter,
                 )
             raise budget.expired(waiting=True)
