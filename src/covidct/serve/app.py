@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
@@ -45,6 +45,7 @@ from covidct.inference.predictor import Predictor
 from covidct.serve import schemas
 from covidct.serve.images import colorize, display_image, overlay, png_base64, thumbnail, to_uint8
 from covidct.serve.model import ServedModel, load_model, preload_explain
+from covidct.serve.priority import LightFirst
 from covidct.serve.uploads import (
     MULTIPART_SLACK,
     BodyLimit,
@@ -99,13 +100,13 @@ class _Loaded:
         self.staged, self.images, self.sources = staged, images, sources
 
 
-def _read_upload(staged: StagedUpload, served: ServedModel) -> _Loaded:
+def _read_upload(staged: StagedUpload, served: ServedModel, check: Callable[[], None]) -> _Loaded:
     try:
         if staged.kind in ("png", "jpeg"):
             images = [load_slice(staged.path)]
             sources = [staged.filename]
         else:  # DICOM (maybe multi-frame), TIFF (maybe a stack) and DICOM series folders
-            series = load_series(staged.path, window=served.meta.window_spec)
+            series = load_series(staged.path, window=served.meta.window_spec, check=check)
             images = list(series.images)
             sources = [staged.display(s) for s in series.sources]
     except DataError as exc:
@@ -184,18 +185,41 @@ def _process(
     budget: Budget,
     *,
     heavy: bool,
+    priority: LightFirst,
+    **options: Any,
+) -> dict[str, Any]:
+    """:func:`_work` for one request: a light one marked in progress, a heavy one pausing for light ones at
+    each budget check."""
+    if not heavy:
+        with priority.light():
+            return _work(served, limits, staged, budget.check, heavy=False, **options)
+
+    def check() -> None:
+        budget.check()
+        priority.pause(budget.remaining())
+        budget.check()
+
+    return _work(served, limits, staged, check, heavy=True, **options)
+
+
+def _work(
+    served: ServedModel,
+    limits: UploadLimits,
+    staged: StagedUpload,
+    check: Callable[[], None],
+    *,
+    heavy: bool,
     explain: bool,
     thumbnails: bool,
     max_cams: int,
     target: str | None,
     t0: float,
 ) -> dict[str, Any]:
-    """Extract (a ZIP), decode, predict, (explain) a staged upload, checking the budget between steps."""
-    check = budget.check
+    """Extract (a ZIP), decode, predict, (explain) a staged upload; ``check`` runs between steps."""
     if staged.kind == "zip":
         staged = extract_series(staged, limits, check=check)
     check()
-    loaded = _read_upload(staged, served)
+    loaded = _read_upload(staged, served, check)
     t1 = time.perf_counter()
     probs, overall = served.predict(loaded.images, loaded.sources, urgent=not heavy, check=check)
     t2 = time.perf_counter()
@@ -259,6 +283,7 @@ def create_app(
     served = ServedModel(predictor, version=model_version)
     limiter = anyio.CapacityLimiter(worker_threads)
     heavy_limiter = anyio.CapacityLimiter(heavy_workers)
+    priority = LightFirst()
     tmp_root = str(tmp_dir) if tmp_dir is not None else None
     cleanup_stale_uploads(tmp_root)
     app = FastAPI(
@@ -277,6 +302,7 @@ def create_app(
     )
     app.state.served = served
     app.state.limits = limits
+    app.state.priority = priority
     app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes + MULTIPART_SLACK)
 
     @app.exception_handler(UploadError)
@@ -340,7 +366,17 @@ def create_app(
             heavy = staged.kind == "zip" or staged.pixels > LIGHT_PIXELS
             with anyio.move_on_after(budget.remaining()):
                 return await anyio.to_thread.run_sync(
-                    partial(_process, served, limits, staged, budget, heavy=heavy, t0=t0, **options),
+                    partial(
+                        _process,
+                        served,
+                        limits,
+                        staged,
+                        budget,
+                        heavy=heavy,
+                        priority=priority,
+                        t0=t0,
+                        **options,
+                    ),
                     limiter=heavy_limiter if heavy else limiter,
                 )
             raise budget.expired(waiting=True)

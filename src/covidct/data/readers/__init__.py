@@ -16,6 +16,7 @@ One module per format (:mod:`.pil`, :mod:`.tiff`, :mod:`.dicom`, :mod:`.nifti`) 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -105,12 +106,17 @@ def load_slice(
     return series.images[series.sources.index(wanted)]
 
 
-def load_series(path: PathLike, *, window: str | Window = "lung") -> Series:
-    """A DICOM series folder, a multi-frame DICOM or a NIfTI volume as an ordered :class:`Series`."""
+def load_series(
+    path: PathLike, *, window: str | Window = "lung", check: Callable[[], None] | None = None
+) -> Series:
+    """A DICOM series folder, a multi-frame DICOM or a NIfTI volume as an ordered :class:`Series`.
+
+    ``check`` runs before each file of a series folder is decoded (a caller's time budget or pause point).
+    """
     p = Path(path)
     win = parse_window(window)
     if p.is_dir():
-        return load_dicom_folder(p, win)
+        return load_dicom_folder(p, win, check=check)
     fmt = checked_format(p)
     if fmt == "nifti":
         return load_nifti(p, win)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -285,13 +286,15 @@ def load_dicom_slice(path: Path, win: Window, norm: str | tuple[float, float]) -
     return _dicom_frames(ds, path, win, norm)[0]
 
 
-def load_dicom_folder(folder: Path, win: Window) -> Series:
+def load_dicom_folder(folder: Path, win: Window, *, check: Callable[[], None] | None = None) -> Series:
     files = dicom_files(folder)
     if not files:
         raise DataError(folder, "no DICOM files in this folder")
     ordered, positions, patient = order_dicom_files(files, folder)
     images = []
     for f in ordered:
+        if check is not None:
+            check()
         ds = _read_dicom(f)
         if _n_frames(ds) != 1:
             raise DataError(f, "a multi-frame file inside a series folder: load it on its own")
