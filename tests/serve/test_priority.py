@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from covidct.serve.priority import LightFirst
+from covidct.serve.priority import PAUSE_SHARE, Allowance, LightFirst
 from tests.serve.conftest import dicom_bytes, png_bytes, zip_bytes
 
 
@@ -36,20 +36,53 @@ def test_pause_is_capped_by_the_callers_budget() -> None:
 
 def test_a_paused_heavy_thread_resumes_when_the_light_request_ends() -> None:
     gate = LightFirst(max_pause_s=30.0)
-    entered, results = threading.Event(), []
+    waiting, results = threading.Event(), []
+    wait_for = gate._cond.wait_for
+
+    def signalled_wait_for(predicate, timeout=None):  # type: ignore[no-untyped-def]
+        waiting.set()  # the heavy thread holds the lock until wait_for releases it, so the light exit waits
+        return wait_for(predicate, timeout)
+
+    gate._cond.wait_for = signalled_wait_for  # type: ignore[method-assign]
     light = gate.light()
     light.__enter__()
-
-    def heavy() -> None:
-        entered.set()
-        results.append(gate.pause())
-
-    worker = threading.Thread(target=heavy)
+    worker = threading.Thread(target=lambda: results.append(gate.pause()))
     worker.start()
-    assert entered.wait(10)
+    assert waiting.wait(10), "the heavy thread never waited"
     light.__exit__(None, None, None)
     worker.join(20)
     assert not worker.is_alive() and results == [True]
+    assert gate.paused_s > 0
+
+
+def test_an_allowance_caps_one_requests_pauses_in_all() -> None:
+    gate = LightFirst(max_pause_s=60.0)
+    allowance = Allowance(gate, total_s=0.05)
+    with gate.light():
+        assert allowance.pause() is False  # waited out what was left of the allowance, not 60 s
+        spent = allowance.paused_s
+        assert spent >= 0.05
+        assert allowance.pause(limit_s=60.0) is False  # used up: no more waiting
+        assert allowance.paused_s == spent
+    assert allowance.pause() is True
+    with pytest.raises(ValueError, match="total_s"):
+        Allowance(gate, total_s=-1)
+
+
+def test_a_heavy_request_under_steady_light_load_finishes_within_its_budget(loaded_model, upload_dir) -> None:
+    """Pauses capped only per point would let a heavy request spend its whole budget paused (a 408)."""
+    from fastapi.testclient import TestClient
+
+    from covidct.serve.app import create_app
+
+    app = create_app(loaded_model.predictor, tmp_dir=upload_dir, request_timeout_s=3.0)
+    gate = app.state.priority
+    gate.max_pause_s = 60.0  # one pause could take the whole budget
+    series = zip_bytes({f"{k}.dcm": dicom_bytes(k) for k in range(5)})
+    with TestClient(app) as client, gate.light():  # a light request in progress for the whole heavy one
+        res = client.post("/predict", files={"file": ("ct.zip", series)})
+    assert res.status_code == 200, res.text
+    assert 0 < gate.paused_s <= 3.0 * PAUSE_SHARE + 0.5
 
 
 def test_max_pause_must_not_be_negative() -> None:
@@ -92,9 +125,12 @@ def test_heavy_requests_pause_for_light_ones_and_light_ones_are_counted(client) 
     assert client.post("/predict", files={"file": ("a.png", png_bytes())}).status_code == 200
     assert seen_light == [1] and pauses == []
     series = zip_bytes({f"{k}.dcm": dicom_bytes(k) for k in range(5)})
-    res = client.post("/predict", files={"file": ("ct.zip", series)})
+    gate.max_pause_s = 0.01
+    with original_light():  # a light request in progress: the heavy one waits at each of its pause points
+        res = client.post("/predict", files={"file": ("ct.zip", series)})
     assert res.status_code == 200, res.text
     assert seen_light == [1]
+    assert gate.paused_s > 0
     # a pause point per ZIP member, per slice decoded and per model turn, each capped by the budget left
     assert len(pauses) >= 5 + 5 + 3
     assert all(p is not None and p > 0 for p in pauses)

@@ -45,7 +45,7 @@ from covidct.inference.predictor import Predictor
 from covidct.serve import schemas
 from covidct.serve.images import colorize, display_image, overlay, png_base64, thumbnail, to_uint8
 from covidct.serve.model import ServedModel, load_model, preload_explain
-from covidct.serve.priority import LightFirst
+from covidct.serve.priority import PAUSE_SHARE, Allowance, LightFirst
 from covidct.serve.uploads import (
     MULTIPART_SLACK,
     BodyLimit,
@@ -189,14 +189,16 @@ def _process(
     **options: Any,
 ) -> dict[str, Any]:
     """:func:`_work` for one request: a light one marked in progress, a heavy one pausing for light ones at
-    each budget check."""
+    each budget check (for at most :data:`PAUSE_SHARE` of its budget in all)."""
     if not heavy:
         with priority.light():
             return _work(served, limits, staged, budget.check, heavy=False, **options)
 
+    allowance = Allowance(priority, PAUSE_SHARE * budget.remaining())
+
     def check() -> None:
         budget.check()
-        priority.pause(budget.remaining())
+        allowance.pause(budget.remaining())
         budget.check()
 
     return _work(served, limits, staged, check, heavy=True, **options)

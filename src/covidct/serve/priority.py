@@ -2,7 +2,9 @@
 
 The model already goes to light requests first (:class:`covidct.serve.model.ServedModel`); this covers the
 rest of a heavy request (inflating a ZIP, decoding slices), which otherwise takes the cores from a normal
-request. A pause is capped (``max_pause_s``), so heavy work always moves on under a steady light load.
+request. A pause is capped (``max_pause_s``), and so is the total one heavy request spends paused
+(:class:`Allowance`, a share of its time budget): under a steady light load heavy work still moves on and
+finishes within its budget.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from collections.abc import Iterator
 
 MAX_PAUSE_S = 0.1  # at most this long per pause point: heavy work keeps at least a step per 100 ms
+PAUSE_SHARE = 0.5  # a heavy request spends at most this share of its time budget paused, all pauses together
 
 
 class LightFirst:
@@ -56,3 +59,27 @@ class LightFirst:
             done = self._cond.wait_for(lambda: not self._light, timeout=timeout)
             self.paused_s += time.monotonic() - began
             return done
+
+
+class Allowance:
+    """One heavy request's pauses: each as :meth:`LightFirst.pause`, all together at most ``total_s`` seconds.
+
+    Without it a request with thousands of pause points (a large series under a steady light load) could spend
+    its whole time budget paused and end in a 408.
+    """
+
+    def __init__(self, gate: LightFirst, total_s: float) -> None:
+        if not total_s >= 0:
+            raise ValueError(f"total_s must be >= 0, got {total_s}")
+        self.gate, self.total_s = gate, total_s
+        self.paused_s = 0.0
+
+    def pause(self, limit_s: float | None = None) -> bool:
+        """:meth:`LightFirst.pause` within what is left of the allowance; False when it is used up."""
+        left = self.total_s - self.paused_s
+        if left <= 0:
+            return not self.gate.light_in_progress
+        began = time.monotonic()
+        done = self.gate.pause(left if limit_s is None else min(limit_s, left))
+        self.paused_s += time.monotonic() - began
+        return done
